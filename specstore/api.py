@@ -1,0 +1,131 @@
+"""The HTTP API: thin views over :class:`SourceService`, and the one place
+where errors become HTTP answers.
+
+Each view reads what it needs from the request, calls one service method and
+returns a body from :mod:`specstore.representations`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Blueprint, Flask, Response, current_app, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from . import representations
+from .errors import PayloadTooLarge, SpecstoreError, UnsupportedMediaType
+from .service import Page, SourceService, Viewer
+from .validation import DOCUMENT_TYPES, JSON_TYPES, SPEC_SCHEMA, parse_document, schema_text
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("source", __name__, url_prefix="/source")
+
+
+def service() -> SourceService:
+    return current_app.extensions["specstore"]
+
+
+def _auth_token() -> str | None:
+    return request.headers.get("Auth-Token") or request.args.get("jwt") or None
+
+
+def _viewer() -> Viewer:
+    return Viewer(service().verifier, _auth_token())
+
+
+def _body() -> Any:
+    """The request body parsed as the document type it says it is."""
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge(f"the body is larger than {limit} bytes")
+    return parse_document(request.get_data(cache=False), request.mimetype)
+
+
+def _require_media_type(accepted: frozenset[str], allow_missing: bool = False) -> None:
+    if allow_missing and not request.mimetype:
+        return
+    if request.mimetype not in accepted:
+        raise UnsupportedMediaType(
+            f"Content-Type must be one of {', '.join(sorted(accepted))}, "
+            f"not {request.mimetype or 'nothing'!r}"
+        )
+
+
+@bp.post("/upload")
+def upload() -> Any:
+    _require_media_type(DOCUMENT_TYPES)
+    registered = service().upload(_auth_token(), _body)
+    return representations.uploaded(registered)
+
+
+@bp.post("/update")
+def update() -> Any:
+    _require_media_type(JSON_TYPES, allow_missing=True)
+    token = request.args.get("token") or request.headers.get("X-Hook-Token")
+    revision = request.args.get("revision", type=int)
+    outcome = service().update(token, _body, revision)
+    return representations.updated(outcome)
+
+
+@bp.get("/schema")
+def schema() -> Response:
+    return Response(schema_text(SPEC_SCHEMA), mimetype="application/schema+json")
+
+
+@bp.get("/<owner_id>")
+def datasets(owner_id: str) -> Any:
+    page = Page.parse(request.args.get("limit"), request.args.get("offset"))
+    return representations.listing(service().list_datasets(owner_id, _viewer(), page))
+
+
+@bp.get("/<owner_id>/<dataset>/status")
+def status(owner_id: str, dataset: str) -> Any:
+    return representations.status(service().revision(owner_id, dataset, _viewer()))
+
+
+@bp.get("/<owner_id>/<dataset>/info")
+def info(owner_id: str, dataset: str) -> Any:
+    return representations.info(service().revision(owner_id, dataset, _viewer()))
+
+
+@bp.get("/<owner_id>/<dataset>/<int:number>")
+def revision_by_number(owner_id: str, dataset: str, number: int) -> Any:
+    found = service().revision(owner_id, dataset, _viewer(), number)
+    return representations.revision(found)
+
+
+@bp.get("/<owner_id>/<dataset>/<any(latest, successful):which>")
+def revision_by_name(owner_id: str, dataset: str, which: str) -> Any:
+    found = service().revision(owner_id, dataset, _viewer(), which)
+    return representations.revision(found)
+
+
+def _error_response(status: int, messages: list[str]) -> tuple[Response, int]:
+    return jsonify(representations.failure(messages)), status
+
+
+def _specstore_error(error: SpecstoreError) -> tuple[Response, int]:
+    return _error_response(error.status, error.messages)
+
+
+def _http_error(error: HTTPException) -> tuple[Response, int]:
+    status = error.code or 500
+    response, _ = _error_response(status, [error.description or error.name])
+    for header in ("Allow", "Retry-After"):
+        if error.get_response().headers.get(header):
+            response.headers[header] = error.get_response().headers[header]
+    return response, status
+
+
+def _unexpected_error(error: Exception) -> tuple[Response, int]:
+    log.exception("unhandled error on %s %s", request.method, request.path)
+    return _error_response(500, ["internal error"])
+
+
+def init_app(app: Flask) -> None:
+    app.register_blueprint(bp)
+    app.register_error_handler(SpecstoreError, _specstore_error)
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(Exception, _unexpected_error)

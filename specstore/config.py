@@ -1,0 +1,148 @@
+"""Configuration: the one place where the environment is read.
+
+``configure()`` turns a mapping (``os.environ`` in production, a plain dict in
+tests) into an immutable :class:`Settings`, coercing and checking every value
+so that a bad setting stops the service at start-up with a clear message
+instead of failing on the first request.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+DEFAULT_DATABASE_URL = "sqlite:///specstore.db"
+DEFAULT_MAX_CONTENT_LENGTH = 1024 * 1024
+
+
+class ConfigError(ValueError):
+    """A setting is present but unusable."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = DEFAULT_DATABASE_URL
+    # Where the RS256 public key comes from: a PEM given directly (or read from
+    # a file), else fetched from the auth service, else a local key pair.
+    auth_server: str | None = None
+    auth_public_key: str | None = None
+    auth_service: str = "source"
+    auth_timeout: float = 5.0
+    dpp_url: str | None = None
+    dpp_pipelines_dir: str | None = None
+    public_url: str | None = None
+    hook_token: str | None = None
+    output_dir: str = "./output"
+    max_content_length: int = DEFAULT_MAX_CONTENT_LENGTH
+    cors_origins: tuple[str, ...] = ("*",)
+    host: str = "127.0.0.1"
+    port: int = 5000
+
+    @property
+    def auth_mode(self) -> str:
+        """``static`` (AUTH_PUBLIC_KEY), ``remote`` (AUTH_SERVER) or ``local``."""
+        if self.auth_public_key:
+            return "static"
+        if self.auth_server:
+            return "remote"
+        return "local"
+
+
+def _text(value: str) -> str | None:
+    value = value.strip()
+    return value or None
+
+
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number <= 0:
+        raise ValueError("must be a positive integer")
+    return number
+
+
+def _port(value: str) -> int:
+    number = int(value)
+    if not 0 <= number <= 65535:
+        raise ValueError("must be between 0 and 65535")
+    return number
+
+
+def _positive_float(value: str) -> float:
+    number = float(value)
+    if not number > 0:
+        raise ValueError("must be a positive number")
+    return number
+
+
+def _url_base(value: str) -> str | None:
+    """A base URL, always ending in '/', so paths can be appended."""
+    value = value.strip()
+    if not value:
+        return None
+    if not value.startswith(("http://", "https://")):
+        raise ValueError("must start with http:// or https://")
+    return value if value.endswith("/") else value + "/"
+
+
+def _public_key(value: str) -> str | None:
+    """PEM text as is, or the path of a file holding it."""
+    value = value.strip()
+    if not value:
+        return None
+    if value.startswith("-----BEGIN"):
+        return value
+    try:
+        with open(value, encoding="ascii") as handle:
+            return handle.read()
+    except OSError as exc:
+        raise ValueError(f"is neither PEM text nor a readable file ({exc.strerror})") from exc
+
+
+def _origins(value: str) -> tuple[str, ...]:
+    origins = tuple(part.strip() for part in value.split(",") if part.strip())
+    return origins or ("*",)
+
+
+# Environment variable -> (Settings field, coercer).
+_VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
+    "DATABASE_URL": ("database_url", str.strip),
+    "AUTH_SERVER": ("auth_server", _text),
+    "AUTH_PUBLIC_KEY": ("auth_public_key", _public_key),
+    "AUTH_SERVICE": ("auth_service", str.strip),
+    "AUTH_TIMEOUT": ("auth_timeout", _positive_float),
+    "DPP_URL": ("dpp_url", _url_base),
+    "DPP_PIPELINES_DIR": ("dpp_pipelines_dir", _text),
+    "PUBLIC_URL": ("public_url", _url_base),
+    "HOOK_TOKEN": ("hook_token", _text),
+    "OUTPUT_DIR": ("output_dir", str.strip),
+    "MAX_CONTENT_LENGTH": ("max_content_length", _positive_int),
+    "CORS_ORIGINS": ("cors_origins", _origins),
+    "HOST": ("host", str.strip),
+    "PORT": ("port", _port),
+}
+
+ENVIRONMENT_VARIABLES = tuple(_VARIABLES)
+
+
+def configure(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Build :class:`Settings` from ``environ`` (default ``os.environ``).
+
+    Unset or empty variables keep their defaults; ``overrides`` (field names)
+    win over the environment, which is how tests configure an app.
+    """
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for name, (attribute, coerce) in _VARIABLES.items():
+        raw = environ.get(name)
+        if raw is None or raw.strip() == "":
+            continue
+        try:
+            values[attribute] = coerce(raw)
+        except ValueError as exc:
+            raise ConfigError(f"{name}={raw!r}: {exc}") from exc
+    values.update(overrides)
+    if not values.get("database_url", DEFAULT_DATABASE_URL):
+        raise ConfigError("DATABASE_URL must not be empty")
+    return Settings(**values)

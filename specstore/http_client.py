@@ -1,0 +1,26 @@
+"""The one way specstore talks HTTP to other services: always with a timeout,
+and with one clear error when the peer cannot be reached or answers badly."""
+
+from __future__ import annotations
+
+import requests
+
+
+class PeerUnavailable(Exception):
+    """The other service did not answer in time, or did not answer 2xx."""
+
+
+class HttpClient:
+    def __init__(self, timeout: float, session: requests.Session | None = None) -> None:
+        self.timeout = timeout
+        self._session = session or requests.Session()
+
+    def get(self, url: str) -> requests.Response:
+        """GET ``url``; raise :class:`PeerUnavailable` unless it answers 2xx in time."""
+        try:
+            response = self._session.get(url, timeout=self.timeout)
+        except requests.RequestException as exc:
+            raise PeerUnavailable(f"GET {url} failed ({exc.__class__.__name__})") from exc
+        if not response.ok:
+            raise PeerUnavailable(f"GET {url} answered {response.status_code}")
+        return response

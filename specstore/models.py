@@ -1,0 +1,125 @@
+"""The registry's tables.
+
+A *dataset* is one ``<ownerid>/<dataset>`` pair; every upload of its spec is a
+new *revision*. ``datasets.last_revision`` is the counter that numbers the
+revisions: it is incremented by an ``UPDATE`` in the same transaction that
+inserts the revision, so the database's row lock (PostgreSQL) or write lock
+(SQLite) hands out consecutive numbers even to simultaneous uploads, and the
+unique constraint on ``(dataset_id, revision)`` backs that up.
+
+The schema itself is created and changed by Alembic migrations
+(``specstore/migrations``), never by ``create_all``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+SEGMENT_LENGTH = 128
+
+# Constraint names are fixed so migrations can refer to them on every database.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator):
+    """A timezone-aware UTC datetime on every database (SQLite stores naive ones)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are not stored")
+        return value.astimezone(dt.UTC)
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.UTC)
+        return value.astimezone(dt.UTC)
+
+
+JSONDocument = JSON().with_variant(JSONB(), "postgresql")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Dataset(Base):
+    __tablename__ = "datasets"
+    __table_args__ = (
+        UniqueConstraint("owner_id", "name", name="uq_datasets_owner_id_name"),
+        # The owner's listing: newest first, paged in SQL.
+        Index("ix_datasets_owner_id_modified", "owner_id", "modified"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    owner_id: Mapped[str] = mapped_column(String(SEGMENT_LENGTH))
+    name: Mapped[str] = mapped_column(String(SEGMENT_LENGTH))
+    # The newest revision's number (0 until the first revision is inserted).
+    last_revision: Mapped[int] = mapped_column(Integer, default=0)
+    # Copied from the newest revision's spec: who may see the dataset.
+    findability: Mapped[str] = mapped_column(String(16), default="published")
+    created: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    modified: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    last_success: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class Revision(Base):
+    __tablename__ = "revisions"
+    __table_args__ = (
+        UniqueConstraint("dataset_id", "revision", name="uq_revisions_dataset_id_revision"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"))
+    revision: Mapped[int] = mapped_column(Integer)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSONDocument)
+    state: Mapped[str] = mapped_column(String(16))
+    success: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    # The engine's log tail, its error lines and its statistics, as last reported.
+    logs: Mapped[list[str]] = mapped_column(JSONDocument, default=list)
+    errors: Mapped[list[str]] = mapped_column(JSONDocument, default=list)
+    stats: Mapped[dict[str, Any]] = mapped_column(JSONDocument, default=dict)
+    pipelines: Mapped[dict[str, Any] | None] = mapped_column(JSONDocument, nullable=True)
+    created: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    modified: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    queued: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    started: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    ended: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class Setting(Base):
+    """Values the service creates once and every worker shares (hook token, local key pair)."""
+
+    __tablename__ = "settings"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)

@@ -1,0 +1,109 @@
+"""The JSON bodies the API answers with, built from registry records."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from .events import MESSAGES
+from .registry import DatasetPage, DatasetRevision, EventOutcome, Registered
+
+STATUS_LOG_LINES = 50
+
+
+def iso(moment: dt.datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
+
+
+def epoch(moment: dt.datetime | None) -> float | None:
+    return moment.timestamp() if moment else None
+
+
+def uploaded(registered: Registered) -> dict[str, Any]:
+    return {
+        "success": True,
+        "id": registered.id,
+        "revision": registered.revision,
+        "flow_id": registered.flow_id,
+        "errors": [],
+    }
+
+
+def updated(outcome: EventOutcome) -> dict[str, Any]:
+    return {
+        "success": True,
+        "id": outcome.flow_id,
+        "state": outcome.state,
+        "applied": outcome.applied,
+        "errors": [],
+    }
+
+
+def failure(messages: list[str]) -> dict[str, Any]:
+    return {"success": False, "id": None, "errors": messages}
+
+
+def status(found: DatasetRevision) -> dict[str, Any]:
+    revision = found.revision
+    return {
+        "state": revision.state,
+        "logs": list(revision.logs[-STATUS_LOG_LINES:]),
+        "modified": iso(revision.modified),
+        "stats": revision.stats,
+    }
+
+
+def info(found: DatasetRevision) -> dict[str, Any]:
+    """The seed's info record, from specstore's own records."""
+    dataset, revision = found.dataset, found.revision
+    return {
+        "id": f"./{dataset.owner_id}/{dataset.name}",
+        "flow_id": found.flow_id,
+        "revision": revision.revision,
+        "state": revision.state,
+        "message": MESSAGES[revision.state],
+        "success": revision.success,
+        "error_log": list(revision.errors),
+        "reason": "\n".join(revision.logs),
+        "stats": revision.stats,
+        "trigger": None,
+        "queued": epoch(revision.queued),
+        "started": epoch(revision.started),
+        "ended": epoch(revision.ended),
+        "updated": epoch(revision.modified),
+        "last_success": epoch(dataset.last_success),
+        "pipeline": revision.pipelines,
+        "source": revision.spec,
+        "spec_contents": revision.spec,
+        "spec_modified": iso(revision.created),
+    }
+
+
+def revision(found: DatasetRevision) -> dict[str, Any]:
+    revision = found.revision
+    return {
+        "id": found.flow_id,
+        "revision": revision.revision,
+        "state": revision.state,
+        "spec_contents": revision.spec,
+        "created": iso(revision.created),
+        "modified": iso(revision.modified),
+        "errors": list(revision.errors),
+        "stats": revision.stats,
+    }
+
+
+def listing(page: DatasetPage) -> dict[str, Any]:
+    return {
+        "datasets": [
+            {
+                "id": f"{dataset.owner_id}/{dataset.name}",
+                "dataset": dataset.name,
+                "revision": revision.revision,
+                "state": revision.state,
+                "modified": iso(dataset.modified),
+            }
+            for dataset, revision in page.rows
+        ],
+        "total": page.total,
+    }

@@ -1,0 +1,133 @@
+"""What the API does, without the HTTP: the views parse a request, call one
+method here, and serialize what it returns.
+
+``SourceService`` receives its collaborators (registry, token verifier, the
+schema validator, the hook token) instead of reaching for globals, so it is
+tested without Flask as easily as through it.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .auth import Identity, TokenVerifier
+from .errors import BadRequest, Forbidden, NotFound, Unauthorized
+from .events import PipelineEvent
+from .registry import (
+    PRIVATE,
+    DatasetPage,
+    DatasetRevision,
+    EventOutcome,
+    Registered,
+    Registry,
+)
+from .validation import SchemaValidator
+
+MAX_PAGE_SIZE = 500
+DEFAULT_PAGE_SIZE = 50
+
+
+class Viewer:
+    """Who is asking, found out only when it matters (a private dataset, a listing).
+
+    The token is verified at most once, and only if there is one.
+    """
+
+    def __init__(self, verifier: TokenVerifier, token: str | None) -> None:
+        self._verifier = verifier
+        self._token = token
+        self._identity: Identity | None = None
+
+    @property
+    def userid(self) -> str | None:
+        if self._token is None:
+            return None
+        if self._identity is None:
+            self._identity = self._verifier.verify(self._token)
+        return self._identity.userid
+
+
+@dataclass(frozen=True)
+class Page:
+    limit: int = DEFAULT_PAGE_SIZE
+    offset: int = 0
+
+    @classmethod
+    def parse(cls, limit: str | None, offset: str | None) -> Page:
+        try:
+            page = cls(
+                limit=DEFAULT_PAGE_SIZE if limit is None else int(limit),
+                offset=0 if offset is None else int(offset),
+            )
+        except ValueError:
+            raise BadRequest("limit and offset must be integers") from None
+        if not 1 <= page.limit <= MAX_PAGE_SIZE:
+            raise BadRequest(f"limit: must be between 1 and {MAX_PAGE_SIZE}")
+        if page.offset < 0:
+            raise BadRequest("offset: must not be negative")
+        return page
+
+
+class SourceService:
+    def __init__(
+        self,
+        registry: Registry,
+        verifier: TokenVerifier,
+        spec_validator: SchemaValidator,
+        hook_token: Callable[[], str],
+    ) -> None:
+        self.registry = registry
+        self.verifier = verifier
+        self.spec_validator = spec_validator
+        self._hook_token = hook_token
+
+    # -- writing -------------------------------------------------------------------
+
+    def upload(self, token: str | None, parse: Callable[[], Any]) -> Registered:
+        """Verify the uploader, then parse, authorize, validate and store the spec.
+
+        ``parse`` reads the body; it is called only once the token verified,
+        so anonymous requests cost no parsing.
+        """
+        identity = self.verifier.verify(token)
+        spec = parse()
+        if not isinstance(spec, dict):
+            raise BadRequest("the spec must be an object")
+        meta = spec.get("meta")
+        owner_id = meta.get("ownerid") if isinstance(meta, dict) else None
+        if isinstance(owner_id, str) and owner_id:
+            identity.require_user(owner_id)
+        self.spec_validator.check(spec)
+        return self.registry.register_revision(spec)
+
+    def update(
+        self, token: str | None, parse: Callable[[], Any], revision: int | None = None
+    ) -> EventOutcome:
+        """Record one engine event, if it carries the hook token (checked before parsing)."""
+        self.check_hook_token(token)
+        return self.registry.apply_event(PipelineEvent.from_payload(parse(), revision))
+
+    def check_hook_token(self, token: str | None) -> None:
+        if not token:
+            raise Unauthorized("the hook token is required (?token= or X-Hook-Token)")
+        if not hmac.compare_digest(token.encode("utf-8"), self._hook_token().encode("utf-8")):
+            raise Forbidden("the hook token is not valid")
+
+    # -- reading -------------------------------------------------------------------
+
+    def revision(
+        self, owner_id: str, dataset: str, viewer: Viewer, which: str | int = "latest"
+    ) -> DatasetRevision:
+        """A revision of a dataset the viewer may see (private ones: only its owner)."""
+        found = self.registry.revision(owner_id, dataset, which)
+        if found.dataset.findability == PRIVATE and viewer.userid != owner_id:
+            raise NotFound(f"no dataset {owner_id}/{dataset}")
+        return found
+
+    def list_datasets(self, owner_id: str, viewer: Viewer, page: Page) -> DatasetPage:
+        """The owner's datasets; private and unlisted ones only for the owner."""
+        include_hidden = viewer.userid == owner_id
+        return self.registry.list_datasets(owner_id, include_hidden, page.limit, page.offset)

@@ -1,0 +1,162 @@
+"""Reading request bodies and checking them against the published JSON Schemas.
+
+The schemas live as files in ``specstore/schemas`` so that the validator, the
+``GET /source/schema`` route and the ``specstore validate`` command all use the
+very same document.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import yaml
+from jsonschema import Draft202012Validator
+
+from .errors import BadRequest, InvalidSpec
+
+SPEC_SCHEMA = "source-spec.schema.json"
+EVENT_SCHEMA = "pipeline-event.schema.json"
+
+JSON_TYPES = frozenset({"application/json"})
+YAML_TYPES = frozenset({"application/yaml", "application/x-yaml", "text/yaml"})
+DOCUMENT_TYPES = JSON_TYPES | YAML_TYPES
+
+# Bounds on what a parsed document may hold. A YAML alias "bomb" is a small
+# document whose aliases expand into billions of values: counting values as
+# they are walked stops it long before it costs anything.
+MAX_DEPTH = 64
+MAX_VALUES = 100_000
+
+
+@cache
+def load_schema(name: str) -> dict[str, Any]:
+    """The parsed schema document ``name`` from the package's schemas folder."""
+    return json.loads(schema_text(name))
+
+
+def schema_text(name: str) -> str:
+    """The schema document ``name`` exactly as published."""
+    return resources.files(__package__).joinpath("schemas", name).read_text("utf-8")
+
+
+class _SpecYamlLoader(yaml.SafeLoader):
+    """Safe YAML loading that yields only JSON values.
+
+    Timestamps stay the strings they were written as; binary data and sets,
+    which JSON cannot hold, are refused.
+    """
+
+
+def _timestamp_as_text(loader: yaml.SafeLoader, node: yaml.Node) -> str:
+    return loader.construct_scalar(node)
+
+
+def _refuse(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
+    raise yaml.constructor.ConstructorError(
+        None, None, f"the YAML type {node.tag} is not allowed", node.start_mark
+    )
+
+
+_SpecYamlLoader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp_as_text)
+_SpecYamlLoader.add_constructor("tag:yaml.org,2002:binary", _refuse)
+_SpecYamlLoader.add_constructor("tag:yaml.org,2002:set", _refuse)
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a valid JSON number")
+
+
+def parse_document(data: bytes, media_type: str) -> Any:
+    """Parse a JSON or YAML request body into plain JSON values.
+
+    Raises :class:`BadRequest` with a readable reason when the body cannot be
+    parsed or holds something JSON cannot (non-string keys, NaN, too deep).
+    """
+    if not data.strip():
+        raise BadRequest("the request body is empty")
+    try:
+        if media_type in YAML_TYPES:
+            document = yaml.load(data, Loader=_SpecYamlLoader)  # noqa: S506 - a SafeLoader subclass
+        else:
+            document = json.loads(data, parse_constant=_refuse_constant)
+    except RecursionError:
+        raise BadRequest(f"the document is nested deeper than {MAX_DEPTH} levels") from None
+    except yaml.YAMLError as exc:
+        raise BadRequest(f"the body is not valid YAML: {_one_line(exc)}") from None
+    except UnicodeDecodeError:
+        raise BadRequest("the body is not valid UTF-8 text") from None
+    except ValueError as exc:
+        raise BadRequest(f"the body is not valid JSON: {exc}") from None
+    _check_json_values(document)
+    return document
+
+
+def _one_line(exc: Exception) -> str:
+    return " ".join(str(exc).split())
+
+
+def _check_json_values(document: Any) -> None:
+    """Walk ``document`` without recursion and refuse what JSON cannot hold."""
+    stack: list[tuple[Any, int]] = [(document, 0)]
+    seen = 0
+    while stack:
+        value, depth = stack.pop()
+        seen += 1
+        if seen > MAX_VALUES:
+            raise BadRequest(f"the document holds more than {MAX_VALUES} values")
+        if depth > MAX_DEPTH:
+            raise BadRequest(f"the document is nested deeper than {MAX_DEPTH} levels")
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if not isinstance(key, str):
+                    raise BadRequest(f"object keys must be strings, not {key!r}")
+                stack.append((item, depth + 1))
+        elif isinstance(value, list):
+            stack.extend((item, depth + 1) for item in value)
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise BadRequest(f"{value} is not a valid JSON number")
+        elif isinstance(value, int | str | bool | float) or value is None:
+            if isinstance(value, str) and "\x00" in value:
+                raise BadRequest("strings must not contain NUL characters")
+        else:
+            raise BadRequest(f"values of type {type(value).__name__} are not allowed")
+
+
+def _error_path(error: Any) -> str:
+    path = error.json_path
+    return "(root)" if path == "$" else path.removeprefix("$.").removeprefix("$")
+
+
+class SchemaValidator:
+    """A JSON Schema, checked and compiled once, reporting every error with its path."""
+
+    def __init__(self, schema: dict[str, Any]) -> None:
+        Draft202012Validator.check_schema(schema)
+        self._validator = Draft202012Validator(schema)
+
+    def errors(self, instance: Any) -> list[str]:
+        """Every problem in ``instance``, as ``"<path>: <message>"``, sorted by path."""
+        found = sorted(
+            self._validator.iter_errors(instance),
+            key=lambda error: ([str(part) for part in error.absolute_path], error.message),
+        )
+        return [f"{_error_path(error)}: {error.message}" for error in found]
+
+    def check(self, instance: Any) -> None:
+        problems = self.errors(instance)
+        if problems:
+            raise InvalidSpec(*problems)
+
+
+@cache
+def spec_validator() -> SchemaValidator:
+    return SchemaValidator(load_schema(SPEC_SCHEMA))
+
+
+@cache
+def event_validator() -> SchemaValidator:
+    return SchemaValidator(load_schema(EVENT_SCHEMA))
