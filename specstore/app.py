@@ -43,7 +43,12 @@ def _key_source(settings: Settings, installation: InstallationValues) -> PublicK
         except ValueError as exc:
             raise ConfigError(f"AUTH_PUBLIC_KEY: {exc}") from exc
     if settings.auth_mode == "remote":
-        return RemotePublicKey(HttpClient(settings.auth_timeout), settings.auth_server or "")
+        return RemotePublicKey(
+            HttpClient(settings.auth_timeout),
+            settings.auth_server or "",
+            ttl=settings.auth_key_ttl,
+            refresh_interval=settings.auth_key_refresh_interval,
+        )
     return LocalKeyPair(installation)
 
 

@@ -7,11 +7,13 @@ from pathlib import Path
 
 import click
 from flask import Flask
+from werkzeug.serving import WSGIRequestHandler
 
 from .app import build, create_app
 from .auth import LocalKeyPair, issue_token
 from .config import ConfigError, configure
 from .errors import BadRequest
+from .redaction import redact_query
 from .validation import DOCUMENT_TYPES, parse_document, spec_validator
 
 
@@ -110,8 +112,21 @@ def serve() -> None:
     serve_development(create_app())
 
 
+class _RedactingRequestHandler(WSGIRequestHandler):
+    """The development server's access log, without secrets from query strings."""
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        self.requestline = redact_query(self.requestline)
+        super().log_request(code, size)
+
+
 def serve_development(app: Flask) -> None:
     components = app.extensions["specstore.components"]
     components.database.upgrade()
     settings = components.settings
-    app.run(host=settings.host, port=settings.port, threaded=True)
+    app.run(
+        host=settings.host,
+        port=settings.port,
+        threaded=True,
+        request_handler=_RedactingRequestHandler,
+    )

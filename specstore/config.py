@@ -30,6 +30,8 @@ class Settings:
     auth_public_key: str | None = None
     auth_service: str = "source"
     auth_timeout: float = 5.0
+    auth_key_ttl: float = 3600.0
+    auth_key_refresh_interval: float = 30.0
     dpp_url: str | None = None
     dpp_pipelines_dir: str | None = None
     public_url: str | None = None
@@ -112,6 +114,8 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "AUTH_PUBLIC_KEY": ("auth_public_key", _public_key),
     "AUTH_SERVICE": ("auth_service", str.strip),
     "AUTH_TIMEOUT": ("auth_timeout", _positive_float),
+    "AUTH_KEY_TTL": ("auth_key_ttl", _positive_float),
+    "AUTH_KEY_REFRESH_INTERVAL": ("auth_key_refresh_interval", _positive_float),
     "DPP_URL": ("dpp_url", _url_base),
     "DPP_PIPELINES_DIR": ("dpp_pipelines_dir", _text),
     "PUBLIC_URL": ("public_url", _url_base),

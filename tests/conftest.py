@@ -1,0 +1,175 @@
+"""Fixtures: a fresh app on SQLite and on a real PostgreSQL, real RS256 keys.
+
+Every test that takes ``app`` or ``client`` runs once per database backend.
+The schema is migrated once per backend with the real Alembic migrations and
+the tables are emptied after each test.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import delete, select
+
+from specstore import create_app
+from specstore.config import configure
+from specstore.db import Database
+from specstore.models import Dataset, Revision, Setting
+from tests.support.postgres import PostgresServer, PostgresUnavailable
+from tests.support.tokens import KeyPair
+
+HOOK_TOKEN = "test-hook-token"  # noqa: S105
+
+SPEC: dict[str, Any] = {
+    "meta": {
+        "version": 1,
+        "ownerid": "alice",
+        "owner": "Alice",
+        "dataset": "gdp",
+        "findability": "published",
+    },
+    "inputs": [
+        {
+            "kind": "datapackage",
+            "url": "http://data.example/gdp/datapackage.json",
+            "parameters": {
+                "resource-mapping": {"gdp": "http://data.example/gdp/gdp.csv"},
+                "descriptor": {"name": "gdp"},
+            },
+        }
+    ],
+    "processing": [{"input": "gdp", "output": "gdp-clean", "tabulator": {"headers": 2, "sheet": 1}}],
+    "outputs": [{"kind": "sqlite"}, {"kind": "zip", "parameters": {"out-file": "gdp.zip"}}],
+    "schedule": {"crontab": "0 0 * * *"},
+}
+
+
+def make_spec(ownerid: str = "alice", dataset: str = "gdp", **meta: Any) -> dict[str, Any]:
+    spec = copy.deepcopy(SPEC)
+    spec["meta"].update(ownerid=ownerid, dataset=dataset, **meta)
+    return spec
+
+
+@pytest.fixture(scope="session")
+def keypair() -> KeyPair:
+    return KeyPair.generate()
+
+
+@pytest.fixture(scope="session")
+def other_keypair() -> KeyPair:
+    return KeyPair.generate()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    server = PostgresServer()
+    try:
+        server.start()
+    except PostgresUnavailable as exc:
+        pytest.fail(f"the test PostgreSQL server could not be started: {exc}", pytrace=False)
+    yield server
+    server.destroy()
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('sqlite')}/specstore.db"
+    else:
+        url = request.getfixturevalue("postgres_server").create_database("specstore_test")
+    database = Database(url)
+    database.upgrade()
+    database.dispose()
+    return url
+
+
+def empty_tables(database: Database) -> None:
+    with database.transaction(write=True) as session:
+        for model in (Revision, Dataset, Setting):
+            session.execute(delete(model))
+
+
+@pytest.fixture
+def settings_for(database_url: str, keypair: KeyPair, tmp_path: Any):
+    def settings(**overrides: Any):
+        values = {
+            "database_url": database_url,
+            "auth_public_key": keypair.public_pem,
+            "hook_token": HOOK_TOKEN,
+            "output_dir": str(tmp_path / "output"),
+        }
+        values.update(overrides)
+        return configure({}, **values)
+
+    return settings
+
+
+@pytest.fixture
+def make_app(settings_for: Any, database_url: str) -> Iterator[Any]:
+    apps: list[Flask] = []
+
+    def make(**overrides: Any) -> Flask:
+        app = create_app(settings_for(**overrides))
+        app.config["TESTING"] = True
+        apps.append(app)
+        return app
+
+    yield make
+    database = Database(database_url)
+    empty_tables(database)
+    database.dispose()
+    for app in apps:
+        app.extensions["specstore.components"].database.dispose()
+
+
+@pytest.fixture
+def app(make_app: Any) -> Flask:
+    return make_app()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+def database_of(app: Flask) -> Database:
+    return app.extensions["specstore.components"].database
+
+
+def stored_revisions(app: Flask) -> list[tuple[str, str, int, str]]:
+    """Every stored revision as (ownerid, dataset, revision, state), in order."""
+    with database_of(app).transaction() as session:
+        rows = session.execute(
+            select(Dataset.owner_id, Dataset.name, Revision.revision, Revision.state)
+            .join(Revision, Revision.dataset_id == Dataset.id)
+            .order_by(Dataset.owner_id, Dataset.name, Revision.revision)
+        )
+        return [tuple(row) for row in rows]
+
+
+def stored_datasets(app: Flask) -> list[tuple[str, str, int]]:
+    with database_of(app).transaction() as session:
+        rows = session.execute(
+            select(Dataset.owner_id, Dataset.name, Dataset.last_revision).order_by(Dataset.id)
+        )
+        return [tuple(row) for row in rows]
+
+
+def upload(
+    client: FlaskClient, spec: Any, token: str | None, content_type: str = "application/json"
+) -> Any:
+    headers = {"Auth-Token": token} if token else {}
+    if isinstance(spec, bytes | str):
+        return client.post("/source/upload", data=spec, headers=headers, content_type=content_type)
+    return client.post("/source/upload", json=spec, headers=headers)
+
+
+def post_event(client: FlaskClient, payload: Any, token: str | None = HOOK_TOKEN, **query: Any):
+    if token is not None:
+        query["token"] = token
+    return client.post("/source/update", json=payload, query_string=query)

@@ -1,0 +1,77 @@
+"""Loopback helpers: free ports, waiting for a server, a tiny HTTP peer."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import requests
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_http(url: str, timeout: float = 30.0, alive: Callable[[], bool] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        if alive is not None and not alive():
+            raise RuntimeError(f"the server for {url} exited before answering")
+        try:
+            requests.get(url, timeout=2)
+            return
+        except requests.RequestException as exc:
+            last = exc
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer within {timeout}s: {last}")
+
+
+class FakeAuthService:
+    """The auth service's public-key endpoint, at the HTTP level, on loopback.
+
+    ``public_key_pem`` can be changed (key rotation) and ``up`` toggled
+    (outage: the port stays bound but answers 503); ``requests`` counts fetches.
+    """
+
+    def __init__(self, public_key_pem: str) -> None:
+        self.public_key_pem = public_key_pem
+        self.up = True
+        self.requests = 0
+        service = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+                service.requests += 1
+                if self.path != "/auth/public-key":
+                    self.send_error(404)
+                    return
+                if not service.up:
+                    self.send_error(503)
+                    return
+                body = service.public_key_pem.encode("ascii")
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.host = f"127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def __enter__(self) -> FakeAuthService:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()

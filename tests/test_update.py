@@ -1,0 +1,276 @@
+"""POST /source/update: the engine's events, as DPP sends them and as the seed documented them."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import HOOK_TOKEN, make_spec, post_event, stored_revisions, upload
+
+
+@pytest.fixture
+def uploaded(client, keypair):
+    """alice/gdp with one revision, LOADED."""
+    assert upload(client, make_spec(), keypair.token("alice")).status_code == 200
+
+
+def _status(client, dataset="gdp"):
+    return client.get(f"/source/alice/{dataset}/status").get_json()
+
+
+def test_a_run_moves_through_every_state(client, uploaded):
+    steps = [
+        ({"event": "queue"}, "REGISTERED"),
+        ({"event": "start"}, "RUNNING"),
+        ({"event": "progress", "log": ["load: 3 rows", "dump: done"]}, "RUNNING"),
+        (
+            {
+                "event": "finish",
+                "success": True,
+                "stats": {"count_of_rows": 3, "bytes": None, "hash": "a1de", "dataset_name": "_"},
+            },
+            "SUCCEEDED",
+        ),
+    ]
+    for payload, state in steps:
+        response = post_event(client, {"pipeline_id": "./alice/gdp", **payload})
+        assert response.status_code == 200
+        assert response.get_json() == {
+            "success": True,
+            "id": "alice/gdp/1",
+            "state": state,
+            "applied": True,
+            "errors": [],
+        }
+        assert _status(client)["state"] == state
+
+    status = _status(client)
+    assert status["logs"] == ["load: 3 rows", "dump: done"]
+    assert status["stats"] == {"count_of_rows": 3, "bytes": None, "hash": "a1de", "dataset_name": "_"}
+    info = client.get("/source/alice/gdp/info").get_json()
+    assert info["success"] is True
+    assert info["message"] == "Succeeded"
+    assert info["queued"] <= info["started"] <= info["ended"] == info["last_success"]
+
+
+def test_a_failed_run_keeps_the_error_lines(client, uploaded):
+    errors = ["load", "Traceback (most recent call last):", "FileNotFoundError: gdp.csv"]
+    response = post_event(
+        client, {"pipeline_id": "./alice/gdp", "event": "finish", "success": False, "errors": errors}
+    )
+
+    assert response.status_code == 200
+    assert response.get_json()["state"] == "FAILED"
+    info = client.get("/source/alice/gdp/info").get_json()
+    assert info["state"] == "FAILED"
+    assert info["success"] is False
+    assert info["error_log"] == errors
+    assert info["last_success"] is None
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"pipeline_id": "./alice/gdp", "event": "start"},
+        {"pipeline_id": "alice/gdp", "event": "start"},
+        {"pipeline": "./alice/gdp", "event": "start"},
+        {"pipeline": "alice/gdp", "event": "start"},
+    ],
+)
+def test_both_spellings_of_the_pipeline_id_are_accepted(client, uploaded, payload):
+    response = post_event(client, payload)
+    assert response.status_code == 200
+    assert _status(client)["state"] == "RUNNING"
+
+
+def test_the_old_finished_spelling_is_accepted(client, uploaded):
+    response = post_event(client, {"pipeline": "alice/gdp", "event": "finished", "success": True})
+    assert response.status_code == 200
+    assert _status(client)["state"] == "SUCCEEDED"
+
+
+def test_the_hook_token_may_come_in_a_header(client, uploaded):
+    response = client.post(
+        "/source/update",
+        json={"pipeline_id": "./alice/gdp", "event": "queue"},
+        headers={"X-Hook-Token": HOOK_TOKEN},
+    )
+    assert response.status_code == 200
+    assert _status(client)["state"] == "REGISTERED"
+
+
+@pytest.mark.parametrize(
+    ("token", "status", "message"),
+    [
+        (None, 401, "the hook token is required (?token= or X-Hook-Token)"),
+        ("", 401, "the hook token is required (?token= or X-Hook-Token)"),
+        ("wrong-token", 403, "the hook token is not valid"),
+        (HOOK_TOKEN + "x", 403, "the hook token is not valid"),
+    ],
+)
+def test_events_without_the_hook_token_change_nothing(client, app, uploaded, token, status, message):
+    response = post_event(
+        client, {"pipeline_id": "./alice/gdp", "event": "finish", "success": True}, token=token
+    )
+
+    assert response.status_code == status
+    assert response.get_json() == {"success": False, "id": None, "errors": [message]}
+    assert stored_revisions(app) == [("alice", "gdp", 1, "LOADED")]
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        ([], "(root): [] is not of type 'object'"),
+        ({"pipeline_id": "./alice/gdp"}, "(root): 'event' is a required property"),
+        ({"event": "start"}, "pipeline_id: is required"),
+        ({"pipeline_id": "./alice/gdp", "event": "explode"}, "event: 'explode' is not one of"),
+        ({"pipeline_id": "gdp", "event": "start"}, "pipeline_id: 'gdp' is not"),
+        ({"pipeline_id": "./a/b/c", "event": "start"}, "pipeline_id: './a/b/c' is not"),
+        ({"pipeline_id": "./alice/gdp", "event": "finish"}, "(root): 'success' is a required"),
+        (
+            {"pipeline_id": "./alice/gdp", "event": "progress", "log": "one line"},
+            "log: 'one line' is not of type 'array'",
+        ),
+        (
+            {"pipeline_id": "./alice/gdp", "event": "finish", "success": "yes"},
+            "success: 'yes' is not of type 'boolean'",
+        ),
+        (
+            {"pipeline_id": "./alice/gdp", "event": "finish", "success": False, "errors": [1]},
+            "errors[0]: 1 is not of type 'string'",
+        ),
+    ],
+)
+def test_bad_payloads_are_400(client, app, uploaded, payload, message):
+    response = post_event(client, payload)
+
+    assert response.status_code == 400
+    body = response.get_json()
+    assert body["success"] is False and body["id"] is None
+    assert body["errors"][0].startswith(message), body
+    assert stored_revisions(app) == [("alice", "gdp", 1, "LOADED")]
+
+
+def test_a_body_that_is_not_json_is_400(client, uploaded):
+    response = client.post(
+        "/source/update",
+        data=b"pipeline_id=x",
+        content_type="application/json",
+        query_string={"token": HOOK_TOKEN},
+    )
+    assert response.status_code == 400
+    assert response.get_json()["errors"][0].startswith("the body is not valid JSON")
+
+
+def test_an_unknown_pipeline_is_404(client, uploaded):
+    response = post_event(client, {"pipeline_id": "./alice/nothing", "event": "start"})
+    assert response.status_code == 404
+    assert response.get_json() == {
+        "success": False,
+        "id": None,
+        "errors": ["unknown pipeline 'alice/nothing'"],
+    }
+
+
+def test_an_unknown_revision_is_404(client, app, uploaded):
+    response = post_event(client, {"pipeline_id": "./alice/gdp", "event": "start"}, revision=7)
+    assert response.status_code == 404
+    assert response.get_json()["errors"] == ["pipeline 'alice/gdp' has no revision 7"]
+    assert stored_revisions(app) == [("alice", "gdp", 1, "LOADED")]
+
+
+def test_late_and_repeated_events_never_move_a_revision_back(client, app, uploaded):
+    finish = {"pipeline_id": "./alice/gdp", "event": "finish", "success": True}
+    assert post_event(client, finish).get_json()["state"] == "SUCCEEDED"
+
+    for payload in (
+        {"pipeline_id": "./alice/gdp", "event": "queue"},
+        {"pipeline_id": "./alice/gdp", "event": "start"},
+        {"pipeline_id": "./alice/gdp", "event": "progress", "log": ["late"]},
+        {"pipeline_id": "./alice/gdp", "event": "finish", "success": False, "errors": ["x"]},
+        finish,
+    ):
+        response = post_event(client, payload)
+        assert response.status_code == 200
+        assert response.get_json()["state"] == "SUCCEEDED"
+        assert response.get_json()["applied"] is False
+
+    assert stored_revisions(app) == [("alice", "gdp", 1, "SUCCEEDED")]
+    assert client.get("/source/alice/gdp/info").get_json()["error_log"] == []
+
+
+def test_a_queue_after_start_does_not_move_back(client, uploaded):
+    post_event(client, {"pipeline_id": "./alice/gdp", "event": "start"})
+    response = post_event(client, {"pipeline_id": "./alice/gdp", "event": "queue"})
+    assert response.get_json()["state"] == "RUNNING"
+    assert response.get_json()["applied"] is False
+
+
+def test_a_repeated_progress_event_does_not_repeat_the_log(client, uploaded):
+    progress = {"pipeline_id": "./alice/gdp", "event": "progress", "log": ["a", "b"]}
+    post_event(client, progress)
+    post_event(client, progress)
+    assert _status(client)["logs"] == ["a", "b"]
+
+
+def test_events_for_an_older_revision_do_not_change_the_newest(client, app, keypair, uploaded):
+    assert upload(client, make_spec(), keypair.token("alice")).get_json()["revision"] == 2
+
+    response = post_event(
+        client, {"pipeline_id": "./alice/gdp", "event": "finish", "success": True}, revision=1
+    )
+    assert response.get_json()["id"] == "alice/gdp/1"
+    assert response.get_json()["state"] == "SUCCEEDED"
+    assert _status(client)["state"] == "LOADED"
+    assert stored_revisions(app) == [("alice", "gdp", 1, "SUCCEEDED"), ("alice", "gdp", 2, "LOADED")]
+    assert client.get("/source/alice/gdp/successful").get_json()["revision"] == 1
+
+
+def test_events_without_a_revision_are_for_the_newest(client, app, keypair, uploaded):
+    upload(client, make_spec(), keypair.token("alice"))
+    response = post_event(client, {"pipeline_id": "./alice/gdp", "event": "start"})
+    assert response.get_json()["id"] == "alice/gdp/2"
+    assert stored_revisions(app) == [("alice", "gdp", 1, "LOADED"), ("alice", "gdp", 2, "RUNNING")]
+
+
+def test_helper_pipelines_feed_the_main_revision(client, uploaded):
+    helper = "./alice/gdp:gdp_csv"
+    post_event(client, {"pipeline_id": helper, "event": "start"})
+    assert _status(client)["state"] == "RUNNING"
+
+    response = post_event(
+        client, {"pipeline_id": helper, "event": "finish", "success": True, "log": ["helper ok"]}
+    )
+    assert response.get_json()["state"] == "RUNNING"  # the main pipeline has not finished
+
+    response = post_event(
+        client,
+        {"pipeline_id": helper, "event": "finish", "success": False, "errors": ["bad row"]},
+    )
+    assert response.get_json()["state"] == "FAILED"
+    info = client.get("/source/alice/gdp/info").get_json()
+    assert info["error_log"] == ["alice/gdp:gdp_csv: bad row"]
+    assert info["reason"] == "helper ok"
+
+
+def test_status_shows_only_the_last_50_log_lines_as_a_flat_list(client, uploaded):
+    lines = [f"line {number}" for number in range(120)]
+    post_event(client, {"pipeline_id": "./alice/gdp", "event": "progress", "log": lines})
+
+    logs = _status(client)["logs"]
+    assert logs == lines[-50:]
+    assert all(isinstance(line, str) for line in logs)
+    assert client.get("/source/alice/gdp/info").get_json()["reason"] == "\n".join(lines)
+
+
+def test_without_hook_token_configured_one_is_generated_and_shared(make_app, keypair):
+    first = make_app(hook_token=None)
+    second = make_app(hook_token=None)  # another worker on the same database
+    token = first.extensions["specstore.components"].hook_token()
+
+    assert len(token) >= 32
+    assert second.extensions["specstore.components"].hook_token() == token
+    assert upload(first.test_client(), make_spec(), keypair.token("alice")).status_code == 200
+    payload = {"pipeline_id": "./alice/gdp", "event": "queue"}
+    assert post_event(second.test_client(), payload, token=token).status_code == 200
+    assert post_event(second.test_client(), payload, token=HOOK_TOKEN).status_code == 403
