@@ -115,9 +115,8 @@ def serve() -> None:
 class _RedactingRequestHandler(WSGIRequestHandler):
     """The development server's access log, without secrets from query strings."""
 
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        self.requestline = redact_query(self.requestline)
-        super().log_request(code, size)
+    def log(self, kind: str, message: str, *args: object) -> None:
+        super().log(kind, redact_query(message % args if args else message))
 
 
 def serve_development(app: Flask) -> None:

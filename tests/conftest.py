@@ -23,7 +23,7 @@ from specstore.models import Dataset, Revision, Setting
 from tests.support.postgres import PostgresServer, PostgresUnavailable
 from tests.support.tokens import KeyPair
 
-HOOK_TOKEN = "test-hook-token"  # noqa: S105
+HOOK_TOKEN = "test-hook-token"
 
 SPEC: dict[str, Any] = {
     "meta": {
@@ -43,7 +43,9 @@ SPEC: dict[str, Any] = {
             },
         }
     ],
-    "processing": [{"input": "gdp", "output": "gdp-clean", "tabulator": {"headers": 2, "sheet": 1}}],
+    "processing": [
+        {"input": "gdp", "output": "gdp-clean", "tabulator": {"headers": 2, "sheet": 1}}
+    ],
     "outputs": [{"kind": "sqlite"}, {"kind": "zip", "parameters": {"out-file": "gdp.zip"}}],
     "schedule": {"crontab": "0 0 * * *"},
 }

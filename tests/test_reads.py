@@ -79,7 +79,9 @@ def test_revisions_by_number_latest_and_successful(client, keypair):
     for owner in ("one", "two", "three"):
         upload(client, make_spec(owner=owner), token)
     assert client.get("/source/alice/gdp/successful").status_code == 404
-    post_event(client, {"pipeline_id": "./alice/gdp", "event": "finish", "success": True}, revision=2)
+    post_event(
+        client, {"pipeline_id": "./alice/gdp", "event": "finish", "success": True}, revision=2
+    )
     post_event(
         client, {"pipeline_id": "./alice/gdp", "event": "finish", "success": False}, revision=3
     )

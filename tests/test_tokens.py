@@ -154,9 +154,7 @@ class _Clock:
 def test_a_rotated_key_is_picked_up_at_most_once_per_interval(keypair, other_keypair):
     clock = _Clock()
     with FakeAuthService(keypair.public_pem) as auth:
-        keys = RemotePublicKey(
-            HttpClient(2), auth.host, ttl=3600, refresh_interval=30, clock=clock
-        )
+        keys = RemotePublicKey(HttpClient(2), auth.host, ttl=3600, refresh_interval=30, clock=clock)
         first = keys.current()
         assert auth.requests == 1
 

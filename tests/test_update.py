@@ -45,7 +45,12 @@ def test_a_run_moves_through_every_state(client, uploaded):
 
     status = _status(client)
     assert status["logs"] == ["load: 3 rows", "dump: done"]
-    assert status["stats"] == {"count_of_rows": 3, "bytes": None, "hash": "a1de", "dataset_name": "_"}
+    assert status["stats"] == {
+        "count_of_rows": 3,
+        "bytes": None,
+        "hash": "a1de",
+        "dataset_name": "_",
+    }
     info = client.get("/source/alice/gdp/info").get_json()
     assert info["success"] is True
     assert info["message"] == "Succeeded"
@@ -55,7 +60,8 @@ def test_a_run_moves_through_every_state(client, uploaded):
 def test_a_failed_run_keeps_the_error_lines(client, uploaded):
     errors = ["load", "Traceback (most recent call last):", "FileNotFoundError: gdp.csv"]
     response = post_event(
-        client, {"pipeline_id": "./alice/gdp", "event": "finish", "success": False, "errors": errors}
+        client,
+        {"pipeline_id": "./alice/gdp", "event": "finish", "success": False, "errors": errors},
     )
 
     assert response.status_code == 200
@@ -107,7 +113,9 @@ def test_the_hook_token_may_come_in_a_header(client, uploaded):
         (HOOK_TOKEN + "x", 403, "the hook token is not valid"),
     ],
 )
-def test_events_without_the_hook_token_change_nothing(client, app, uploaded, token, status, message):
+def test_events_without_the_hook_token_change_nothing(
+    client, app, uploaded, token, status, message
+):
     response = post_event(
         client, {"pipeline_id": "./alice/gdp", "event": "finish", "success": True}, token=token
     )
@@ -222,7 +230,10 @@ def test_events_for_an_older_revision_do_not_change_the_newest(client, app, keyp
     assert response.get_json()["id"] == "alice/gdp/1"
     assert response.get_json()["state"] == "SUCCEEDED"
     assert _status(client)["state"] == "LOADED"
-    assert stored_revisions(app) == [("alice", "gdp", 1, "SUCCEEDED"), ("alice", "gdp", 2, "LOADED")]
+    assert stored_revisions(app) == [
+        ("alice", "gdp", 1, "SUCCEEDED"),
+        ("alice", "gdp", 2, "LOADED"),
+    ]
     assert client.get("/source/alice/gdp/successful").get_json()["revision"] == 1
 
 

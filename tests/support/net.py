@@ -46,7 +46,7 @@ class FakeAuthService:
         service = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            def do_GET(self) -> None:
                 service.requests += 1
                 if self.path != "/auth/public-key":
                     self.send_error(404)

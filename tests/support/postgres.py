@@ -8,6 +8,7 @@ an error, never a skip: the PostgreSQL tests must run.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -89,7 +90,14 @@ class PostgresServer:
 
     def create_database(self, name: str) -> str:
         self._run(
-            str(self.bin / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", name
+            str(self.bin / "createdb"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            "-U",
+            "postgres",
+            name,
         )
         return self.url(name)
 
@@ -110,8 +118,6 @@ class PostgresServer:
         )
 
     def destroy(self) -> None:
-        try:
+        with contextlib.suppress(PostgresUnavailable):
             self.stop("immediate")
-        except PostgresUnavailable:
-            pass
         shutil.rmtree(self.root, ignore_errors=True)

@@ -58,7 +58,9 @@ def alg_none_token(userid: str = "alice") -> str:
 
 def hs256_with_public_key(public_pem: str, userid: str = "alice") -> str:
     """HS256 signed with the RSA public key as the HMAC secret: the classic confusion attack."""
-    signing_input = _segments({"alg": "HS256", "typ": "JWT"}, {"userid": userid, "service": "source"})
+    signing_input = _segments(
+        {"alg": "HS256", "typ": "JWT"}, {"userid": userid, "service": "source"}
+    )
     signature = hmac.new(
         public_pem.encode("ascii"), signing_input.encode("ascii"), hashlib.sha256
     ).digest()
