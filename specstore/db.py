@@ -9,7 +9,7 @@ writers queue for the lock instead of failing half-way through.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -91,10 +91,17 @@ class Database:
 
     def upgrade(self, revision: str = "head") -> None:
         """Bring the schema up to ``revision`` with the Alembic migrations."""
+        self._migrate(command.upgrade, revision)
+
+    def downgrade(self, revision: str) -> None:
+        """Take the schema back down to ``revision`` (``base``: no tables at all)."""
+        self._migrate(command.downgrade, revision)
+
+    def _migrate(self, step: Callable[[AlembicConfig, str], None], revision: str) -> None:
         with self.engine.begin() as connection:
             config = alembic_config(self.url)
             config.attributes["connection"] = connection
-            command.upgrade(config, revision)
+            step(config, revision)
 
     def dispose(self) -> None:
         self.engine.dispose()
