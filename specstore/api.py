@@ -113,9 +113,9 @@ def _specstore_error(error: SpecstoreError) -> tuple[Response, int]:
 def _http_error(error: HTTPException) -> tuple[Response, int]:
     status = error.code or 500
     response, _ = _error_response(status, [error.description or error.name])
-    for header in ("Allow", "Retry-After"):
-        if error.get_response().headers.get(header):
-            response.headers[header] = error.get_response().headers[header]
+    for header, value in error.get_headers():
+        if header in ("Allow", "Retry-After"):
+            response.headers[header] = value
     return response, status
 
 

@@ -154,15 +154,6 @@ class Registry:
                 flow_id(dataset.owner_id, dataset.name, revision.revision), revision.state, applied
             )
 
-    def find_dataset(self, owner_id: str, name: str) -> Dataset:
-        with self.database.transaction() as session:
-            dataset = session.scalar(
-                select(Dataset).where(Dataset.owner_id == owner_id, Dataset.name == name)
-            )
-        if dataset is None:
-            raise NotFound(f"no dataset {owner_id}/{name}")
-        return dataset
-
     def revision(self, owner_id: str, name: str, which: str | int = "latest") -> DatasetRevision:
         """One revision: a number, ``latest``, or ``successful`` (the newest that succeeded)."""
         query = (
