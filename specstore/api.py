@@ -87,7 +87,8 @@ def status(owner_id: str, dataset: str) -> Any:
 
 @bp.get("/<owner_id>/<dataset>/info")
 def info(owner_id: str, dataset: str) -> Any:
-    return representations.info(service().revision(owner_id, dataset, _viewer()))
+    found = service().revision(owner_id, dataset, _viewer())
+    return representations.info(found, service().engine_record(found))
 
 
 @bp.get("/<owner_id>/<dataset>/<int:number>")

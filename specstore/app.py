@@ -17,11 +17,20 @@ from . import api
 from .auth import LocalKeyPair, PublicKeySource, RemotePublicKey, StaticPublicKey, TokenVerifier
 from .config import ConfigError, Settings, configure
 from .db import Database
+from .dpp import DppDashboard, DppPipelines
 from .http_client import HttpClient
 from .installation import InstallationValues
+from .planner import OutputLayout, Planner
 from .registry import Registry
+from .runner import DppDispatcher, EmbeddedRunner
 from .service import SourceService
 from .validation import spec_validator
+
+Engine = DppDispatcher | EmbeddedRunner
+
+
+DASHBOARD_TIMEOUT_SECONDS = 2.0
+DOWNLOAD_TIMEOUT_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -31,9 +40,20 @@ class Components:
     installation: InstallationValues
     keys: PublicKeySource
     service: SourceService
+    engine: Engine | None
 
     def hook_token(self) -> str:
         return _hook_token_source(self.settings, self.installation)()
+
+    def start_engine(self) -> None:
+        """Start running pipelines (and pick up what a stopped server left behind)."""
+        if self.engine is not None:
+            self.engine.start()
+
+    def close(self) -> None:
+        if self.engine is not None:
+            self.engine.stop()
+        self.database.dispose()
 
 
 def _key_source(settings: Settings, installation: InstallationValues) -> PublicKeySource:
@@ -58,17 +78,58 @@ def _hook_token_source(settings: Settings, installation: InstallationValues) -> 
     return (lambda: configured) if configured else installation.hook_token
 
 
+def _engine(
+    settings: Settings, registry: Registry, planner: Planner, hook_token: Callable[[], str]
+) -> Engine | None:
+    if settings.engine_mode == "dpp":
+        if not settings.dpp_pipelines_dir:
+            raise ConfigError(
+                "DPP_URL is set but DPP_PIPELINES_DIR is not: pipelines need a folder"
+            )
+        public_url = settings.public_url or f"http://{settings.host}:{settings.port}/"
+
+        def hook_url(revision: int) -> str:
+            return f"{public_url}source/update?token={hook_token()}&revision={revision}"
+
+        return DppDispatcher(registry, planner, DppPipelines(settings.dpp_pipelines_dir), hook_url)
+    if settings.runner_workers == 0:
+        return None
+    return EmbeddedRunner(
+        registry,
+        planner,
+        workers=settings.runner_workers,
+        timeout=settings.run_timeout,
+        engines=settings.engines,
+    )
+
+
 def build(settings: Settings) -> Components:
     database = Database(settings.database_url)
     installation = InstallationValues(database)
     keys = _key_source(settings, installation)
+    registry = Registry(database)
+    hook_token = _hook_token_source(settings, installation)
+    planner = Planner(
+        OutputLayout(settings.output_dir),
+        settings.engine_url,
+        HttpClient(DOWNLOAD_TIMEOUT_SECONDS),
+    )
+    engine = _engine(settings, registry, planner, hook_token)
+    dashboard = (
+        DppDashboard(HttpClient(DASHBOARD_TIMEOUT_SECONDS), settings.dpp_url)
+        if settings.dpp_url
+        else None
+    )
     service = SourceService(
-        registry=Registry(database),
+        registry=registry,
         verifier=TokenVerifier(keys, settings.auth_service),
         spec_validator=spec_validator(),
-        hook_token=_hook_token_source(settings, installation),
+        hook_token=hook_token,
+        planner=planner,
+        engine=engine,
+        dashboard=dashboard,
     )
-    return Components(settings, database, installation, keys, service)
+    return Components(settings, database, installation, keys, service, engine)
 
 
 def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
@@ -90,4 +151,5 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
         expose_headers=["Retry-After"],
     )
     api.init_app(app)
+    app.before_request(components.start_engine)
     return app

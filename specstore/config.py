@@ -9,8 +9,9 @@ instead of failing on the first request.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 DEFAULT_DATABASE_URL = "sqlite:///specstore.db"
@@ -41,6 +42,21 @@ class Settings:
     cors_origins: tuple[str, ...] = ("*",)
     host: str = "127.0.0.1"
     port: int = 5000
+    # The embedded runner: how many pipelines run at once (0: none, specs are only
+    # stored), and for how long one may run.
+    runner_workers: int = 2
+    run_timeout: float = 3600.0
+    # Named database connections for `rdbms` outputs: ENGINE_<NAME>=<SQLAlchemy URL>.
+    engines: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def engine_mode(self) -> str:
+        """``dpp`` when a datapackage-pipelines deployment is configured, else ``embedded``."""
+        return "dpp" if self.dpp_url or self.dpp_pipelines_dir else "embedded"
+
+    def engine_url(self, name: str) -> str | None:
+        """The connection URL configured as ENGINE_<NAME> (names are case-insensitive)."""
+        return self.engines.get(name.upper())
 
     @property
     def auth_mode(self) -> str:
@@ -61,6 +77,13 @@ def _positive_int(value: str) -> int:
     number = int(value)
     if number <= 0:
         raise ValueError("must be a positive integer")
+    return number
+
+
+def _count(value: str) -> int:
+    number = int(value)
+    if number < 0:
+        raise ValueError("must not be negative")
     return number
 
 
@@ -125,7 +148,12 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "CORS_ORIGINS": ("cors_origins", _origins),
     "HOST": ("host", str.strip),
     "PORT": ("port", _port),
+    "RUNNER_WORKERS": ("runner_workers", _count),
+    "RUN_TIMEOUT": ("run_timeout", _positive_float),
 }
+
+ENGINE_PREFIX = "ENGINE_"
+_ENGINE_NAME = re.compile(r"^[A-Z0-9_]{1,64}$")
 
 ENVIRONMENT_VARIABLES = tuple(_VARIABLES)
 
@@ -146,6 +174,14 @@ def configure(environ: Mapping[str, str] | None = None, **overrides: Any) -> Set
             values[attribute] = coerce(raw)
         except ValueError as exc:
             raise ConfigError(f"{name}={raw!r}: {exc}") from exc
+    engines = {}
+    for name, url in environ.items():
+        if name.startswith(ENGINE_PREFIX) and url.strip():
+            engine = name.removeprefix(ENGINE_PREFIX)
+            if not _ENGINE_NAME.match(engine):
+                raise ConfigError(f"{name}: connection names are letters, digits and '_'")
+            engines[engine] = url.strip()
+    values["engines"] = engines
     values.update(overrides)
     if not values.get("database_url", DEFAULT_DATABASE_URL):
         raise ConfigError("DATABASE_URL must not be empty")

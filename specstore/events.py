@@ -150,13 +150,26 @@ def apply_event(target: Trackable, event: PipelineEvent, now: dt.datetime) -> bo
     changed = _append_tail(target, event.log)
     if event.success and not event.pipeline.is_main:
         return _advance(target, RUNNING) or changed
-    target.state = SUCCEEDED if event.success else FAILED
-    target.success = bool(event.success)
     # A helper pipeline's errors say which helper failed.
     prefix = "" if event.pipeline.is_main else f"{event.pipeline}: "
-    target.errors = [prefix + line for line in event.errors]
+    end_run(
+        target,
+        SUCCEEDED if event.success else FAILED,
+        [prefix + line for line in event.errors],
+        now,
+    )
     if event.stats and event.pipeline.is_main:
         target.stats = event.stats
+    return True
+
+
+def end_run(target: Trackable, state: str, errors: list[str], now: dt.datetime) -> bool:
+    """Finish ``target`` as ``state`` (SUCCEEDED, FAILED or INVALID), unless it already is."""
+    if target.state in FINAL_STATES:
+        return False
+    target.state = state
+    target.success = state == SUCCEEDED
+    target.errors = list(errors)
     target.ended = now
     if target.started is None:
         target.started = now

@@ -114,6 +114,10 @@ class Revision(Base):
     queued: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     started: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     ended: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # The embedded runner's claim on the revision: which process runs it, and
+    # until when (renewed while it runs; an expired lease means it died).
+    lease_owner: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    lease_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 class Setting(Base):

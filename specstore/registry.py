@@ -10,11 +10,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, func, or_, select, update
 
 from .db import Database, insert_if_absent
 from .errors import NotFound
-from .events import LOADED, SUCCEEDED, PipelineEvent, apply_event
+from .events import FINAL_STATES, LOADED, SUCCEEDED, PipelineEvent, apply_event, end_run
 from .models import Dataset, Revision
 
 PUBLISHED, UNLISTED, PRIVATE = "published", "unlisted", "private"
@@ -29,10 +29,13 @@ def flow_id(owner_id: str, dataset: str, revision: int) -> str:
 
 
 @dataclass(frozen=True)
-class Registered:
+class RevisionRef:
+    """Names one revision: its dataset, its number, and its row."""
+
     owner_id: str
     dataset: str
     revision: int
+    row_id: int
 
     @property
     def id(self) -> str:
@@ -73,7 +76,7 @@ class Registry:
         self.database = database
         self.clock = clock
 
-    def register_revision(self, spec: dict[str, Any]) -> Registered:
+    def register_revision(self, spec: dict[str, Any]) -> RevisionRef:
         """Store ``spec`` (already validated) as its dataset's next revision.
 
         The dataset row is created if needed and its revision counter bumped
@@ -109,20 +112,20 @@ class Registry:
                 )
                 .returning(Dataset.id, Dataset.last_revision)
             ).one()
-            session.add(
-                Revision(
-                    dataset_id=dataset_id,
-                    revision=number,
-                    spec=spec,
-                    state=LOADED,
-                    logs=[],
-                    errors=[],
-                    stats={},
-                    created=now,
-                    modified=now,
-                )
+            stored = Revision(
+                dataset_id=dataset_id,
+                revision=number,
+                spec=spec,
+                state=LOADED,
+                logs=[],
+                errors=[],
+                stats={},
+                created=now,
+                modified=now,
             )
-        return Registered(owner_id, name, number)
+            session.add(stored)
+            session.flush()
+            return RevisionRef(owner_id, name, number, stored.id)
 
     def apply_event(self, event: PipelineEvent) -> EventOutcome:
         """Record an engine event on the revision it is for (the newest by default)."""
@@ -195,3 +198,97 @@ class Registry:
             total = session.scalar(select(func.count()).select_from(Dataset).where(*visible))
             rows = [(dataset, revision) for dataset, revision in session.execute(page)]
         return DatasetPage(rows=rows, total=total or 0)
+
+    # -- what the engines need -------------------------------------------------------
+
+    def spec_of(self, ref: RevisionRef) -> dict[str, Any]:
+        with self.database.transaction() as session:
+            return session.scalar(select(Revision.spec).where(Revision.id == ref.row_id))
+
+    def superseded_by(self, ref: RevisionRef) -> int | None:
+        """The dataset's newest revision number if it is newer than ``ref``, else None."""
+        with self.database.transaction() as session:
+            newest = session.scalar(
+                select(Dataset.last_revision)
+                .join(Revision, Revision.dataset_id == Dataset.id)
+                .where(Revision.id == ref.row_id)
+            )
+        return None if newest == ref.revision else newest
+
+    def record_plan(self, ref: RevisionRef, pipelines: dict[str, Any]) -> None:
+        with self.database.transaction(write=True) as session:
+            session.execute(
+                update(Revision).where(Revision.id == ref.row_id).values(pipelines=pipelines)
+            )
+
+    def end(self, ref: RevisionRef, state: str, errors: list[str]) -> bool:
+        """End a revision that cannot run (INVALID or FAILED, with the reasons)."""
+        now = self.clock()
+        with self.database.transaction(write=True) as session:
+            revision = session.scalar(
+                select(Revision).where(Revision.id == ref.row_id).with_for_update()
+            )
+            if revision is None or not end_run(revision, state, errors, now):
+                return False
+            revision.modified = now
+            session.execute(
+                update(Dataset).where(Dataset.id == revision.dataset_id).values(modified=now)
+            )
+            return True
+
+    def claim(self, ref: RevisionRef, owner: str, until: dt.datetime) -> bool:
+        """Take the lease on an unfinished revision, unless a live runner holds it."""
+        now = self.clock()
+        with self.database.transaction(write=True) as session:
+            result = session.execute(
+                update(Revision)
+                .where(
+                    Revision.id == ref.row_id,
+                    Revision.state.not_in(FINAL_STATES),
+                    or_(
+                        Revision.lease_until.is_(None),
+                        Revision.lease_until < now,
+                        Revision.lease_owner == owner,
+                    ),
+                )
+                .values(lease_owner=owner, lease_until=until)
+            )
+            return result.rowcount == 1
+
+    def renew(self, refs: list[RevisionRef], owner: str, until: dt.datetime) -> None:
+        if not refs:
+            return
+        with self.database.transaction(write=True) as session:
+            session.execute(
+                update(Revision)
+                .where(Revision.id.in_([ref.row_id for ref in refs]), Revision.lease_owner == owner)
+                .values(lease_until=until)
+            )
+
+    def release(self, ref: RevisionRef, owner: str) -> None:
+        with self.database.transaction(write=True) as session:
+            session.execute(
+                update(Revision)
+                .where(Revision.id == ref.row_id, Revision.lease_owner == owner)
+                .values(lease_owner=None, lease_until=None)
+            )
+
+    def orphaned(self, states: tuple[str, ...], idle_since: dt.datetime) -> list[RevisionRef]:
+        """Newest revisions in ``states`` that no live runner holds and that have not
+        changed since ``idle_since``: left behind by a process that stopped."""
+        now = self.clock()
+        query = (
+            select(Dataset.owner_id, Dataset.name, Revision.revision, Revision.id)
+            .join(
+                Revision,
+                and_(Revision.dataset_id == Dataset.id, Revision.revision == Dataset.last_revision),
+            )
+            .where(
+                Revision.state.in_(states),
+                Revision.modified < idle_since,
+                or_(Revision.lease_until.is_(None), Revision.lease_until < now),
+            )
+            .order_by(Revision.modified)
+        )
+        with self.database.transaction() as session:
+            return [RevisionRef(*row) for row in session.execute(query)]

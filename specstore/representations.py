@@ -6,7 +6,8 @@ import datetime as dt
 from typing import Any
 
 from .events import MESSAGES
-from .registry import DatasetPage, DatasetRevision, EventOutcome, Registered
+from .redaction import redact_query
+from .registry import DatasetPage, DatasetRevision, EventOutcome, RevisionRef
 
 STATUS_LOG_LINES = 50
 
@@ -19,7 +20,7 @@ def epoch(moment: dt.datetime | None) -> float | None:
     return moment.timestamp() if moment else None
 
 
-def uploaded(registered: Registered) -> dict[str, Any]:
+def uploaded(registered: RevisionRef) -> dict[str, Any]:
     return {
         "success": True,
         "id": registered.id,
@@ -53,10 +54,18 @@ def status(found: DatasetRevision) -> dict[str, Any]:
     }
 
 
-def info(found: DatasetRevision) -> dict[str, Any]:
-    """The seed's info record, from specstore's own records."""
+def _without_secrets(pipeline: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A pipeline definition fit to show: hook URLs carry the hook token."""
+    if not isinstance(pipeline, dict) or "hooks" not in pipeline:
+        return pipeline
+    return {**pipeline, "hooks": [redact_query(str(hook)) for hook in pipeline["hooks"]]}
+
+
+def info(found: DatasetRevision, engine_record: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The seed's info record: specstore's own, with the engine's record (DPP's) over it."""
     dataset, revision = found.dataset, found.revision
-    return {
+    main = (revision.pipelines or {}).get(f"{dataset.owner_id}/{dataset.name}")
+    record = {
         "id": f"./{dataset.owner_id}/{dataset.name}",
         "flow_id": found.flow_id,
         "revision": revision.revision,
@@ -72,11 +81,14 @@ def info(found: DatasetRevision) -> dict[str, Any]:
         "ended": epoch(revision.ended),
         "updated": epoch(revision.modified),
         "last_success": epoch(dataset.last_success),
-        "pipeline": revision.pipelines,
+        "pipeline": main,
         "source": revision.spec,
         "spec_contents": revision.spec,
         "spec_modified": iso(revision.created),
     }
+    record.update(engine_record or {})
+    record["pipeline"] = _without_secrets(record["pipeline"])
+    return record
 
 
 def revision(found: DatasetRevision) -> dict[str, Any]:

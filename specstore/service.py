@@ -9,22 +9,32 @@ tested without Flask as easily as through it.
 from __future__ import annotations
 
 import hmac
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .auth import Identity, TokenVerifier
-from .errors import BadRequest, Forbidden, NotFound, Unauthorized
+from .dpp import DppDashboard
+from .errors import BadRequest, Forbidden, InvalidSpec, NotFound, Unauthorized
 from .events import PipelineEvent
+from .planner import Planner
 from .registry import (
     PRIVATE,
     DatasetPage,
     DatasetRevision,
     EventOutcome,
-    Registered,
     Registry,
+    RevisionRef,
 )
 from .validation import SchemaValidator
+
+if TYPE_CHECKING:
+    from .runner import DppDispatcher, EmbeddedRunner
+
+    Engine = DppDispatcher | EmbeddedRunner
+
+log = logging.getLogger(__name__)
 
 MAX_PAGE_SIZE = 500
 DEFAULT_PAGE_SIZE = 50
@@ -78,15 +88,21 @@ class SourceService:
         verifier: TokenVerifier,
         spec_validator: SchemaValidator,
         hook_token: Callable[[], str],
+        planner: Planner,
+        engine: Engine | None = None,
+        dashboard: DppDashboard | None = None,
     ) -> None:
         self.registry = registry
         self.verifier = verifier
         self.spec_validator = spec_validator
+        self.planner = planner
+        self.engine = engine
+        self.dashboard = dashboard
         self._hook_token = hook_token
 
     # -- writing -------------------------------------------------------------------
 
-    def upload(self, token: str | None, parse: Callable[[], Any]) -> Registered:
+    def upload(self, token: str | None, parse: Callable[[], Any]) -> RevisionRef:
         """Verify the uploader, then parse, authorize, validate and store the spec.
 
         ``parse`` reads the body; it is called only once the token verified,
@@ -101,7 +117,17 @@ class SourceService:
         if isinstance(owner_id, str) and owner_id:
             identity.require_user(owner_id)
         self.spec_validator.check(spec)
-        return self.registry.register_revision(spec)
+        problems = self.planner.problems(spec)
+        if problems:
+            raise InvalidSpec(*problems)
+        ref = self.registry.register_revision(spec)
+        if self.engine is not None:
+            try:
+                self.engine.dispatch(ref)
+            except Exception:
+                # Stored is stored: the engine's start-up sweep hands it over later.
+                log.exception("handing %s to the engine failed", ref.flow_id)
+        return ref
 
     def update(
         self, token: str | None, parse: Callable[[], Any], revision: int | None = None
@@ -126,6 +152,13 @@ class SourceService:
         if found.dataset.findability == PRIVATE and viewer.userid != owner_id:
             raise NotFound(f"no dataset {owner_id}/{dataset}")
         return found
+
+    def engine_record(self, found: DatasetRevision) -> dict[str, Any] | None:
+        """The engine's own record of the revision's run (DPP's dashboard), if it has one."""
+        if self.dashboard is None:
+            return None
+        pipeline_id = f"{found.dataset.owner_id}/{found.dataset.name}"
+        return self.dashboard.record(pipeline_id, found.revision.revision)
 
     def list_datasets(self, owner_id: str, viewer: Viewer, page: Page) -> DatasetPage:
         """The owner's datasets; private and unlisted ones only for the owner."""

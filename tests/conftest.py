@@ -104,6 +104,7 @@ def settings_for(database_url: str, keypair: KeyPair, tmp_path: Any):
             "auth_public_key": keypair.public_pem,
             "hook_token": HOOK_TOKEN,
             "output_dir": str(tmp_path / "output"),
+            "runner_workers": 0,
         }
         values.update(overrides)
         return configure({}, **values)

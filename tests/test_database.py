@@ -41,7 +41,13 @@ def test_a_database_outage_is_503_and_the_service_recovers(keypair):
         url = server.create_database("outage")
         Database(url).upgrade()
         app = create_app(
-            configure({}, database_url=url, auth_public_key=keypair.public_pem, hook_token="h")
+            configure(
+                {},
+                database_url=url,
+                auth_public_key=keypair.public_pem,
+                hook_token="h",
+                runner_workers=0,
+            )
         )
         client = app.test_client()
         assert upload(client, make_spec(), keypair.token("alice")).status_code == 200

@@ -78,7 +78,7 @@ def start_server(tmp_path: Path) -> Iterator:
 
 def test_quick_start_on_the_embedded_defaults(start_server, tmp_path):
     """No AUTH_SERVER, no AUTH_PUBLIC_KEY, no HOOK_TOKEN: the service is usable alone."""
-    server = start_server(DATABASE_URL=f"sqlite:///{tmp_path}/specstore.db")
+    server = start_server(DATABASE_URL=f"sqlite:///{tmp_path}/specstore.db", RUNNER_WORKERS="0")
     token = server.cli("token", "alice")
 
     response = requests.post(
@@ -116,7 +116,9 @@ def test_quick_start_on_the_embedded_defaults(start_server, tmp_path):
 
 
 def test_concurrent_uploads_over_http(start_server, database_url, keypair):
-    server = start_server(DATABASE_URL=database_url, AUTH_PUBLIC_KEY=keypair.public_pem)
+    server = start_server(
+        DATABASE_URL=database_url, AUTH_PUBLIC_KEY=keypair.public_pem, RUNNER_WORKERS="0"
+    )
     token = keypair.token("alice")
     count = 30
     barrier = threading.Barrier(count)

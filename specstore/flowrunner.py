@@ -1,0 +1,136 @@
+"""Runs one planned pipeline with ``dataflows``, in a process of its own.
+
+``python -m specstore.flowrunner`` reads the pipeline's definition (JSON) on
+standard input and writes JSON lines on standard output: ``{"log": line}``
+as it goes, then ``{"finish": {"success": ..., "stats": ..., "errors": ...}}``.
+The embedded runner (:mod:`specstore.runner`) turns those into the same events
+DPP's hooks send. A separate process means a crashing or runaway pipeline
+cannot take the server with it, and can be killed at its time limit.
+
+Each step is built the way DPP's standard processor of that name builds it
+(``datapackage_pipelines/lib/<name>.py``), so a plan gives the same outputs
+on both engines.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import traceback
+from collections.abc import Callable
+from typing import Any, TextIO
+
+
+def _load(parameters: dict[str, Any]) -> Any:
+    from dataflows import load
+
+    return load(parameters.pop("from"), **parameters)
+
+
+def _update_package(parameters: dict[str, Any]) -> Any:
+    from dataflows import update_package
+
+    return update_package(**parameters)
+
+
+def _update_resource(parameters: dict[str, Any]) -> Any:
+    from dataflows import update_resource
+
+    return update_resource(parameters.get("resources"), **parameters.get("metadata", {}))
+
+
+def _dump_to_path(parameters: dict[str, Any]) -> Any:
+    from dataflows import dump_to_path
+
+    return dump_to_path(parameters.pop("out-path", "."), **parameters)
+
+
+def _dump_to_zip(parameters: dict[str, Any]) -> Any:
+    from dataflows import dump_to_zip
+
+    return dump_to_zip(parameters.pop("out-file"), **parameters)
+
+
+def _dump_to_sql(parameters: dict[str, Any]) -> Any:
+    from dataflows import dump_to_sql
+
+    return dump_to_sql(parameters["tables"], engine=parameters["engine"])
+
+
+PROCESSORS: dict[str, Callable[[dict[str, Any]], Any]] = {
+    "load": _load,
+    "update_package": _update_package,
+    "update_resource": _update_resource,
+    "dump_to_path": _dump_to_path,
+    "dump_to_zip": _dump_to_zip,
+    "dump_to_sql": _dump_to_sql,
+}
+
+
+class _JsonLines(logging.Handler):
+    def __init__(self, out: TextIO) -> None:
+        super().__init__(logging.INFO)
+        self.out = out
+        self.setFormatter(logging.Formatter("%(name)s: %(levelname)s: %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        write(self.out, {"log": self.format(record)})
+
+
+def write(out: TextIO, message: dict[str, Any]) -> None:
+    out.write(json.dumps(message, default=str) + "\n")
+    out.flush()
+
+
+def run(pipeline: dict[str, Any], out: TextIO) -> bool:
+    """Run ``pipeline``'s steps as one flow; report on ``out``. True when it succeeded."""
+    from dataflows import Flow
+
+    steps = []
+    for step in pipeline["pipeline"]:
+        processor = PROCESSORS.get(step["run"])
+        if processor is None:
+            write(
+                out,
+                {"finish": {"success": False, "errors": [f"unknown processor {step['run']!r}"]}},
+            )
+            return False
+        steps.append(processor(dict(step.get("parameters") or {})))
+    names = ", ".join(step["run"] for step in pipeline["pipeline"])
+    write(out, {"log": f"running {len(steps)} steps: {names}"})
+    try:
+        _, stats = Flow(*steps).process()
+    except Exception as exc:
+        write(out, {"finish": {"success": False, "errors": _describe(exc)}})
+        return False
+    write(out, {"log": f"done: {stats.get('count_of_rows')} rows"})
+    write(out, {"finish": {"success": True, "stats": stats}})
+    return True
+
+
+def _describe(exc: BaseException) -> list[str]:
+    """The reason first, in one line, then the traceback, as DPP's error log has it."""
+    reason = " ".join(str(exc).split()) or exc.__class__.__name__
+    cause = exc.__cause__ or exc.__context__
+    while cause is not None and not str(cause).strip():
+        cause = cause.__cause__ or cause.__context__
+    lines = [reason]
+    if cause is not None and str(cause) not in reason:
+        lines.append("caused by: " + " ".join(str(cause).split()))
+    lines += "".join(traceback.format_exception(exc)).rstrip().splitlines()
+    return lines
+
+
+def main() -> int:
+    out = sys.stdout
+    sys.stdout = sys.stderr  # anything a library prints must not corrupt the JSON lines
+    root = logging.getLogger()
+    root.handlers[:] = [_JsonLines(out)]
+    root.setLevel(logging.INFO)
+    pipeline = json.load(sys.stdin)
+    return 0 if run(pipeline, out) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
