@@ -4,8 +4,10 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# datapackage-pipelines pins Flask 1.x: it gets a virtualenv of its own.
+DPP_VENV ?= .venv-dpp
 
-.PHONY: install install-dev run test lint format postgres clean
+.PHONY: install install-dev dpp run test lint format postgres clean
 
 install: $(VENV)/.installed
 
@@ -24,9 +26,18 @@ $(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
 run: install
 	$(BIN)/python server.py
 
-## test: lint, then the whole suite (SQLite and a real PostgreSQL it starts itself)
-test: install-dev postgres lint
-	$(BIN)/pytest
+## dpp: datapackage-pipelines in its own virtualenv (.venv-dpp), for the tests and for trying it
+dpp: $(DPP_VENV)/.installed
+
+$(DPP_VENV)/.installed: requirements-dpp.txt
+	$(PYTHON) -m venv $(DPP_VENV)
+	$(DPP_VENV)/bin/pip install --quiet "pip<24.1"
+	$(DPP_VENV)/bin/pip install --quiet -r requirements-dpp.txt
+	touch $@
+
+## test: lint, then the whole suite (SQLite, a real PostgreSQL and a real DPP)
+test: install-dev postgres dpp lint
+	SPECSTORE_DPP_VENV=$(abspath $(DPP_VENV)) $(BIN)/pytest
 
 lint: install-dev
 	$(BIN)/ruff check .
@@ -41,4 +52,4 @@ postgres:
 	@scripts/ensure-postgres
 
 clean:
-	rm -rf $(VENV) .tox .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) $(DPP_VENV) .tox .pytest_cache .ruff_cache *.egg-info

@@ -72,7 +72,7 @@ class _JsonLines(logging.Handler):
     def __init__(self, out: TextIO) -> None:
         super().__init__(logging.INFO)
         self.out = out
-        self.setFormatter(logging.Formatter("%(name)s: %(levelname)s: %(message)s"))
+        self.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
 
     def emit(self, record: logging.LogRecord) -> None:
         write(self.out, {"log": self.format(record)})
