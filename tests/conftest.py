@@ -20,7 +20,10 @@ from specstore import create_app
 from specstore.config import configure
 from specstore.db import Database
 from specstore.models import Dataset, Revision, Setting
+from tests.support.net import StaticFiles
+from tests.support.pipelines import EXAMPLE_DATA
 from tests.support.postgres import PostgresServer, PostgresUnavailable
+from tests.support.server import Server, server_env
 from tests.support.tokens import KeyPair
 
 HOOK_TOKEN = "test-hook-token"
@@ -55,6 +58,13 @@ def make_spec(ownerid: str = "alice", dataset: str = "gdp", **meta: Any) -> dict
     spec = copy.deepcopy(SPEC)
     spec["meta"].update(ownerid=ownerid, dataset=dataset, **meta)
     return spec
+
+
+@pytest.fixture(scope="session")
+def example_data() -> Iterator[str]:
+    """examples/datapackage served over HTTP on loopback: the base URL."""
+    with StaticFiles(str(EXAMPLE_DATA)) as served:
+        yield served.url
 
 
 @pytest.fixture(scope="session")
@@ -138,6 +148,21 @@ def app(make_app: Any) -> Flask:
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
     return app.test_client()
+
+
+@pytest.fixture
+def start_server(tmp_path: Any) -> Iterator[Any]:
+    """Start ``python server.py`` with the given environment; stopped after the test."""
+    servers: list[Server] = []
+
+    def start(**env: str) -> Server:
+        server = Server(server_env(**env), tmp_path)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
 
 
 def database_of(app: Flask) -> Database:

@@ -20,7 +20,6 @@ from specstore.http_client import HttpClient
 from specstore.models import Revision
 from specstore.planner import OutputLayout, PlanError, Planner
 from tests.conftest import database_of, stored_revisions, upload
-from tests.support.net import StaticFiles
 from tests.support.pipelines import (
     EXAMPLE_DATA,
     database_tables,
@@ -38,12 +37,6 @@ POPULATION_ROWS = [
     ("Italy", 2019, 60359546),
 ]
 _databases = itertools.count()
-
-
-@pytest.fixture(scope="module")
-def example_data():
-    with StaticFiles(str(EXAMPLE_DATA)) as served:
-        yield served.url
 
 
 @pytest.fixture
@@ -158,7 +151,11 @@ def test_one_input_can_feed_several_outputs_and_the_rest_load_as_they_are(tmp_pa
             [],
             "resource a: only resources with one path",
         ),
-        ({"resources": [{"name": "a", "path": ["x.csv", "y.csv"]}]}, [], "resource a: only resources with one"),
+        (
+            {"resources": [{"name": "a", "path": ["x.csv", "y.csv"]}]},
+            [],
+            "resource a: only resources with one",
+        ),
         ({"resources": [{"name": "A b", "path": "x.csv"}]}, [], "resource 'A b': names are"),
         (
             {"resources": [{"name": "a", "path": "file:///etc/passwd"}]},

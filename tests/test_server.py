@@ -3,77 +3,13 @@ talked to over HTTP on loopback, as the README's quick start does it."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import threading
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
-import pytest
 import requests
 
 from tests.conftest import make_spec
-from tests.support.net import free_port, wait_for_http
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def _env(**values: str) -> dict[str, str]:
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if key not in ("DATABASE_URL", "AUTH_SERVER", "AUTH_PUBLIC_KEY", "HOOK_TOKEN")
-    }
-    env.update(values)
-    return env
-
-
-class Server:
-    def __init__(self, env: dict[str, str], cwd: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {**env, "HOST": "127.0.0.1", "PORT": str(self.port)}
-        self.log = cwd / "server.log"
-        with self.log.open("wb") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, str(ROOT / "server.py")],
-                env=self.env,
-                cwd=cwd,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        wait_for_http(self.url + "/source/schema", alive=lambda: self.process.poll() is None)
-
-    def cli(self, *args: str) -> str:
-        result = subprocess.run(
-            [sys.executable, "-m", "specstore", *args],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=True,
-        )
-        return result.stdout.strip()
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=10)
-
-
-@pytest.fixture
-def start_server(tmp_path: Path) -> Iterator:
-    servers: list[Server] = []
-
-    def start(**env: str) -> Server:
-        server = Server(_env(**env), tmp_path)
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.stop()
+from tests.support.pipelines import EXAMPLE_BASE_URL, EXAMPLES, sqlite_tables, wait_for
 
 
 def test_quick_start_on_the_embedded_defaults(start_server, tmp_path):
@@ -150,3 +86,26 @@ def test_concurrent_uploads_over_http(start_server, database_url, keypair):
         database = Database(database_url)
         empty_tables(database)
         database.dispose()
+
+
+def test_the_readme_example_runs_to_succeeded_on_the_defaults(start_server, example_data, tmp_path):
+    """The README's walk-through: the example spec uploaded as YAML, run by the embedded
+    runner, outputs on disk under ./output (the server's working folder here)."""
+    server = start_server(DATABASE_URL=f"sqlite:///{tmp_path}/specstore.db")
+    token = server.cli("token", "alice")
+    spec = (EXAMPLES / "spec.yaml").read_text().replace(EXAMPLE_BASE_URL, example_data)
+
+    response = requests.post(
+        server.url + "/source/upload",
+        data=spec.encode(),
+        headers={"Auth-Token": token, "Content-Type": "application/yaml"},
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+    status = wait_for(
+        lambda: requests.get(server.url + "/source/alice/gdp/status", timeout=10).json()
+    )
+    assert status["state"] == "SUCCEEDED", status
+    out = tmp_path / "output" / "alice" / "gdp"
+    assert sorted(path.name for path in out.iterdir()) == ["datapackage", "gdp.sqlite", "gdp.zip"]
+    assert sorted(sqlite_tables(out / "gdp.sqlite")) == ["gdp", "population"]

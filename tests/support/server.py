@@ -1,0 +1,62 @@
+"""specstore for real: ``python server.py`` and ``python -m specstore`` in subprocesses."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from .net import free_port, wait_for_http
+
+ROOT = Path(__file__).resolve().parents[2]
+# Settings the tests' own environment must not leak into a server they start.
+_CLEARED = (
+    "DATABASE_URL",
+    "AUTH_SERVER",
+    "AUTH_PUBLIC_KEY",
+    "HOOK_TOKEN",
+    "DPP_URL",
+    "DPP_PIPELINES_DIR",
+    "PUBLIC_URL",
+    "OUTPUT_DIR",
+)
+
+
+def server_env(**values: str) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if key not in _CLEARED}
+    env.update(values)
+    return env
+
+
+class Server:
+    def __init__(self, env: dict[str, str], cwd: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {**env, "HOST": "127.0.0.1", "PORT": str(self.port)}
+        self.log = cwd / f"server-{self.port}.log"
+        with self.log.open("wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, str(ROOT / "server.py")],
+                env=self.env,
+                cwd=cwd,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        wait_for_http(self.url + "/source/schema", alive=lambda: self.process.poll() is None)
+
+    def cli(self, *args: str) -> str:
+        result = subprocess.run(
+            [sys.executable, "-m", "specstore", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        return result.stdout.strip()
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)

@@ -1,0 +1,236 @@
+"""specstore handing pipelines to a real datapackage-pipelines 2.2.11.
+
+specstore runs as ``python server.py`` on a loopback port; DPP runs from its own
+virtualenv: ``dpp run`` in its folder, its real hooks posting to
+``/source/update``, and its dashboard answering ``api/raw`` for ``info``.
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+import yaml
+
+from specstore.dpp import SPEC_FILE
+from tests.conftest import HOOK_TOKEN, stored_revisions, upload
+from tests.support.dpp import DppDeployment, DppUnavailable, dpp_venv
+from tests.support.net import free_port
+from tests.support.pipelines import (
+    database_tables,
+    example_spec,
+    files_under,
+    sqlite_tables,
+    wait_for,
+    zip_members,
+)
+from tests.test_pipelines import GDP_ROWS, POPULATION_ROWS
+
+
+@pytest.fixture
+def dpp(tmp_path):
+    try:
+        venv = dpp_venv()
+    except DppUnavailable as exc:
+        pytest.fail(str(exc), pytrace=False)
+    deployment = DppDeployment(tmp_path / "dpp", venv)
+    yield deployment
+    deployment.stop()
+
+
+def _get(server, path):
+    response = requests.get(server.url + path, timeout=10)
+    return response.json()
+
+
+def test_pipelines_run_on_a_real_dpp_and_report_back(
+    dpp, start_server, postgres_server, keypair, example_data, tmp_path
+):
+    registry_url = postgres_server.create_database("dpp_registry")
+    warehouse = postgres_server.create_database("dpp_warehouse")
+    dpp.start_dashboard()
+    server = start_server(
+        DATABASE_URL=registry_url,
+        AUTH_PUBLIC_KEY=keypair.public_pem,
+        HOOK_TOKEN=HOOK_TOKEN,
+        DPP_PIPELINES_DIR=str(dpp.root),
+        DPP_URL=dpp.dashboard_url,
+        OUTPUT_DIR=str(tmp_path / "output"),
+        ENGINE_WAREHOUSE=warehouse,
+    )
+    spec = example_spec(example_data)
+    spec["outputs"].append({"kind": "rdbms", "parameters": {"engine": "warehouse"}})
+    response = requests.post(
+        server.url + "/source/upload",
+        json=spec,
+        headers={"Auth-Token": keypair.token("alice")},
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+
+    # Pushed: the pipeline file is there, and the revision is REGISTERED.
+    assert _get(server, "/source/alice/gdp/status")["state"] == "REGISTERED"
+    written = yaml.safe_load((dpp.root / "alice" / SPEC_FILE).read_text())
+    assert list(written) == ["gdp"]
+    assert written["gdp"]["hooks"] == [
+        f"http://127.0.0.1:{server.port}/source/update?token={HOOK_TOKEN}&revision=1"
+    ]
+
+    # DPP does not know the pipeline yet: info answers from specstore's records.
+    info = _get(server, "/source/alice/gdp/info")
+    assert info["state"] == "REGISTERED" and info["trigger"] is None
+
+    ran = dpp.run("alice/gdp", ENGINE_WAREHOUSE=warehouse)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    status = wait_for(lambda: _get(server, "/source/alice/gdp/status"), timeout=30)
+    assert status["state"] == "SUCCEEDED", status
+    assert status["stats"]["count_of_rows"] == 6
+    assert status["stats"]["dataset_name"] == "gdp"
+    assert status["logs"], "DPP's progress event carries the log tail"
+
+    out = tmp_path / "output" / "alice" / "gdp"
+    tables = sqlite_tables(out / "gdp.sqlite")
+    assert tables["gdp"]["rows"] == GDP_ROWS
+    assert tables["population"]["rows"] == POPULATION_ROWS
+    assert tables["population"]["columns"] == {
+        "country": "TEXT",
+        "year": "INTEGER",
+        "population": "INTEGER",
+    }
+    assert database_tables(warehouse)["population"]["rows"] == POPULATION_ROWS
+    assert sorted(zip_members(out / "gdp.zip")) == ["datapackage.json", "gdp.csv", "population.csv"]
+    assert sorted(files_under(out / "datapackage")) == [
+        "datapackage.json",
+        "gdp.csv",
+        "population.csv",
+    ]
+
+    # info now carries DPP's own record of the run.
+    info = _get(server, "/source/alice/gdp/info")
+    assert info["id"] == "./alice/gdp"
+    assert info["state"] == "SUCCEEDED"
+    assert info["trigger"] == "manual"
+    assert info["cache_hash"]
+    assert info["dirty"] is False
+    assert info["last_success"] >= info["started"]
+    assert "load" in info["reason"]
+    assert info["pipeline"]["specstore-revision"] == 1
+    assert info["pipeline"]["hooks"] == [
+        f"http://127.0.0.1:{server.port}/source/update?token=***&revision=1"
+    ]
+    assert info["source"]["meta"]["owner"] == "Alice"
+    assert HOOK_TOKEN not in requests.get(server.url + "/source/alice/gdp/info", timeout=10).text
+
+    # A spec whose data is missing ends FAILED with DPP's error lines.
+    broken = example_spec(example_data, dataset="broken")
+    broken["inputs"][0]["parameters"]["resource-mapping"]["gdp"] = example_data + "missing.csv"
+    requests.post(
+        server.url + "/source/upload",
+        json=broken,
+        headers={"Auth-Token": keypair.token("alice")},
+        timeout=30,
+    ).raise_for_status()
+    assert sorted(yaml.safe_load((dpp.root / "alice" / SPEC_FILE).read_text())) == [
+        "broken",
+        "gdp",
+    ]
+    dpp.run("alice/broken")
+    status = wait_for(lambda: _get(server, "/source/alice/broken/status"), timeout=30)
+    assert status["state"] == "FAILED"
+    error_log = _get(server, "/source/alice/broken/info")["error_log"]
+    assert "Traceback (most recent call last):" in error_log
+    assert any("missing.csv" in line for line in error_log)
+
+
+def test_the_same_spec_gives_the_same_outputs_on_both_engines(
+    dpp, start_server, make_app, keypair, example_data, tmp_path
+):
+    # DPP
+    dpp.start_dashboard()
+    dpp_out = tmp_path / "dpp-output"
+    server = start_server(
+        DATABASE_URL=f"sqlite:///{tmp_path}/dpp-registry.db",
+        AUTH_PUBLIC_KEY=keypair.public_pem,
+        HOOK_TOKEN=HOOK_TOKEN,
+        DPP_PIPELINES_DIR=str(dpp.root),
+        DPP_URL=dpp.dashboard_url,
+        OUTPUT_DIR=str(dpp_out),
+    )
+    requests.post(
+        server.url + "/source/upload",
+        json=example_spec(example_data),
+        headers={"Auth-Token": keypair.token("alice")},
+        timeout=30,
+    ).raise_for_status()
+    assert dpp.run("alice/gdp").returncode == 0
+    on_dpp = wait_for(lambda: _get(server, "/source/alice/gdp/status"), timeout=30)
+
+    # Embedded
+    embedded_out = tmp_path / "embedded-output"
+    app = make_app(runner_workers=1, output_dir=str(embedded_out))
+    client = app.test_client()
+    upload(client, example_spec(example_data), keypair.token("alice"))
+    embedded = wait_for(lambda: client.get("/source/alice/gdp/status").get_json())
+
+    assert on_dpp["state"] == embedded["state"] == "SUCCEEDED"
+    assert on_dpp["stats"]["count_of_rows"] == embedded["stats"]["count_of_rows"] == 6
+    dpp_files, embedded_files = (out / "alice" / "gdp" for out in (dpp_out, embedded_out))
+    assert sqlite_tables(dpp_files / "gdp.sqlite") == sqlite_tables(embedded_files / "gdp.sqlite")
+    for name in ("gdp.csv", "population.csv"):
+        assert (dpp_files / "datapackage" / name).read_bytes() == (
+            embedded_files / "datapackage" / name
+        ).read_bytes()
+    dpp_zip, embedded_zip = (
+        zip_members(files / "gdp.zip") for files in (dpp_files, embedded_files)
+    )
+    assert sorted(dpp_zip) == sorted(embedded_zip)
+    for name in ("gdp.csv", "population.csv"):
+        assert dpp_zip[name] == embedded_zip[name]
+
+
+def test_concurrent_uploads_of_one_owners_datasets_all_reach_dpp(
+    make_app, keypair, example_data, tmp_path
+):
+    root = tmp_path / "dpp"
+    app = make_app(dpp_pipelines_dir=str(root), public_url="http://specstore.test/")
+    datasets = [f"set-{index}" for index in range(12)]
+    barrier = threading.Barrier(len(datasets) * 2)
+
+    def push(name):
+        client = app.test_client()
+        barrier.wait()
+        return upload(client, example_spec(example_data, dataset=name), keypair.token("alice"))
+
+    with ThreadPoolExecutor(len(datasets) * 2) as pool:
+        responses = list(pool.map(push, datasets * 2))
+
+    assert {response.status_code for response in responses} == {200}
+    written = yaml.safe_load((root / "alice" / SPEC_FILE).read_text())
+    assert sorted(written) == sorted(datasets)
+    for name in datasets:
+        assert written[name]["specstore-revision"] == 2, name
+        assert written[name]["hooks"] == [
+            f"http://specstore.test/source/update?token={HOOK_TOKEN}&revision=2"
+        ]
+    assert {row[3] for row in stored_revisions(app)} == {"REGISTERED"}
+    assert [path.name for path in (root / "alice").iterdir() if not path.name.startswith(".")] == [
+        SPEC_FILE
+    ]
+
+
+def test_info_answers_from_specstores_records_when_dpp_is_down(
+    make_app, keypair, example_data, tmp_path
+):
+    app = make_app(
+        dpp_pipelines_dir=str(tmp_path / "dpp"), dpp_url=f"http://127.0.0.1:{free_port()}/"
+    )
+    client = app.test_client()
+    upload(client, example_spec(example_data), keypair.token("alice"))
+    info = client.get("/source/alice/gdp/info")
+    assert info.status_code == 200
+    body = info.get_json()
+    assert body["state"] == "REGISTERED"
+    assert body["pipeline"]["hooks"] == ["http://127.0.0.1:5000/source/update?token=***&revision=1"]
+    assert client.get("/source/alice/gdp/status").get_json()["state"] == "REGISTERED"
