@@ -30,7 +30,7 @@ Engine = DppDispatcher | EmbeddedRunner
 
 
 DASHBOARD_TIMEOUT_SECONDS = 2.0
-DOWNLOAD_TIMEOUT_SECONDS = 30.0
+DESCRIPTOR_TIMEOUT_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -112,7 +112,7 @@ def build(settings: Settings) -> Components:
     planner = Planner(
         OutputLayout(settings.output_dir),
         settings.engine_url,
-        HttpClient(DOWNLOAD_TIMEOUT_SECONDS),
+        HttpClient(DESCRIPTOR_TIMEOUT_SECONDS),
     )
     engine = _engine(settings, registry, planner, hook_token)
     dashboard = (

@@ -122,10 +122,14 @@ class _RedactingRequestHandler(WSGIRequestHandler):
 def serve_development(app: Flask) -> None:
     components = app.extensions["specstore.components"]
     components.database.upgrade()
+    components.start_engine()
     settings = components.settings
-    app.run(
-        host=settings.host,
-        port=settings.port,
-        threaded=True,
-        request_handler=_RedactingRequestHandler,
-    )
+    try:
+        app.run(
+            host=settings.host,
+            port=settings.port,
+            threaded=True,
+            request_handler=_RedactingRequestHandler,
+        )
+    finally:
+        components.close()

@@ -93,13 +93,19 @@ class DppDispatcher:
             log.info("%s: %s", ref.owner_id + "/" + ref.dataset, note)
 
     def start(self) -> None:
-        """Hand over what a stopped server stored but never handed over."""
+        """Hand over, in the background, what a stopped server stored but never handed over."""
         if self._started:
             return
         self._started = True
+        threading.Thread(target=self._recover, name="specstore-dpp-recovery", daemon=True).start()
+
+    def _recover(self) -> None:
         cutoff = self.registry.clock() - dt.timedelta(seconds=30)
-        for ref in self.registry.orphaned((LOADED,), cutoff):
-            self.dispatch(ref)
+        try:
+            for ref in self.registry.orphaned((LOADED,), cutoff):
+                self.dispatch(ref)
+        except Exception:
+            log.exception("handing left-behind revisions to DPP failed")
 
     def stop(self) -> None:
         pass

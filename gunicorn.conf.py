@@ -1,0 +1,25 @@
+"""gunicorn settings for specstore: `gunicorn -c gunicorn.conf.py server:app`.
+
+Every setting can be overridden from the environment (GUNICORN_CMD_ARGS, or
+the variables below)."""
+
+import os
+
+bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '5000')}"
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
+graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "30"))
+# The access log is off: its request line would carry ?token= and ?jwt= values.
+accesslog = None
+
+
+def post_worker_init(worker):
+    # Each worker runs its own share of the pipelines (the database leases keep
+    # two workers from running one revision) and picks up left-behind ones.
+    worker.wsgi.extensions["specstore.components"].start_engine()
+
+
+def worker_exit(server, worker):
+    app = getattr(worker, "wsgi", None)  # absent if the worker failed to load the app
+    if app is not None:
+        app.extensions["specstore.components"].close()
