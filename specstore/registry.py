@@ -14,7 +14,15 @@ from sqlalchemy import and_, func, or_, select, update
 
 from .db import Database, insert_if_absent
 from .errors import NotFound
-from .events import FINAL_STATES, LOADED, SUCCEEDED, PipelineEvent, apply_event, end_run
+from .events import (
+    FINAL_STATES,
+    LOADED,
+    MAX_STORED_LOG_LINES,
+    SUCCEEDED,
+    PipelineEvent,
+    apply_event,
+    end_run,
+)
 from .models import Dataset, Revision
 
 PUBLISHED, UNLISTED, PRIVATE = "published", "unlisted", "private"
@@ -220,6 +228,13 @@ class Registry:
             session.execute(
                 update(Revision).where(Revision.id == ref.row_id).values(pipelines=pipelines)
             )
+
+    def append_log(self, ref: RevisionRef, lines: list[str]) -> None:
+        """Add specstore's own lines to a revision's log (no change of state)."""
+        with self.database.transaction(write=True) as session:
+            revision = session.get(Revision, ref.row_id, with_for_update=True)
+            if revision is not None:
+                revision.logs = (list(revision.logs) + lines)[-MAX_STORED_LOG_LINES:]
 
     def end(self, ref: RevisionRef, state: str, errors: list[str]) -> bool:
         """End a revision that cannot run (INVALID or FAILED, with the reasons)."""

@@ -88,9 +88,9 @@ class DppDispatcher:
         except OSError as exc:
             self.registry.end(ref, FAILED, [f"the pipeline could not be written for DPP: {exc}"])
             return
+        if plan.notes:
+            self.registry.append_log(ref, [f"{plan.main_id}: {note}" for note in plan.notes])
         emit(self.registry, ref, plan.main_id, event="queue")
-        for note in plan.notes:
-            log.info("%s: %s", ref.owner_id + "/" + ref.dataset, note)
 
     def start(self) -> None:
         """Hand over, in the background, what a stopped server stored but never handed over."""

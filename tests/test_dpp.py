@@ -234,3 +234,17 @@ def test_info_answers_from_specstores_records_when_dpp_is_down(
     assert body["state"] == "REGISTERED"
     assert body["pipeline"]["hooks"] == ["http://127.0.0.1:5000/source/update?token=***&revision=1"]
     assert client.get("/source/alice/gdp/status").get_json()["state"] == "REGISTERED"
+
+
+def test_an_npm_output_is_noted_in_the_log_on_dpp_too(make_app, keypair, example_data, tmp_path):
+    app = make_app(dpp_pipelines_dir=str(tmp_path / "dpp"))
+    client = app.test_client()
+    spec = example_spec(example_data)
+    spec["outputs"].append({"kind": "npm", "parameters": {"credentials": "public"}})
+    assert upload(client, spec, keypair.token("alice")).status_code == 200
+
+    status = client.get("/source/alice/gdp/status").get_json()
+    assert status["state"] == "REGISTERED"
+    assert status["logs"] == ["alice/gdp: outputs[2]: the npm output is not supported yet; skipped"]
+    written = yaml.safe_load((tmp_path / "dpp" / "alice" / SPEC_FILE).read_text())
+    assert [step["run"] for step in written["gdp"]["pipeline"]][-1] == "dump_to_zip"

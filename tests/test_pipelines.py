@@ -20,6 +20,7 @@ from specstore.http_client import HttpClient
 from specstore.models import Revision
 from specstore.planner import OutputLayout, PlanError, Planner
 from tests.conftest import database_of, stored_revisions, upload
+from tests.support.net import StaticFiles
 from tests.support.pipelines import (
     EXAMPLE_DATA,
     database_tables,
@@ -454,3 +455,46 @@ def test_the_processed_files_of_one_dataset_do_not_touch_another(
         "one.sqlite",
     ]
     assert Path(root / "two" / "two.sqlite").exists()
+
+
+def test_tabulator_options_reach_the_loader(runner_app, keypair, tmp_path):
+    """A latin-1, semicolon-separated file with a note above its header and a comment row."""
+    data = tmp_path / "served"
+    data.mkdir()
+    (data / "prices.csv").write_bytes(
+        "Prices in euro\n"
+        "city;café;price\n"
+        "# not a row\n"
+        "Zürich;Grüß Gott;4.5\n"
+        "Paris;Le Procope;3.2\n".encode("latin-1")
+    )
+    (data / "datapackage.json").write_text(
+        json.dumps({"name": "prices", "resources": [{"name": "prices", "path": "prices.csv"}]})
+    )
+    with StaticFiles(str(data)) as served:
+        spec = example_spec(served.url, dataset="prices")
+        spec["inputs"][0]["parameters"] = {}
+        spec["processing"] = [
+            {
+                "input": "prices",
+                "output": "prices",
+                "tabulator": {
+                    "format": "csv",
+                    "headers": 2,
+                    "delimiter": ";",
+                    "encoding": "latin-1",
+                    "skip_rows": ["#"],
+                },
+            }
+        ]
+        spec["outputs"] = [{"kind": "sqlite"}]
+        client = runner_app.test_client()
+        upload(client, spec, keypair.token("alice"))
+        status = wait_for(_status(client, "prices"))
+
+    assert status["state"] == "SUCCEEDED", client.get("/source/alice/prices/info").get_json()
+    table = sqlite_tables(tmp_path / "output" / "alice" / "prices" / "prices.sqlite")["prices"]
+    assert table == {
+        "columns": {"city": "TEXT", "café": "TEXT", "price": "FLOAT"},
+        "rows": [("Paris", "Le Procope", 3.2), ("Zürich", "Grüß Gott", 4.5)],
+    }
