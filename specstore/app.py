@@ -17,6 +17,7 @@ from . import api
 from .auth import LocalKeyPair, PublicKeySource, RemotePublicKey, StaticPublicKey, TokenVerifier
 from .config import ConfigError, Settings, configure
 from .db import Database
+from .downloads import Downloader, UrlPolicy
 from .dpp import DppDashboard, DppPipelines
 from .http_client import HttpClient
 from .installation import InstallationValues
@@ -100,6 +101,11 @@ def _engine(
         workers=settings.runner_workers,
         timeout=settings.run_timeout,
         engines=settings.engines,
+        downloads={
+            "allow": list(settings.input_url_allow),
+            "timeout": settings.download_timeout,
+            "max_bytes": settings.download_max_bytes,
+        },
     )
 
 
@@ -112,7 +118,11 @@ def build(settings: Settings) -> Components:
     planner = Planner(
         OutputLayout(settings.output_dir),
         settings.engine_url,
-        HttpClient(DESCRIPTOR_TIMEOUT_SECONDS),
+        Downloader(
+            UrlPolicy(settings.input_url_allow),
+            timeout=DESCRIPTOR_TIMEOUT_SECONDS,
+            max_bytes=settings.download_max_bytes,
+        ),
     )
     engine = _engine(settings, registry, planner, hook_token)
     dashboard = (

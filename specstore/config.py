@@ -14,6 +14,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from limits import parse_many
+
 DEFAULT_DATABASE_URL = "sqlite:///specstore.db"
 DEFAULT_MAX_CONTENT_LENGTH = 1024 * 1024
 
@@ -46,6 +48,14 @@ class Settings:
     # stored), and for how long one may run.
     runner_workers: int = 2
     run_timeout: float = 3600.0
+    # Which hosts inputs may be fetched from (shell-style patterns; empty: any host),
+    # and how much and for how long one download may take.
+    input_url_allow: tuple[str, ...] = ()
+    download_max_bytes: int = 100 * 1024 * 1024
+    download_timeout: float = 60.0
+    # Uploads per client (e.g. "60/minute"; None: no limit), counted in this storage.
+    upload_rate_limit: str | None = None
+    rate_limit_storage_uri: str = "memory://"
     # Named database connections for `rdbms` outputs: ENGINE_<NAME>=<SQLAlchemy URL>.
     engines: Mapping[str, str] = field(default_factory=dict)
 
@@ -126,8 +136,27 @@ def _public_key(value: str) -> str | None:
 
 
 def _origins(value: str) -> tuple[str, ...]:
-    origins = tuple(part.strip() for part in value.split(",") if part.strip())
-    return origins or ("*",)
+    return _list(value) or ("*",)
+
+
+def _list(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+def _host_patterns(value: str) -> tuple[str, ...]:
+    patterns = tuple(pattern.lower() for pattern in _list(value))
+    for pattern in patterns:
+        if "/" in pattern:
+            raise ValueError(f"{pattern!r} is a URL, not a host name pattern")
+    return patterns
+
+
+def _rate(value: str) -> str | None:
+    value = value.strip()
+    if value.lower() in ("", "off", "none"):
+        return None
+    parse_many(value)  # raises ValueError when it is not a rate such as 60/minute
+    return value
 
 
 # Environment variable -> (Settings field, coercer).
@@ -149,6 +178,11 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "HOST": ("host", str.strip),
     "PORT": ("port", _port),
     "RUNNER_WORKERS": ("runner_workers", _count),
+    "INPUT_URL_ALLOW": ("input_url_allow", _host_patterns),
+    "DOWNLOAD_MAX_BYTES": ("download_max_bytes", _positive_int),
+    "DOWNLOAD_TIMEOUT": ("download_timeout", _positive_float),
+    "UPLOAD_RATE_LIMIT": ("upload_rate_limit", _rate),
+    "RATE_LIMIT_STORAGE_URI": ("rate_limit_storage_uri", str.strip),
     "RUN_TIMEOUT": ("run_timeout", _positive_float),
 }
 

@@ -1,7 +1,8 @@
 """Runs one planned pipeline with ``dataflows``, in a process of its own.
 
-``python -m specstore.flowrunner`` reads the pipeline's definition (JSON) on
-standard input and writes JSON lines on standard output: ``{"log": line}``
+``python -m specstore.flowrunner`` reads the pipeline's definition and the
+download limits (JSON) on standard input, fetches every source within those
+limits into a temporary folder, and writes JSON lines on standard output: ``{"log": line}``
 as it goes, then ``{"finish": {"success": ..., "stats": ..., "errors": ...}}``.
 The embedded runner (:mod:`specstore.runner`) turns those into the same events
 DPP's hooks send. A separate process means a crashing or runaway pipeline
@@ -16,10 +17,16 @@ from __future__ import annotations
 
 import json
 import logging
+import posixpath
 import sys
+import tempfile
 import traceback
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TextIO
+from urllib.parse import urlsplit
+
+from specstore.downloads import Downloader, DownloadError, UrlPolicy
 
 
 def _load(parameters: dict[str, Any]) -> Any:
@@ -83,6 +90,28 @@ def write(out: TextIO, message: dict[str, Any]) -> None:
     out.flush()
 
 
+def fetch_sources(pipeline: dict[str, Any], downloader: Downloader, folder: Path) -> dict[str, Any]:
+    """``pipeline`` with every ``load`` reading a local copy, fetched within the limits.
+
+    The copy keeps the URL's file name, so the format is recognised as it would be
+    from the URL.
+    """
+    steps = []
+    for index, step in enumerate(pipeline["pipeline"]):
+        if step["run"] == "load":
+            parameters = dict(step["parameters"])
+            url = parameters["from"]
+            name = posixpath.basename(urlsplit(url).path) or "data"
+            local = folder / str(index) / name
+            local.parent.mkdir()
+            size = downloader.to_file(url, local)
+            logging.getLogger("download").info("%s: %d bytes", url, size)
+            parameters["from"] = str(local)
+            step = {**step, "parameters": parameters}
+        steps.append(step)
+    return {**pipeline, "pipeline": steps}
+
+
 def run(pipeline: dict[str, Any], out: TextIO) -> bool:
     """Run ``pipeline``'s steps as one flow; report on ``out``. True when it succeeded."""
     from dataflows import Flow
@@ -128,8 +157,20 @@ def main() -> int:
     root = logging.getLogger()
     root.handlers[:] = [_JsonLines(out)]
     root.setLevel(logging.INFO)
-    pipeline = json.load(sys.stdin)
-    return 0 if run(pipeline, out) else 1
+    job = json.load(sys.stdin)
+    limits = job.get("downloads") or {}
+    downloader = Downloader(
+        UrlPolicy(limits.get("allow") or ()),
+        timeout=float(limits.get("timeout", 60)),
+        max_bytes=int(limits.get("max_bytes", 100 * 1024 * 1024)),
+    )
+    with tempfile.TemporaryDirectory(prefix="specstore-run-") as folder:
+        try:
+            pipeline = fetch_sources(job["pipeline"], downloader, Path(folder))
+        except DownloadError as exc:
+            write(out, {"finish": {"success": False, "errors": [f"load: {exc}"]}})
+            return 1
+        return 0 if run(pipeline, out) else 1
 
 
 if __name__ == "__main__":

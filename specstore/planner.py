@@ -22,6 +22,7 @@ so that no connection string is ever written into a plan.
 
 from __future__ import annotations
 
+import json
 import posixpath
 import re
 from collections.abc import Callable, Mapping
@@ -30,8 +31,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
+from .downloads import Downloader, DownloadError
 from .events import FAILED, INVALID
-from .http_client import HttpClient, PeerUnavailable
 
 RESOURCE_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
 PACKAGE_METADATA = (
@@ -102,28 +103,33 @@ class OutputLayout:
         return path
 
 
-def _http_url(url: str, what: str) -> str:
-    if urlsplit(url).scheme.lower() not in ("http", "https"):
-        raise PlanError(INVALID, f"{what}: only http and https URLs can be loaded, not {url!r}")
-    return url
-
-
 class Planner:
     def __init__(
         self,
         layout: OutputLayout,
         engine_url: Callable[[str], str | None],
-        http: HttpClient,
+        downloader: Downloader,
     ) -> None:
         self.layout = layout
         self._engine_url = engine_url
-        self._http = http
+        self._downloader = downloader
+        self.policy = downloader.policy
 
     # -- at upload ---------------------------------------------------------------
 
     def problems(self, spec: Mapping[str, Any]) -> list[str]:
-        """What the schema cannot know: outputs naming connections this server lacks."""
+        """What the schema cannot know: outputs naming connections this server lacks,
+        inputs on hosts this server may not fetch from."""
         found = []
+        source = spec["inputs"][0]
+        problem = self.policy.problem(source["url"])
+        if problem:
+            found.append(f"inputs[0].url: {problem}")
+        mapping = (source.get("parameters") or {}).get("resource-mapping") or {}
+        for name, url in mapping.items():
+            problem = self.policy.problem(url)
+            if problem:
+                found.append(f"inputs[0].parameters['resource-mapping'][{name!r}]: {problem}")
         for index, output in enumerate(spec.get("outputs") or []):
             if output.get("kind") == "rdbms":
                 name = output["parameters"]["engine"]
@@ -144,13 +150,11 @@ class Planner:
             return given
         url = source["url"]
         try:
-            response = self._http.get(url)
-        except PeerUnavailable as exc:
+            content = self._downloader.get_bytes(url, MAX_DESCRIPTOR_BYTES)
+        except DownloadError as exc:
             raise PlanError(FAILED, f"the data package {url} cannot be read: {exc}") from exc
-        if len(response.content) > MAX_DESCRIPTOR_BYTES:
-            raise PlanError(FAILED, f"the data package {url} is larger than 1 MiB")
         try:
-            descriptor = response.json()
+            descriptor = json.loads(content)
         except ValueError:
             raise PlanError(INVALID, f"the data package {url} is not JSON") from None
         if not isinstance(descriptor, dict) or not isinstance(descriptor.get("resources"), list):
@@ -212,7 +216,10 @@ class Planner:
             if not isinstance(name, str) or not name:
                 name = posixpath.splitext(posixpath.basename(urlsplit(path).path))[0].lower()
             url = mapping.get(name) or mapping.get(path) or urljoin(base_url, path)
-            resources.append((name, path, _http_url(url, f"resource {name}"), resource))
+            problem = self.policy.problem(url)
+            if problem:
+                raise PlanError(INVALID, f"resource {name}: {problem}")
+            resources.append((name, path, url, resource))
         if not resources:
             raise PlanError(INVALID, "the data package has no resources")
 

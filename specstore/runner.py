@@ -119,6 +119,7 @@ class EmbeddedRunner:
         workers: int,
         timeout: float,
         engines: Mapping[str, str],
+        downloads: Mapping[str, Any],
         lease_seconds: float = 60.0,
         sweep_seconds: float = 10.0,
     ) -> None:
@@ -128,6 +129,7 @@ class EmbeddedRunner:
         self.timeout = timeout
         self.lease_seconds = lease_seconds
         self.sweep_seconds = sweep_seconds
+        self.downloads = dict(downloads)
         self.identity = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._child_env = {
             **os.environ,
@@ -288,7 +290,7 @@ class EmbeddedRunner:
         messages: queue.Queue[dict[str, Any] | None] = queue.Queue()
         threading.Thread(target=_read_lines, args=(child, messages), daemon=True).start()
         assert child.stdin is not None
-        child.stdin.write(json.dumps(pipeline))
+        child.stdin.write(json.dumps({"pipeline": pipeline, "downloads": self.downloads}))
         child.stdin.close()
 
         deadline = time.monotonic() + self.timeout

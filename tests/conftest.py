@@ -133,11 +133,11 @@ def make_app(settings_for: Any, database_url: str) -> Iterator[Any]:
         return app
 
     yield make
+    for app in apps:
+        app.extensions["specstore.components"].close()
     database = Database(database_url)
     empty_tables(database)
     database.dispose()
-    for app in apps:
-        app.extensions["specstore.components"].database.dispose()
 
 
 @pytest.fixture

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import update
 
+from specstore.downloads import Downloader, UrlPolicy
 from specstore.events import INVALID
-from specstore.http_client import HttpClient
 from specstore.models import Revision
 from specstore.planner import OutputLayout, PlanError, Planner
 from tests.conftest import database_of, stored_revisions, upload
@@ -60,7 +60,8 @@ def _status(client, dataset="gdp"):
 
 def _planner(tmp_path, engines=None):
     engines = engines or {}
-    return Planner(OutputLayout(tmp_path), lambda name: engines.get(name.upper()), HttpClient(5))
+    downloader = Downloader(UrlPolicy(), timeout=5, max_bytes=1024 * 1024)
+    return Planner(OutputLayout(tmp_path), lambda name: engines.get(name.upper()), downloader)
 
 
 def test_the_plan_is_dpp_pipeline_steps(tmp_path):
@@ -161,7 +162,7 @@ def test_one_input_can_feed_several_outputs_and_the_rest_load_as_they_are(tmp_pa
         (
             {"resources": [{"name": "a", "path": "file:///etc/passwd"}]},
             [],
-            "resource a: only http and https URLs can be loaded",
+            "resource a: only http and https URLs can be fetched",
         ),
         (
             {"resources": [{"name": "a", "path": "a.csv"}]},
@@ -311,9 +312,7 @@ def test_a_resource_that_cannot_be_read_fails_with_the_reason(runner_app, keypai
     assert status["state"] == "FAILED"
     info = client.get("/source/alice/gdp/info").get_json()
     assert info["success"] is False
-    first = info["error_log"][0]
-    assert "Failed to load source" in first and "missing.csv" in first, info["error_log"]
-    assert any("404" in line for line in info["error_log"][:3])
+    assert info["error_log"] == [f"load: {example_data}missing.csv cannot be read: HTTP 404"]
 
 
 def test_a_data_package_that_cannot_be_read_fails(runner_app, keypair, example_data):
