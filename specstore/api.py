@@ -113,7 +113,10 @@ def _specstore_error(error: SpecstoreError) -> tuple[Response, int]:
 
 def _http_error(error: HTTPException) -> tuple[Response, int]:
     status = error.code or 500
-    response, _ = _error_response(status, [error.description or error.name])
+    message = error.description or error.name
+    if status == 429:
+        message = f"too many requests: at most {message}, try again later"
+    response, _ = _error_response(status, [message])
     for header, value in error.get_headers():
         if header in ("Allow", "Retry-After"):
             response.headers[header] = value

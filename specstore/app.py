@@ -12,6 +12,8 @@ from typing import Any
 
 from flask import Flask
 from flask_cors import CORS
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
 
 from . import api
 from .auth import LocalKeyPair, PublicKeySource, RemotePublicKey, StaticPublicKey, TokenVerifier
@@ -161,5 +163,15 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
         expose_headers=["Retry-After"],
     )
     api.init_app(app)
+    if settings.upload_rate_limit:
+        limiter = Limiter(
+            get_remote_address,
+            app=app,
+            storage_uri=settings.rate_limit_storage_uri,
+            headers_enabled=True,
+        )
+        app.view_functions["source.upload"] = limiter.limit(settings.upload_rate_limit)(
+            app.view_functions["source.upload"]
+        )
     app.before_request(components.start_engine)
     return app

@@ -10,7 +10,7 @@ from specstore.auth import RemotePublicKey
 from specstore.http_client import HttpClient
 from tests.conftest import make_spec, stored_revisions, upload
 from tests.support.net import FakeAuthService
-from tests.support.tokens import alg_none_token, hs256_with_public_key
+from tests.support.tokens import alg_none_token, forged_header_token, hs256_with_public_key
 
 REFRESH_INTERVAL = 0.5
 
@@ -59,6 +59,23 @@ BAD_TOKENS = {
         "the token's signature does not verify",
     ),
     "without userid": (lambda keys: keys[0].token(None), "the token has no 'userid' claim"),
+    "two algorithms, HS256 last": (
+        lambda keys: forged_header_token('{"alg": "RS256", "alg": "HS256"}', keys[0]),
+        "the token must be signed with RS256",
+    ),
+    "two algorithms, RS256 last": (
+        lambda keys: forged_header_token('{"alg": "HS256", "alg": "RS256"}', keys[0]),
+        "the token's signature does not verify",
+    ),
+    "algorithm as a list": (
+        lambda keys: forged_header_token('{"alg": ["RS256", "HS256"]}', keys[0]),
+        "the token must be signed with RS256",
+    ),
+    "lower-case rs256": (
+        lambda keys: forged_header_token('{"alg": "rs256"}', keys[0]),
+        "the token must be signed with RS256",
+    ),
+    "not a JWT at all": (lambda keys: "a.b.c", "the token is malformed"),
     "oversized": (
         lambda keys: keys[0].token("alice", padding="x" * 5000),
         "the token is longer than 4096 characters",

@@ -65,3 +65,14 @@ def hs256_with_public_key(public_pem: str, userid: str = "alice") -> str:
         public_pem.encode("ascii"), signing_input.encode("ascii"), hashlib.sha256
     ).digest()
     return signing_input + "." + _b64(signature)
+
+
+def forged_header_token(header_json: str, keypair: KeyPair, userid: str = "alice") -> str:
+    """A token whose header is ``header_json`` verbatim (e.g. with two ``alg`` members),
+    HMAC-signed with the public key, as an attacker holding only the public key would."""
+    payload = json.dumps({"userid": userid, "service": "source"}).encode("utf-8")
+    signing_input = _b64(header_json.encode("utf-8")) + "." + _b64(payload)
+    signature = hmac.new(
+        keypair.public_pem.encode("ascii"), signing_input.encode("ascii"), hashlib.sha256
+    ).digest()
+    return signing_input + "." + _b64(signature)
