@@ -37,10 +37,15 @@ def _viewer() -> Viewer:
 
 def _body() -> Any:
     """The request body parsed as the document type it says it is."""
+    return parse_document(request.get_data(cache=False), request.mimetype)
+
+
+def _check_body(accepted: frozenset[str], allow_missing: bool = False) -> None:
+    """Refuse, before anything else is done, a body of the wrong type or size."""
+    _require_media_type(accepted, allow_missing)
     limit = current_app.config["MAX_CONTENT_LENGTH"]
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge(f"the body is larger than {limit} bytes")
-    return parse_document(request.get_data(cache=False), request.mimetype)
 
 
 def _require_media_type(accepted: frozenset[str], allow_missing: bool = False) -> None:
@@ -55,14 +60,14 @@ def _require_media_type(accepted: frozenset[str], allow_missing: bool = False) -
 
 @bp.post("/upload")
 def upload() -> Any:
-    _require_media_type(DOCUMENT_TYPES)
+    _check_body(DOCUMENT_TYPES)
     registered = service().upload(_auth_token(), _body)
     return representations.uploaded(registered)
 
 
 @bp.post("/update")
 def update() -> Any:
-    _require_media_type(JSON_TYPES, allow_missing=True)
+    _check_body(JSON_TYPES, allow_missing=True)
     token = request.args.get("token") or request.headers.get("X-Hook-Token")
     revision = request.args.get("revision", type=int)
     outcome = service().update(token, _body, revision)

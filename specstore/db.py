@@ -24,7 +24,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from .errors import ServiceUnavailable
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-SQLITE_BUSY_TIMEOUT_SECONDS = 30
+# How long a request waits for another writer before it answers 503.
+SQLITE_BUSY_TIMEOUT_SECONDS = 5
 _WRITE = "specstore_write"
 
 
@@ -56,7 +57,14 @@ def _sqlite_engine(url: str) -> Engine:
 def make_engine(url: str) -> Engine:
     if make_url(url).get_backend_name() == "sqlite":
         return _sqlite_engine(url)
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10, pool_timeout=5)
+    return create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=5,
+        max_overflow=10,
+        pool_timeout=5,
+        connect_args={"connect_timeout": 5},
+    )
 
 
 class Database:

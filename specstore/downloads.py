@@ -32,10 +32,13 @@ class UrlPolicy:
 
     def problem(self, url: str) -> str | None:
         """Why ``url`` may not be fetched, or None when it may."""
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+            host = (parts.hostname or "").lower()
+        except ValueError:
+            return f"{url!r} is not a valid URL"
         if parts.scheme.lower() not in ("http", "https"):
             return f"only http and https URLs can be fetched, not {url!r}"
-        host = (parts.hostname or "").lower()
         if not host:
             return f"{url!r} has no host"
         if self.allow and not any(fnmatch.fnmatchcase(host, pattern) for pattern in self.allow):

@@ -213,9 +213,14 @@ class Planner:
                 raise PlanError(
                     INVALID, f"resource {what}: only resources with one path can be loaded"
                 )
-            if not isinstance(name, str) or not name:
-                name = posixpath.splitext(posixpath.basename(urlsplit(path).path))[0].lower()
-            url = mapping.get(name) or mapping.get(path) or urljoin(base_url, path)
+            try:
+                if not isinstance(name, str) or not name:
+                    name = posixpath.splitext(posixpath.basename(urlsplit(path).path))[0].lower()
+                url = mapping.get(name) or mapping.get(path) or urljoin(base_url, path)
+            except ValueError:
+                raise PlanError(
+                    INVALID, f"resource #{index + 1}: {path!r} is not a URL or path"
+                ) from None
             problem = self.policy.problem(url)
             if problem:
                 raise PlanError(INVALID, f"resource {name}: {problem}")

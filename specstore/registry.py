@@ -288,16 +288,19 @@ class Registry:
                 .values(lease_owner=None, lease_until=None)
             )
 
-    def orphaned(self, states: tuple[str, ...], idle_since: dt.datetime) -> list[RevisionRef]:
-        """Newest revisions in ``states`` that no live runner holds and that have not
-        changed since ``idle_since``: left behind by a process that stopped."""
+    def orphaned(
+        self, states: tuple[str, ...], idle_since: dt.datetime, newest_only: bool = False
+    ) -> list[RevisionRef]:
+        """Revisions in ``states`` (of each dataset's newest revision only, if asked) that
+        no live runner holds and that have not changed since ``idle_since``: left behind
+        by a process that stopped."""
         now = self.clock()
+        joined = Revision.dataset_id == Dataset.id
+        if newest_only:
+            joined = and_(joined, Revision.revision == Dataset.last_revision)
         query = (
             select(Dataset.owner_id, Dataset.name, Revision.revision, Revision.id)
-            .join(
-                Revision,
-                and_(Revision.dataset_id == Dataset.id, Revision.revision == Dataset.last_revision),
-            )
+            .join(Revision, joined)
             .where(
                 Revision.state.in_(states),
                 Revision.modified < idle_since,

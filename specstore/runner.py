@@ -102,7 +102,7 @@ class DppDispatcher:
     def _recover(self) -> None:
         cutoff = self.registry.clock() - dt.timedelta(seconds=30)
         try:
-            for ref in self.registry.orphaned((LOADED,), cutoff):
+            for ref in self.registry.orphaned((LOADED,), cutoff, newest_only=True):
                 self.dispatch(ref)
         except Exception:
             log.exception("handing left-behind revisions to DPP failed")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -60,3 +61,45 @@ class Server:
         if self.process.poll() is None:
             self.process.terminate()
             self.process.wait(timeout=10)
+
+
+class Gunicorn:
+    """specstore under gunicorn with the repository's gunicorn.conf.py, in its own
+    process group so a test can kill the whole server at once."""
+
+    def __init__(self, env: dict[str, str], cwd: Path, workers: int = 4) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {**env, "HOST": "127.0.0.1", "PORT": str(self.port)}
+        self.log = cwd / f"gunicorn-{self.port}.log"
+        with self.log.open("wb") as log:
+            self.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "gunicorn",
+                    "-c",
+                    str(ROOT / "gunicorn.conf.py"),
+                    "--chdir",
+                    str(ROOT),
+                    "--workers",
+                    str(workers),
+                    "server:app",
+                ],
+                env=self.env,
+                cwd=cwd,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        wait_for_http(self.url + "/source/schema", alive=lambda: self.process.poll() is None)
+
+    def kill(self) -> None:
+        """SIGKILL the master and every worker: no clean-up of any kind."""
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait(timeout=30)
