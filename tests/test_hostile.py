@@ -332,20 +332,26 @@ def test_inputs_on_hosts_outside_the_allow_list_are_400(make_app, keypair):
     assert upload(app.test_client(), allowed, keypair.token("alice")).status_code == 200
 
 
-def test_a_resource_path_to_a_host_outside_the_allow_list_is_invalid(make_app, keypair, tmp_path):
-    served = tmp_path / "served"
-    served.mkdir()
-    (served / "datapackage.json").write_text(
-        json.dumps({"resources": [{"name": "x", "path": "http://10.0.0.1/x.csv"}]})
-    )
-    with StaticFiles(str(served)) as files:
-        app = make_app(runner_workers=1, input_url_allow=("127.0.0.1",))
-        client = app.test_client()
+def _run_package(client, keypair, folder, resources):
+    """Serve a data package of ``resources`` (and a small CSV) from ``folder``, upload a
+    spec for it, and wait for its run to end; the final status."""
+    folder.mkdir()
+    (folder / "gdp-2019.csv").write_text("a,b\n1,2\n")
+    (folder / "datapackage.json").write_text(json.dumps({"resources": resources}))
+    with StaticFiles(str(folder)) as files:
         spec = example_spec(files.url)
         spec["inputs"][0]["parameters"] = {}
         spec["processing"] = []
         upload(client, spec, keypair.token("alice"))
-        status = wait_for(lambda: client.get("/source/alice/gdp/status").get_json())
+        return wait_for(lambda: client.get("/source/alice/gdp/status").get_json())
+
+
+def test_a_resource_path_to_a_host_outside_the_allow_list_is_invalid(make_app, keypair, tmp_path):
+    app = make_app(runner_workers=1, input_url_allow=("127.0.0.1",))
+    client = app.test_client()
+    status = _run_package(
+        client, keypair, tmp_path / "served", [{"name": "x", "path": "http://10.0.0.1/x.csv"}]
+    )
     assert status["state"] == "INVALID"
     assert client.get("/source/alice/gdp/info").get_json()["error_log"] == [
         "resource x: the host '10.0.0.1' is not allowed (INPUT_URL_ALLOW)"
@@ -447,19 +453,9 @@ def test_no_spec_string_that_reaches_a_path_can_leave_the_output_folder(
 def test_data_package_names_and_paths_cannot_leave_the_output_folder(
     make_app, keypair, tmp_path, resource
 ):
-    served = tmp_path / "served"
-    served.mkdir()
-    (served / "gdp-2019.csv").write_text("a,b\n1,2\n")
-    (served / "datapackage.json").write_text(json.dumps({"resources": [resource]}))
-    output = tmp_path / "output"
-    with StaticFiles(str(served)) as files:
-        app = make_app(runner_workers=1, output_dir=str(output))
-        client = app.test_client()
-        spec = example_spec(files.url)
-        spec["inputs"][0]["parameters"] = {}
-        spec["processing"] = []
-        upload(client, spec, keypair.token("alice"))
-        status = wait_for(lambda: client.get("/source/alice/gdp/status").get_json())
+    served, output = tmp_path / "served", tmp_path / "output"
+    app = make_app(runner_workers=1, output_dir=str(output))
+    status = _run_package(app.test_client(), keypair, served, [resource])
     assert status["state"] in ("INVALID", "FAILED")
     outside = [
         path
