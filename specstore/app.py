@@ -6,6 +6,7 @@ request, the auth service's key when the first token has to be checked.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -15,7 +16,7 @@ from flask_cors import CORS
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 
-from . import api
+from . import api, operations
 from .auth import LocalKeyPair, PublicKeySource, RemotePublicKey, StaticPublicKey, TokenVerifier
 from .config import ConfigError, Settings, configure
 from .db import Database
@@ -52,6 +53,21 @@ class Components:
         """Start running pipelines (and pick up what a stopped server left behind)."""
         if self.engine is not None:
             self.engine.start()
+
+    def dpp_check(self) -> str:
+        """``off`` without DPP; ``ok`` when its folder is writable and its dashboard
+        answers; ``degraded`` otherwise."""
+        settings = self.settings
+        if settings.engine_mode != "dpp":
+            return "off"
+        folder = os.path.abspath(settings.dpp_pipelines_dir or "")
+        existing = folder if os.path.isdir(folder) else os.path.dirname(folder)
+        if not os.access(existing, os.W_OK):
+            return "degraded"
+        dashboard = settings.dpp_url
+        if dashboard and not HttpClient(DASHBOARD_TIMEOUT_SECONDS).answers(dashboard):
+            return "degraded"
+        return "ok"
 
     def close(self) -> None:
         if self.engine is not None:
@@ -163,6 +179,8 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
         expose_headers=["Retry-After"],
     )
     api.init_app(app)
+    operations.init_app(app)
+    operations.configure_logging()
     if settings.upload_rate_limit:
         limiter = Limiter(
             get_remote_address,

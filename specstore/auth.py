@@ -39,6 +39,9 @@ KEY_REFRESH_INTERVAL_SECONDS = 30.0
 
 
 class PublicKeySource(Protocol):
+    def has_key(self) -> bool:
+        """Whether a key is at hand now, without fetching one."""
+
     def current(self) -> RSAPublicKey:
         """The key to verify with; :class:`ServiceUnavailable` when none can be had."""
 
@@ -61,6 +64,9 @@ class StaticPublicKey:
     def __init__(self, pem: str) -> None:
         self._key = load_public_key(pem)
 
+    def has_key(self) -> bool:
+        return True
+
     def current(self) -> RSAPublicKey:
         return self._key
 
@@ -74,6 +80,9 @@ class LocalKeyPair:
     def __init__(self, installation: InstallationValues) -> None:
         self._installation = installation
         self._private: RSAPrivateKey | None = None
+
+    def has_key(self) -> bool:
+        return True
 
     def private_key(self) -> RSAPrivateKey:
         if self._private is None:
@@ -111,6 +120,9 @@ class RemotePublicKey:
         self._key: RSAPublicKey | None = None
         self._fetched_at = float("-inf")
         self._attempted_at = float("-inf")
+
+    def has_key(self) -> bool:
+        return self._key is not None
 
     def _fetch(self) -> RSAPublicKey | None:
         """Fetch the key now (call with the lock held); None when that fails."""

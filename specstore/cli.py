@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
 import click
+import requests
 from flask import Flask
 from werkzeug.serving import WSGIRequestHandler
 
@@ -91,6 +93,37 @@ def validate(files: tuple[Path, ...]) -> None:
         else:
             click.echo(f"{path}: valid")
     sys.exit(1 if failed else 0)
+
+
+@main.command()
+@click.argument("dataset", metavar="OWNERID/DATASET")
+@click.option(
+    "--url",
+    envvar="SPECSTORE_URL",
+    default=None,
+    help="The server's base URL (default SPECSTORE_URL, else http://HOST:PORT).",
+)
+@click.option(
+    "--token", envvar="SPECSTORE_TOKEN", default=None, help="Auth-Token, for private datasets."
+)
+def status(dataset: str, url: str | None, token: str | None) -> None:
+    """Print a dataset's status from a running server; exit 1 unless it answers 200."""
+    owner_id, slash, name = dataset.partition("/")
+    if not slash or not owner_id or not name or "/" in name:
+        raise click.BadParameter("give it as OWNERID/DATASET", param_hint="DATASET")
+    if url is None:
+        settings = configure()
+        url = f"http://{settings.host}:{settings.port}"
+    headers = {"Auth-Token": token} if token else {}
+    try:
+        response = requests.get(
+            f"{url.rstrip('/')}/source/{owner_id}/{name}/status", headers=headers, timeout=10
+        )
+    except requests.RequestException as exc:
+        raise click.ClickException(f"{url} cannot be reached: {exc.__class__.__name__}") from exc
+    click.echo(json.dumps(response.json() if response.content else {}, indent=2))
+    if response.status_code != 200:
+        sys.exit(1)
 
 
 @main.group()

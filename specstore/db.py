@@ -129,6 +129,7 @@ def _is_unavailable(exc: DBAPIError) -> bool:
             "terminating connection",
             "connection already closed",
             "database is locked",
+            "unable to open database",
             "the database system is",
             "timeout",
         )

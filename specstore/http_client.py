@@ -15,6 +15,14 @@ class HttpClient:
         self.timeout = timeout
         self._session = session or requests.Session()
 
+    def answers(self, url: str) -> bool:
+        """Whether anything answers HTTP at ``url`` in time (any status)."""
+        try:
+            self._session.get(url, timeout=self.timeout).close()
+        except requests.RequestException:
+            return False
+        return True
+
     def get(self, url: str) -> requests.Response:
         """GET ``url``; raise :class:`PeerUnavailable` unless it answers 2xx in time."""
         try:

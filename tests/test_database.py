@@ -67,7 +67,13 @@ def test_a_database_outage_is_503_and_the_service_recovers(keypair):
                 "errors": ["the database is unavailable, try again shortly"],
             }
 
+        ready = client.get("/readyz")
+        assert ready.status_code == 503
+        assert ready.get_json()["database"] == "unavailable"
+        assert client.get("/healthz").status_code == 200
+
         server.restart()
+        assert client.get("/readyz").status_code == 200
         status = client.get("/source/alice/gdp/status")
         assert status.status_code == 200
         assert status.get_json()["state"] == "LOADED"
