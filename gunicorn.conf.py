@@ -4,6 +4,11 @@ Every setting can be overridden from the environment (GUNICORN_CMD_ARGS, or
 the variables below)."""
 
 import os
+import tempfile
+
+# prometheus-client's multi-process mode: every worker writes its metrics here and
+# /metrics adds them up. Set before the workers import specstore.
+os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="specstore-metrics-"))
 
 bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '5000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
@@ -17,6 +22,12 @@ def post_worker_init(worker):
     # Each worker runs its own share of the pipelines (the database leases keep
     # two workers from running one revision) and picks up left-behind ones.
     worker.wsgi.extensions["specstore.components"].start_engine()
+
+
+def child_exit(server, worker):
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
 
 
 def worker_exit(server, worker):

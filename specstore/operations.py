@@ -15,14 +15,22 @@ import uuid
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
+from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 
+from . import metrics
 from .errors import ServiceUnavailable
 
 bp = Blueprint("operations", __name__)
 access_log = logging.getLogger("specstore.access")
 REQUEST_ID_HEADER = "X-Request-ID"
 MAX_REQUEST_ID_LENGTH = 128
+
+
+@bp.get("/metrics")
+def prometheus() -> Response:
+    database = current_app.extensions["specstore.components"].database
+    return Response(metrics.exposition(database), mimetype=CONTENT_TYPE_LATEST)
 
 
 @bp.get("/healthz")
@@ -61,16 +69,19 @@ def _start_request() -> None:
 
 def _log_request(response: Response) -> Response:
     response.headers[REQUEST_ID_HEADER] = g.get("request_id", "")
+    started = g.get("request_started")
+    seconds = None if started is None else time.perf_counter() - started
+    route = request.url_rule.rule if request.url_rule else None
+    metrics.count_request(request.method, route or "(unknown)", response.status_code, seconds)
     if access_log.isEnabledFor(logging.INFO):
-        started = g.get("request_started", time.perf_counter())
         line = {
             "request_id": g.get("request_id"),
             "method": request.method,
             # The route pattern, never the query string: tokens travel there.
-            "route": request.url_rule.rule if request.url_rule else None,
+            "route": route,
             "path": request.path,
             "status": response.status_code,
-            "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+            "duration_ms": round((seconds or 0.0) * 1000, 2),
         }
         access_log.info(json.dumps(line))
     return response

@@ -23,6 +23,7 @@ from .events import (
     apply_event,
     end_run,
 )
+from .metrics import count_event
 from .models import Dataset, Revision
 
 PUBLISHED, UNLISTED, PRIVATE = "published", "unlisted", "private"
@@ -156,6 +157,7 @@ class Registry:
             if revision is None:
                 raise NotFound(f"pipeline {str(pipeline)!r} has no revision {number}")
             applied = apply_event(revision, event, now)
+            count_event(event.event)
             if applied:
                 revision.modified = now
                 dataset.modified = now

@@ -8,8 +8,10 @@ import subprocess
 import sys
 
 import requests
+from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import HOOK_TOKEN, make_spec, post_event, upload
+from specstore.db import Database
+from tests.conftest import HOOK_TOKEN, empty_tables, make_spec, post_event, upload
 from tests.support.net import FakeAuthService, free_port
 
 
@@ -121,3 +123,80 @@ def test_status_command_asks_a_running_server(start_server, tmp_path):
     down = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
     assert down.returncode == 1
     assert "cannot be reached" in down.stderr
+
+
+def _samples(text: str) -> dict[tuple[str, tuple], float]:
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+STATUS_ROUTE = "/source/<owner_id>/<dataset>/status"
+
+
+def _requests_of(samples, route, status="200", method="GET"):
+    labels = (("method", method), ("route", route), ("status", status))
+    return samples.get(("specstore_http_requests_total", labels), 0.0)
+
+
+def test_metrics_count_requests_uploads_events_and_revisions(client, keypair):
+    before = _samples(client.get("/metrics").get_data(as_text=True))
+    upload(client, make_spec(), keypair.token("alice"))
+    upload(client, make_spec(), None)
+    post_event(client, {"pipeline_id": "alice/gdp", "event": "start"})
+    for _ in range(3):
+        client.get("/source/alice/gdp/status")
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response.mimetype == "text/plain"
+    after = _samples(response.get_data(as_text=True))
+
+    def grew(name, labels):
+        key = (name, tuple(sorted(labels.items())))
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    assert _requests_of(after, STATUS_ROUTE) - _requests_of(before, STATUS_ROUTE) == 3
+    assert grew("specstore_uploads_total", {"status": "200"}) == 1
+    assert grew("specstore_uploads_total", {"status": "401"}) == 1
+    assert grew("specstore_events_total", {"event": "start"}) == 1
+    latency = {"method": "GET", "route": STATUS_ROUTE}
+    assert grew("specstore_http_request_duration_seconds_count", latency) == 3
+    assert after[("specstore_revisions", (("state", "RUNNING"),))] == 1
+    assert after[("specstore_revisions", (("state", "LOADED"),))] == 0
+
+
+def test_metrics_add_up_every_gunicorn_worker(tmp_path, database_url, keypair):
+    from tests.support.server import Gunicorn, server_env
+
+    server = Gunicorn(
+        server_env(
+            DATABASE_URL=database_url,
+            AUTH_PUBLIC_KEY=keypair.public_pem,
+            RUNNER_WORKERS="0",
+            PROMETHEUS_MULTIPROC_DIR=str(tmp_path),
+        ),
+        tmp_path,
+        workers=4,
+    )
+    try:
+        requests.post(
+            server.url + "/source/upload",
+            json=make_spec(),
+            headers={"Auth-Token": keypair.token("alice")},
+            timeout=10,
+        ).raise_for_status()
+        session = requests.Session()
+        for _ in range(40):
+            session.get(server.url + "/source/alice/gdp/status", timeout=10)
+        scrapes = [
+            _samples(requests.get(server.url + "/metrics", timeout=10).text) for _ in range(4)
+        ]
+    finally:
+        server.stop()
+        database = Database(database_url)
+        empty_tables(database)
+        database.dispose()
+    assert {_requests_of(samples, STATUS_ROUTE) for samples in scrapes} == {40}
+    assert all(s[("specstore_revisions", (("state", "LOADED"),))] == 1 for s in scrapes)

@@ -1,0 +1,90 @@
+"""Prometheus metrics at ``/metrics``.
+
+Counters and histograms are kept by prometheus-client; under gunicorn, with
+``PROMETHEUS_MULTIPROC_DIR`` set (gunicorn.conf.py sets it), every worker
+writes them to that folder and any worker's ``/metrics`` adds them all up.
+The number of revisions in each state is read from the database when
+scraped, so it is the same whichever worker answers.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from prometheus_client.core import GaugeMetricFamily
+from sqlalchemy import func, select
+
+from .events import FINAL_STATES, LOADED, REGISTERED, RUNNING
+from .models import Revision
+
+REQUESTS = Counter(
+    "specstore_http_requests_total", "HTTP requests answered.", ["method", "route", "status"]
+)
+LATENCY = Histogram(
+    "specstore_http_request_duration_seconds",
+    "Time to answer an HTTP request.",
+    ["method", "route"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+UPLOADS = Counter("specstore_uploads_total", "Uploads, by answer.", ["status"])
+EVENTS = Counter("specstore_events_total", "Engine events recorded, by type.", ["event"])
+STATES = (LOADED, REGISTERED, RUNNING, *sorted(FINAL_STATES))
+
+
+class RevisionStates:
+    """Revisions by state, counted in the database at each scrape."""
+
+    def __init__(self, database: Any) -> None:
+        self.database = database
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "specstore_revisions", "Stored revisions, by state.", labels=["state"]
+        )
+        with self.database.transaction() as session:
+            counts = dict(
+                session.execute(select(Revision.state, func.count()).group_by(Revision.state)).all()
+            )
+        for state in STATES:
+            family.add_metric([state], counts.get(state, 0))
+        yield family
+
+
+def count_event(event: str) -> None:
+    EVENTS.labels(event).inc()
+
+
+def count_request(method: str, route: str, status: int, seconds: float | None) -> None:
+    REQUESTS.labels(method, route, str(status)).inc()
+    if seconds is not None:
+        LATENCY.labels(method, route).observe(seconds)
+    if route == "/source/upload":
+        UPLOADS.labels(str(status)).inc()
+
+
+def exposition(database: Any) -> bytes:
+    """Every metric, in Prometheus' text format: all workers' when in multi-process mode."""
+    registry = CollectorRegistry()
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        multiprocess.MultiProcessCollector(registry)
+    else:
+        registry.register(_Everything())
+    registry.register(RevisionStates(database))
+    return generate_latest(registry)
+
+
+class _Everything:
+    """This process's metrics, without registering anything twice."""
+
+    def collect(self) -> Iterator[Any]:
+        yield from REGISTRY.collect()
