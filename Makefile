@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # datapackage-pipelines pins Flask 1.x: it gets a virtualenv of its own.
 DPP_VENV ?= .venv-dpp
 
-.PHONY: install install-dev dpp run test lint format postgres clean
+.PHONY: install install-dev dpp run serve test lint format postgres clean
 
 install: $(VENV)/.installed
 
@@ -25,6 +25,11 @@ $(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
 ## run: migrate the database and serve on HOST:PORT (default 127.0.0.1:5000)
 run: install
 	$(BIN)/python server.py
+
+## serve: the production server: migrations, then gunicorn with gunicorn.conf.py
+serve: install
+	$(BIN)/specstore db upgrade
+	$(BIN)/gunicorn -c gunicorn.conf.py server:app
 
 ## dpp: datapackage-pipelines in its own virtualenv (.venv-dpp), for the tests and for trying it
 dpp: $(DPP_VENV)/.installed

@@ -109,3 +109,39 @@ def test_the_readme_example_runs_to_succeeded_on_the_defaults(start_server, exam
     out = tmp_path / "output" / "alice" / "gdp"
     assert sorted(path.name for path in out.iterdir()) == ["datapackage", "gdp.sqlite", "gdp.zip"]
     assert sorted(sqlite_tables(out / "gdp.sqlite")) == ["gdp", "population"]
+
+
+def test_two_servers_on_one_database_are_one_service(start_server, postgres_server, keypair):
+    """Stateless instances behind a load balancer: uploads to either, the same reads from both."""
+    url = postgres_server.create_database("two_instances")
+    from specstore.db import Database
+
+    Database(url).upgrade()
+    env = {"DATABASE_URL": url, "RUNNER_WORKERS": "0", "HOOK_TOKEN": "shared-hook"}
+    first = start_server(AUTH_PUBLIC_KEY=keypair.public_pem, **env)
+    second = start_server(AUTH_PUBLIC_KEY=keypair.public_pem, **env)
+    token = keypair.token("alice")
+    numbers = []
+    for index in range(6):
+        server = (first, second)[index % 2]
+        response = requests.post(
+            server.url + "/source/upload",
+            json=make_spec(),
+            headers={"Auth-Token": token},
+            timeout=10,
+        )
+        numbers.append(response.json()["revision"])
+    assert numbers == [1, 2, 3, 4, 5, 6]
+    event = requests.post(
+        second.url + "/source/update?token=shared-hook",
+        json={"pipeline_id": "./alice/gdp", "event": "start"},
+        timeout=10,
+    )
+    assert event.status_code == 200
+    for server in (first, second):
+        assert requests.get(server.url + "/source/alice/gdp/status", timeout=10).json()[
+            "state"
+        ] == ("RUNNING")
+        latest = requests.get(server.url + "/source/alice/gdp/latest", timeout=10).json()
+        assert latest["revision"] == 6
+        assert requests.get(server.url + "/source/alice", timeout=10).json()["total"] == 1
