@@ -16,7 +16,14 @@ from werkzeug.exceptions import HTTPException
 from . import representations
 from .errors import PayloadTooLarge, SpecstoreError, UnsupportedMediaType
 from .service import Page, SourceService, Viewer
-from .validation import DOCUMENT_TYPES, JSON_TYPES, SPEC_SCHEMA, parse_document, schema_text
+from .validation import (
+    DOCUMENT_TYPES,
+    JSON_TYPES,
+    OPENAPI,
+    SPEC_SCHEMA,
+    parse_document,
+    schema_text,
+)
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +84,16 @@ def update() -> Any:
 @bp.get("/schema")
 def schema() -> Response:
     return Response(schema_text(SPEC_SCHEMA), mimetype="application/schema+json")
+
+
+@bp.get('/schemas/<any("source-spec.schema.json", "pipeline-event.schema.json"):name>')
+def published_schema(name: str) -> Response:
+    return Response(schema_text(name), mimetype="application/schema+json")
+
+
+@bp.get("/openapi.json")
+def openapi() -> Response:
+    return Response(schema_text(OPENAPI), mimetype="application/json")
 
 
 @bp.get("/<owner_id>")

@@ -20,6 +20,7 @@ from .errors import BadRequest, InvalidSpec
 
 SPEC_SCHEMA = "source-spec.schema.json"
 EVENT_SCHEMA = "pipeline-event.schema.json"
+OPENAPI = "openapi.json"
 
 JSON_TYPES = frozenset({"application/json"})
 YAML_TYPES = frozenset({"application/yaml", "application/x-yaml", "text/yaml"})
