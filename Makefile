@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # datapackage-pipelines pins Flask 1.x: it gets a virtualenv of its own.
 DPP_VENV ?= .venv-dpp
 
-.PHONY: install install-dev dpp run serve test lint format postgres clean
+.PHONY: install install-dev dpp run serve test lint format postgres browser clean
 
 install: $(VENV)/.installed
 
@@ -41,7 +41,7 @@ $(DPP_VENV)/.installed: requirements-dpp.txt
 	touch $@
 
 ## test: lint, then the whole suite (SQLite, a real PostgreSQL and a real DPP)
-test: install-dev postgres dpp lint
+test: install-dev postgres browser dpp lint
 	SPECSTORE_DPP_VENV=$(abspath $(DPP_VENV)) $(BIN)/pytest
 
 lint: install-dev
@@ -55,6 +55,10 @@ format: install-dev
 ## postgres: make sure the PostgreSQL server binaries the tests start are installed
 postgres:
 	@scripts/ensure-postgres
+
+## browser: Debian's Chromium and chromedriver, for the dashboard test
+browser:
+	@scripts/ensure-browser
 
 clean:
 	rm -rf $(VENV) $(DPP_VENV) .tox .pytest_cache .ruff_cache *.egg-info

@@ -20,6 +20,7 @@ setup(
     package_data={
         "specstore": [
             "schemas/*.json",
+            "templates/*.html",
             "migrations/*.py",
             "migrations/*.mako",
             "migrations/versions/*.py",

@@ -16,7 +16,7 @@ from flask_cors import CORS
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 
-from . import api, operations
+from . import api, dashboard, operations
 from .auth import LocalKeyPair, PublicKeySource, RemotePublicKey, StaticPublicKey, TokenVerifier
 from .config import ConfigError, Settings, configure
 from .db import Database
@@ -180,6 +180,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     )
     api.init_app(app)
     operations.init_app(app)
+    app.register_blueprint(dashboard.bp)
     operations.configure_logging()
     if settings.upload_rate_limit:
         limiter = Limiter(

@@ -187,10 +187,11 @@ class Registry:
         return DatasetRevision(*row)
 
     def list_datasets(
-        self, owner_id: str, include_hidden: bool, limit: int, offset: int
+        self, owner_id: str | None, include_hidden: bool, limit: int, offset: int
     ) -> DatasetPage:
-        """The owner's datasets, most recently changed first, with their newest revision."""
-        visible = [Dataset.owner_id == owner_id]
+        """The owner's datasets (everyone's when ``owner_id`` is None), most recently
+        changed first, with their newest revision."""
+        visible = [] if owner_id is None else [Dataset.owner_id == owner_id]
         if not include_hidden:
             visible.append(Dataset.findability == PUBLISHED)
         page = (
@@ -208,6 +209,18 @@ class Registry:
             total = session.scalar(select(func.count()).select_from(Dataset).where(*visible))
             rows = [(dataset, revision) for dataset, revision in session.execute(page)]
         return DatasetPage(rows=rows, total=total or 0)
+
+    def revisions(self, owner_id: str, name: str, limit: int = 50) -> list[Revision]:
+        """A dataset's revisions, newest first."""
+        query = (
+            select(Revision)
+            .join(Dataset, Revision.dataset_id == Dataset.id)
+            .where(Dataset.owner_id == owner_id, Dataset.name == name)
+            .order_by(Revision.revision.desc())
+            .limit(limit)
+        )
+        with self.database.transaction() as session:
+            return list(session.scalars(query))
 
     # -- what the engines need -------------------------------------------------------
 

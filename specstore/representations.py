@@ -54,7 +54,7 @@ def status(found: DatasetRevision) -> dict[str, Any]:
     }
 
 
-def _without_secrets(pipeline: dict[str, Any] | None) -> dict[str, Any] | None:
+def without_secrets(pipeline: dict[str, Any] | None) -> dict[str, Any] | None:
     """A pipeline definition fit to show: hook URLs carry the hook token."""
     if not isinstance(pipeline, dict) or "hooks" not in pipeline:
         return pipeline
@@ -87,7 +87,7 @@ def info(found: DatasetRevision, engine_record: dict[str, Any] | None = None) ->
         "spec_modified": iso(revision.created),
     }
     record.update(engine_record or {})
-    record["pipeline"] = _without_secrets(record["pipeline"])
+    record["pipeline"] = without_secrets(record["pipeline"])
     return record
 
 

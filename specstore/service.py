@@ -160,7 +160,8 @@ class SourceService:
         pipeline_id = f"{found.dataset.owner_id}/{found.dataset.name}"
         return self.dashboard.record(pipeline_id, found.revision.revision)
 
-    def list_datasets(self, owner_id: str, viewer: Viewer, page: Page) -> DatasetPage:
-        """The owner's datasets; private and unlisted ones only for the owner."""
-        include_hidden = viewer.userid == owner_id
+    def list_datasets(self, owner_id: str | None, viewer: Viewer, page: Page) -> DatasetPage:
+        """The owner's datasets (everyone's published ones when ``owner_id`` is None);
+        private and unlisted ones only for the owner."""
+        include_hidden = owner_id is not None and viewer.userid == owner_id
         return self.registry.list_datasets(owner_id, include_hidden, page.limit, page.offset)

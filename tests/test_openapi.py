@@ -127,6 +127,9 @@ def test_real_answers_match_the_document(openapi, make_app, keypair, tmp_path):
         client.get("/healthz"),
         client.get("/readyz"),
         client.get("/metrics"),
+        client.get("/"),
+        client.get("/datasets/alice/gdp"),
+        client.get("/datasets/alice/secret"),
     ]
     statuses = {response.status_code for response in answers}
     assert statuses == {200, 400, 401, 403, 404}
