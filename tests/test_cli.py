@@ -97,3 +97,19 @@ def test_python_dash_m_specstore_is_the_command_line():
     assert result.returncode == 0
     for command in ("token", "validate", "db", "serve", "hook-token"):
         assert command in result.stdout
+
+
+def test_every_command_has_help():
+    for command in (
+        [],
+        ["serve"],
+        ["db"],
+        ["db", "upgrade"],
+        ["validate"],
+        ["token"],
+        ["hook-token"],
+        ["status"],
+    ):
+        result = CliRunner().invoke(main, [*command, "--help"])
+        assert result.exit_code == 0, (command, result.output)
+        assert result.output.startswith("Usage: ")
