@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # datapackage-pipelines pins Flask 1.x: it gets a virtualenv of its own.
 DPP_VENV ?= .venv-dpp
 
-.PHONY: install install-dev dpp run serve test lint format postgres browser clean
+.PHONY: install install-dev dpp run serve test bench lint format postgres browser clean
 
 install: $(VENV)/.installed
 
@@ -43,6 +43,11 @@ $(DPP_VENV)/.installed: requirements-dpp.txt
 ## test: lint, then the whole suite (SQLite, a real PostgreSQL and a real DPP)
 test: install-dev postgres browser dpp lint
 	SPECSTORE_DPP_VENV=$(abspath $(DPP_VENV)) $(BIN)/pytest
+
+## bench: specstore under gunicorn on PostgreSQL, driven by wrk; writes bench/results.md
+bench: install-dev postgres
+	@scripts/ensure-wrk
+	$(BIN)/python bench/run.py
 
 lint: install-dev
 	$(BIN)/ruff check .

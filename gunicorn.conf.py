@@ -18,10 +18,17 @@ graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "30"))
 accesslog = None
 
 
+def _components(worker):
+    app = getattr(worker, "wsgi", None)  # absent if the worker failed to load the app
+    return getattr(app, "extensions", {}).get("specstore.components")
+
+
 def post_worker_init(worker):
     # Each worker runs its own share of the pipelines (the database leases keep
     # two workers from running one revision) and picks up left-behind ones.
-    worker.wsgi.extensions["specstore.components"].start_engine()
+    components = _components(worker)
+    if components is not None:
+        components.start_engine()
 
 
 def child_exit(server, worker):
@@ -31,6 +38,6 @@ def child_exit(server, worker):
 
 
 def worker_exit(server, worker):
-    app = getattr(worker, "wsgi", None)  # absent if the worker failed to load the app
-    if app is not None:
-        app.extensions["specstore.components"].close()
+    components = _components(worker)
+    if components is not None:
+        components.close()
