@@ -33,8 +33,9 @@ sys.path.insert(0, str(ROOT))
 
 from specstore.db import Database  # noqa: E402
 from specstore.models import Dataset, Revision  # noqa: E402
-from tests.support.net import free_port, wait_for_http  # noqa: E402
 from tests.support.postgres import PostgresServer  # noqa: E402
+from tests.support.processes import children  # noqa: E402
+from tests.support.server import Gunicorn  # noqa: E402
 from tests.support.tokens import KeyPair  # noqa: E402
 
 OWNERS = 100
@@ -107,49 +108,14 @@ def load_registry(url: str, start: int, stop: int) -> None:
     engine.dispose()
 
 
-class Gunicorn:
-    def __init__(self, app: str, env: dict[str, str], log: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = log.open("wb")
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "--workers",
-                "2",
-                "--bind",
-                f"127.0.0.1:{self.port}",
-                "--chdir",
-                str(ROOT),
-                app,
-            ],
-            env={**os.environ, **env},
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-        wait_for_http(self.url + "/healthz", alive=lambda: self.process.poll() is None)
-
-    def worker_peak_memory_mib(self) -> list[float]:
-        peaks = []
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                status = (entry / "status").read_text()
-            except OSError:
-                continue
-            if f"PPid:\t{self.process.pid}\n" in status:
-                found = re.search(r"VmHWM:\s+(\d+) kB", status)
-                if found:
-                    peaks.append(int(found.group(1)) / 1024)
-        return peaks
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=30)
-        self.log.close()
+def peak_memory_mib(server: Gunicorn) -> list[float]:
+    """The peak resident memory (VmHWM) of each of the server's workers."""
+    peaks = []
+    for worker in children(server.process.pid):
+        found = re.search(r"VmHWM:\s+(\d+) kB", worker.status)
+        if found:
+            peaks.append(int(found.group(1)) / 1024)
+    return peaks
 
 
 def wrk(url: str, seconds: int, connections: int, script: str, env: dict[str, str]) -> dict:
@@ -217,8 +183,8 @@ def main() -> int:
             "PUBLIC_URL": "http://specstore.bench/",
             "PROMETHEUS_MULTIPROC_DIR": str(work),
         }
-        specstore = Gunicorn("server:app", env, work / "specstore.log")
-        baseline = Gunicorn("bench.baseline:app", {}, work / "baseline.log")
+        specstore = Gunicorn({**os.environ, **env}, work, workers=2)
+        baseline = Gunicorn(dict(os.environ), work, workers=2, app="bench.baseline:app")
         servers += [specstore, baseline]
 
         token = keys.token("owner-0")
@@ -269,7 +235,7 @@ def main() -> int:
                 results[name].append(measured)
             print(f"round {round_number + 1} of {args.rounds} done")
 
-        memory = specstore.worker_peak_memory_mib()
+        memory = peak_memory_mib(specstore)
         base_rps = [run["rps"] for run in results["baseline"]]
         rows = []
         for name, runs in results.items():
@@ -288,7 +254,7 @@ def main() -> int:
         # Status latency as the registry grows, in a database of its own.
         growing = postgres.create_database("growing")
         Database(growing).upgrade()
-        grown = Gunicorn("server:app", {**env, "DATABASE_URL": growing}, work / "growing.log")
+        grown = Gunicorn({**os.environ, **env, "DATABASE_URL": growing}, work, workers=2)
         servers.append(grown)
         scaling = []
         loaded = 0

@@ -11,7 +11,6 @@ import threading
 import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 import requests
@@ -23,6 +22,7 @@ from specstore.dpp import SPEC_FILE
 from specstore.models import Dataset, Revision
 from tests.conftest import HOOK_TOKEN, empty_tables, upload
 from tests.support.pipelines import example_spec, wait_for
+from tests.support.processes import children
 from tests.support.server import Gunicorn, server_env
 
 UPLOADS = 50
@@ -188,19 +188,7 @@ def test_sigkill_in_the_middle_of_a_burst_loses_nothing_answered(
 
 def _flowrunner_children() -> list[int]:
     """Pipeline processes started by this test process."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            status = (entry / "status").read_text()
-            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
-        except OSError:
-            continue
-        parent = next(line for line in status.splitlines() if line.startswith("PPid:"))
-        if int(parent.split()[1]) == os.getpid() and b"specstore.flowrunner" in command:
-            found.append(int(entry.name))
-    return found
+    return [child.pid for child in children(os.getpid()) if "specstore.flowrunner" in child.command]
 
 
 def test_a_pipeline_process_that_dies_ends_failed_with_the_reason(make_app, keypair, tmp_path):

@@ -44,6 +44,7 @@ class Server:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
+        # Any answer will do: the baseline app of the benchmark has no /source/schema.
         wait_for_http(self.url + "/source/schema", alive=lambda: self.process.poll() is None)
 
     def cli(self, *args: str) -> str:
@@ -64,10 +65,12 @@ class Server:
 
 
 class Gunicorn:
-    """specstore under gunicorn with the repository's gunicorn.conf.py, in its own
-    process group so a test can kill the whole server at once."""
+    """A WSGI app (specstore's by default) under gunicorn with the repository's
+    gunicorn.conf.py, in its own process group so a test can kill the whole server."""
 
-    def __init__(self, env: dict[str, str], cwd: Path, workers: int = 4) -> None:
+    def __init__(
+        self, env: dict[str, str], cwd: Path, workers: int = 4, app: str = "server:app"
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {**env, "HOST": "127.0.0.1", "PORT": str(self.port)}
@@ -84,7 +87,7 @@ class Gunicorn:
                     str(ROOT),
                     "--workers",
                     str(workers),
-                    "server:app",
+                    app,
                 ],
                 env=self.env,
                 cwd=cwd,
