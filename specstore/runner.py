@@ -146,6 +146,8 @@ class EmbeddedRunner:
     # -- life cycle ------------------------------------------------------------------
 
     def start(self) -> None:
+        if self._pool is not None:
+            return  # the common case, on every request: no lock taken
         with self._lock:
             if self._pool is not None or self._stopping.is_set():
                 return
