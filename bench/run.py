@@ -184,7 +184,9 @@ def main() -> int:
             "PROMETHEUS_MULTIPROC_DIR": str(work),
         }
         specstore = Gunicorn({**os.environ, **env}, work, workers=2)
-        baseline = Gunicorn(dict(os.environ), work, workers=2, app="bench.baseline:app")
+        baseline = Gunicorn(
+            {**os.environ, "BASELINE_DATABASE_URL": url}, work, workers=2, app="bench.baseline:app"
+        )
         servers += [specstore, baseline]
 
         token = keys.token("owner-0")
@@ -212,7 +214,8 @@ def main() -> int:
                 {"BENCH_MODE": "event", "BENCH_BODY": event_body},
             ),
         }
-        results: dict[str, list[dict]] = {name: [] for name in ["baseline", *scenarios]}
+        floor = "floor: Flask + the status query"
+        results: dict[str, list[dict]] = {name: [] for name in ["baseline", floor, *scenarios]}
         for round_number in range(args.rounds):
             salt = f"r{round_number}-{int(time.time())}"
             results["baseline"].append(
@@ -222,6 +225,15 @@ def main() -> int:
                     args.connections,
                     "get.lua",
                     {**common, "BENCH_PATH": "/ping?o=%d&d=%d"},
+                )
+            )
+            results[floor].append(
+                wrk(
+                    baseline.url + "/",
+                    args.seconds,
+                    args.connections,
+                    "get.lua",
+                    {**common, "BENCH_PATH": "/floor/owner-%d/ds-%d"},
                 )
             )
             for name, (script, path, extra) in scenarios.items():

@@ -104,7 +104,8 @@ def datasets(owner_id: str) -> Any:
 
 @bp.get("/<owner_id>/<dataset>/status")
 def status(owner_id: str, dataset: str) -> Any:
-    return representations.status(service().revision(owner_id, dataset, _viewer()))
+    found = service().revision(owner_id, dataset, _viewer(), documents=False)
+    return representations.status(found)
 
 
 @bp.get("/<owner_id>/<dataset>/info")

@@ -9,16 +9,17 @@ writers queue for the lock instead of failing half-way through.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from .errors import ServiceUnavailable
@@ -27,6 +28,10 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 # How long a request waits for another writer before it answers 503.
 SQLITE_BUSY_TIMEOUT_SECONDS = 5
 _WRITE = "specstore_write"
+_LAST_USED = "specstore_last_used"
+# A pooled PostgreSQL connection unused for this long is checked before it is used.
+IDLE_PING_SECONDS = 1.0
+T = TypeVar("T")
 
 
 def _sqlite_engine(url: str) -> Engine:
@@ -54,17 +59,51 @@ def _sqlite_engine(url: str) -> Engine:
     return engine
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, for_reads: bool = False) -> Engine:
+    """The engine for ``url``.
+
+    On PostgreSQL a pooled connection idle for more than ``IDLE_PING_SECONDS`` is
+    pinged before use and replaced if the server closed it (after a restart, say);
+    one in constant use is not, which saves a round trip on every request. The
+    engine ``for_reads`` runs each statement in autocommit (no BEGIN or COMMIT
+    round trips); :meth:`Database.read` runs its work again on a fresh connection
+    when a connection turns out to be dead, which is safe because it only reads.
+    """
     if make_url(url).get_backend_name() == "sqlite":
         return _sqlite_engine(url)
-    return create_engine(
+    engine = create_engine(
         url,
-        pool_pre_ping=True,
         pool_size=5,
-        max_overflow=10,
+        max_overflow=5,
         pool_timeout=5,
         connect_args={"connect_timeout": 5},
+        # Set once per connection, as its default: never switched back and forth.
+        **({"isolation_level": "AUTOCOMMIT"} if for_reads else {}),
     )
+    _ping_when_idle(engine)
+    return engine
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    dialect = engine.dialect
+
+    @event.listens_for(engine, "connect")
+    def _connected(_dbapi_connection: Any, record: Any) -> None:
+        record.info[_LAST_USED] = time.monotonic()
+
+    @event.listens_for(engine, "checkin")
+    def _returned(_dbapi_connection: Any, record: Any) -> None:
+        record.info[_LAST_USED] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _ping(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        if time.monotonic() - record.info.get(_LAST_USED, 0.0) < IDLE_PING_SECONDS:
+            return
+        try:
+            dialect.do_ping(dbapi_connection)
+        except dialect.loaded_dbapi.Error as exc:
+            # The pool throws the connection away and checks out another.
+            raise DisconnectionError(str(exc)) from exc
 
 
 class Database:
@@ -73,6 +112,10 @@ class Database:
     def __init__(self, url: str, engine: Engine | None = None) -> None:
         self.url = url
         self.engine = engine or make_engine(url)
+        if engine is not None or self.engine.dialect.name == "sqlite":
+            self._read_engine = self.engine
+        else:
+            self._read_engine = make_engine(url, for_reads=True)
         self._reader = sessionmaker(self.engine, expire_on_commit=False)
         self._writer = sessionmaker(
             self.engine.execution_options(**{_WRITE: True}), expire_on_commit=False
@@ -89,13 +132,27 @@ class Database:
         A database that cannot be reached becomes :class:`ServiceUnavailable`.
         """
         factory = self._writer if write else self._reader
-        try:
-            with factory() as session, session.begin():
-                yield session
-        except DBAPIError as exc:
-            if exc.connection_invalidated or _is_unavailable(exc):
-                raise ServiceUnavailable("the database is unavailable, try again shortly") from exc
-            raise
+        with _unavailable_as_503(), factory() as session, session.begin():
+            yield session
+
+    def read(self, work: Callable[[Connection], T]) -> T:
+        """The result of ``work``, which only reads, on a Core connection (no ORM
+        session): the hot read paths select just the columns they answer with.
+
+        On PostgreSQL each statement is its own snapshot, and a connection found
+        closed by the server is replaced and ``work`` run once more.
+        """
+        with _unavailable_as_503():
+            try:
+                return self._read_once(work)
+            except DBAPIError as exc:
+                if not exc.connection_invalidated:
+                    raise
+            return self._read_once(work)
+
+    def _read_once(self, work: Callable[[Connection], T]) -> T:
+        with self._read_engine.connect() as connection:
+            return work(connection)
 
     def upgrade(self, revision: str = "head") -> None:
         """Bring the schema up to ``revision`` with the Alembic migrations."""
@@ -113,6 +170,18 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        self._read_engine.dispose()
+
+
+@contextlib.contextmanager
+def _unavailable_as_503() -> Iterator[None]:
+    """A database that cannot be reached becomes :class:`ServiceUnavailable`."""
+    try:
+        yield
+    except DBAPIError as exc:
+        if exc.connection_invalidated or _is_unavailable(exc):
+            raise ServiceUnavailable("the database is unavailable, try again shortly") from exc
+        raise
 
 
 def _is_unavailable(exc: DBAPIError) -> bool:
@@ -143,9 +212,14 @@ def alembic_config(url: str) -> AlembicConfig:
     return config
 
 
+def dialect_insert(session: Session) -> Callable[[Any], Any]:
+    """The ``insert`` of the session's database, the one with ``ON CONFLICT`` clauses."""
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    return dialect.insert
+
+
 def insert_if_absent(session: Session, table: Any, values: dict[str, Any], keys: list[str]) -> None:
     """``INSERT ... ON CONFLICT DO NOTHING`` on the unique ``keys``, on PostgreSQL and SQLite."""
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
     session.execute(
-        dialect.insert(table).values(**values).on_conflict_do_nothing(index_elements=keys)
+        dialect_insert(session)(table).values(**values).on_conflict_do_nothing(index_elements=keys)
     )

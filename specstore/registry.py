@@ -6,13 +6,16 @@ Every method is one transaction. Nothing here knows about HTTP.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+import functools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import Connection, Row, Select, and_, bindparam, func, or_, select, update
+from sqlalchemy.orm import defer
 
-from .db import Database, insert_if_absent
+from .db import Database, dialect_insert
 from .errors import NotFound
 from .events import (
     FINAL_STATES,
@@ -64,10 +67,19 @@ class EventOutcome:
 
 @dataclass(frozen=True)
 class DatasetRevision:
-    """A dataset together with one of its revisions."""
+    """A dataset together with one of its revisions, as read: the columns selected,
+    as attributes named like the models' (``dataset.owner_id``, ``revision.state``)."""
 
-    dataset: Dataset
-    revision: Revision
+    dataset: SimpleNamespace
+    revision: SimpleNamespace
+
+    @classmethod
+    def from_row(cls, row: Row[Any]) -> DatasetRevision:
+        dataset_columns, revision_columns = _columns_by_table(row._fields)
+        return cls(
+            SimpleNamespace(**{name: row[index] for index, name in dataset_columns}),
+            SimpleNamespace(**{name: row[index] for index, name in revision_columns}),
+        )
 
     @property
     def flow_id(self) -> str:
@@ -76,8 +88,98 @@ class DatasetRevision:
 
 @dataclass(frozen=True)
 class DatasetPage:
-    rows: list[tuple[Dataset, Revision]]
+    rows: list[tuple[SimpleNamespace, SimpleNamespace]]
     total: int
+
+
+DATASET_COLUMNS = (
+    "id",
+    "owner_id",
+    "name",
+    "last_revision",
+    "findability",
+    "created",
+    "modified",
+    "last_success",
+)
+REVISION_COLUMNS = (
+    "id",
+    "revision",
+    "state",
+    "success",
+    "logs",
+    "errors",
+    "stats",
+    "created",
+    "modified",
+    "queued",
+    "started",
+    "ended",
+)
+REVISION_DOCUMENTS = ("spec", "pipelines")
+LISTED_DATASET = ("owner_id", "name", "modified")
+LISTED_REVISION = ("revision", "state")
+
+
+@functools.cache
+def _columns_by_table(
+    labels: tuple[str, ...],
+) -> tuple[tuple[tuple[int, str], ...], tuple[tuple[int, str], ...]]:
+    """Where each ``<table>.<column>`` label of a row is: datasets' columns, revisions'."""
+    split = [(index, *label.partition(".")[::2]) for index, label in enumerate(labels)]
+    return (
+        tuple((index, column) for index, table, column in split if table == "datasets" and column),
+        tuple((index, column) for index, table, column in split if table == "revisions" and column),
+    )
+
+
+def _labelled(model: type[Dataset] | type[Revision], names: tuple[str, ...]) -> list[Any]:
+    table = model.__table__
+    return [table.c[name].label(f"{table.name}.{name}") for name in names]
+
+
+@functools.cache
+def _listing_queries(by_owner: bool, include_hidden: bool) -> tuple[Select[Any], Select[Any]]:
+    """A page of datasets with their newest revision's state (and how many datasets in
+    all, in the same query), and the count alone: built once, parameters bound later."""
+    visible = [Dataset.owner_id == bindparam("owner_id")] if by_owner else []
+    if not include_hidden:
+        visible.append(Dataset.findability == bindparam("published"))
+    page = (
+        select(
+            *_labelled(Dataset, LISTED_DATASET),
+            *_labelled(Revision, LISTED_REVISION),
+            func.count().over().label("total"),
+        )
+        .join(
+            Revision,
+            (Revision.dataset_id == Dataset.id) & (Revision.revision == Dataset.last_revision),
+        )
+        .where(*visible)
+        .order_by(Dataset.modified.desc(), Dataset.id.desc())
+        .limit(bindparam("limit"))
+        .offset(bindparam("offset"))
+    )
+    return page, select(func.count()).select_from(Dataset).where(*visible)
+
+
+@functools.cache
+def _revision_query(kind: str, documents: bool) -> Select[Any]:
+    """The statement that reads one revision, built once per kind: its parameters are
+    bound at execution, so SQLAlchemy compiles it once per process too."""
+    revision_columns = REVISION_COLUMNS + (REVISION_DOCUMENTS if documents else ())
+    query = (
+        select(*_labelled(Dataset, DATASET_COLUMNS), *_labelled(Revision, revision_columns))
+        .join(Revision, Revision.dataset_id == Dataset.id)
+        .where(Dataset.owner_id == bindparam("owner_id"), Dataset.name == bindparam("name"))
+    )
+    if kind == "latest":
+        query = query.where(Revision.revision == Dataset.last_revision)
+    elif kind == "successful":
+        query = query.where(Revision.state == SUCCEEDED).order_by(Revision.revision.desc())
+    else:
+        query = query.where(Revision.revision == bindparam("number"))
+    return query.limit(1)
 
 
 class Registry:
@@ -88,74 +190,93 @@ class Registry:
     def register_revision(self, spec: dict[str, Any]) -> RevisionRef:
         """Store ``spec`` (already validated) as its dataset's next revision.
 
-        The dataset row is created if needed and its revision counter bumped
-        by one ``UPDATE ... RETURNING`` in the same transaction as the insert:
-        concurrent uploads of one dataset wait on that row and each gets the
-        next number, with no gaps and no duplicates.
+        The dataset row is created with its counter at 1, or its counter bumped by
+        one, by a single ``INSERT ... ON CONFLICT DO UPDATE ... RETURNING`` in the
+        same transaction as the revision's insert: concurrent uploads of one
+        dataset wait on that row and each gets the next number, with no gaps and
+        no duplicates.
         """
         meta = spec["meta"]
         owner_id, name = meta["ownerid"], meta["dataset"]
         findability = meta.get("findability", PUBLISHED)
         now = self.clock()
+        datasets, revisions = Dataset.__table__, Revision.__table__
         with self.database.transaction(write=True) as session:
-            insert_if_absent(
-                session,
-                Dataset.__table__,
-                {
-                    "owner_id": owner_id,
-                    "name": name,
-                    "last_revision": 0,
-                    "findability": findability,
-                    "created": now,
-                    "modified": now,
-                },
-                ["owner_id", "name"],
-            )
-            dataset_id, number = session.execute(
-                update(Dataset)
-                .where(Dataset.owner_id == owner_id, Dataset.name == name)
-                .values(
-                    last_revision=Dataset.last_revision + 1,
-                    findability=findability,
-                    modified=now,
-                )
-                .returning(Dataset.id, Dataset.last_revision)
-            ).one()
-            stored = Revision(
-                dataset_id=dataset_id,
-                revision=number,
-                spec=spec,
-                state=LOADED,
-                logs=[],
-                errors=[],
-                stats={},
+            insert = dialect_insert(session)(datasets)
+            counted = insert.values(
+                owner_id=owner_id,
+                name=name,
+                last_revision=1,
+                findability=findability,
                 created=now,
                 modified=now,
+            ).on_conflict_do_update(
+                index_elements=["owner_id", "name"],
+                set_={
+                    "last_revision": datasets.c.last_revision + 1,
+                    "findability": insert.excluded.findability,
+                    "modified": insert.excluded.modified,
+                },
             )
-            session.add(stored)
-            session.flush()
-            return RevisionRef(owner_id, name, number, stored.id)
+            dataset_id, number = session.execute(
+                counted.returning(datasets.c.id, datasets.c.last_revision)
+            ).one()
+            row_id = session.scalar(
+                revisions.insert()
+                .values(
+                    dataset_id=dataset_id,
+                    revision=number,
+                    spec=spec,
+                    state=LOADED,
+                    logs=[],
+                    errors=[],
+                    stats={},
+                    created=now,
+                    modified=now,
+                )
+                .returning(revisions.c.id)
+            )
+            return RevisionRef(owner_id, name, number, row_id)
 
-    def apply_event(self, event: PipelineEvent) -> EventOutcome:
-        """Record an engine event on the revision it is for (the newest by default)."""
+    def apply_event(
+        self,
+        event: PipelineEvent,
+        plan: dict[str, Any] | None = None,
+        notes: Sequence[str] = (),
+    ) -> EventOutcome:
+        """Record an engine event on the revision it is for (the newest by default).
+
+        An engine handing a revision over records, in the same transaction, the
+        pipelines it planned (``plan``) and specstore's own log lines (``notes``).
+        """
         pipeline = event.pipeline
         now = self.clock()
         with self.database.transaction(write=True) as session:
-            dataset = session.scalar(
-                select(Dataset)
-                .where(Dataset.owner_id == pipeline.owner_id, Dataset.name == pipeline.dataset)
+            named = (Dataset.owner_id == pipeline.owner_id, Dataset.name == pipeline.dataset)
+            number = event.revision or Dataset.last_revision
+            # Both rows, locked, in one round trip; the spec (the largest column, which
+            # no event changes) and the plan are left in the database.
+            row = session.execute(
+                select(Dataset, Revision)
+                .join(
+                    Revision,
+                    and_(Revision.dataset_id == Dataset.id, Revision.revision == number),
+                )
+                .where(*named)
+                .options(defer(Revision.spec), defer(Revision.pipelines))
                 .with_for_update()
-            )
-            if dataset is None:
-                raise NotFound(f"unknown pipeline {str(pipeline)!r}")
-            number = event.revision or dataset.last_revision
-            revision = session.scalar(
-                select(Revision)
-                .where(Revision.dataset_id == dataset.id, Revision.revision == number)
-                .with_for_update()
-            )
-            if revision is None:
-                raise NotFound(f"pipeline {str(pipeline)!r} has no revision {number}")
+            ).first()
+            if row is None:
+                newest = session.scalar(select(Dataset.last_revision).where(*named))
+                if newest is None:
+                    raise NotFound(f"unknown pipeline {str(pipeline)!r}")
+                missing = event.revision or newest
+                raise NotFound(f"pipeline {str(pipeline)!r} has no revision {missing}")
+            dataset, revision = row
+            if plan is not None:
+                revision.pipelines = plan
+            if notes:
+                revision.logs = (list(revision.logs) + list(notes))[-MAX_STORED_LOG_LINES:]
             applied = apply_event(revision, event, now)
             count_event(event.event)
             if applied:
@@ -167,48 +288,43 @@ class Registry:
                 flow_id(dataset.owner_id, dataset.name, revision.revision), revision.state, applied
             )
 
-    def revision(self, owner_id: str, name: str, which: str | int = "latest") -> DatasetRevision:
-        """One revision: a number, ``latest``, or ``successful`` (the newest that succeeded)."""
-        query = (
-            select(Dataset, Revision)
-            .join(Revision, Revision.dataset_id == Dataset.id)
-            .where(Dataset.owner_id == owner_id, Dataset.name == name)
-        )
-        if which == "latest":
-            query = query.where(Revision.revision == Dataset.last_revision)
-        elif which == "successful":
-            query = query.where(Revision.state == SUCCEEDED).order_by(Revision.revision.desc())
-        else:
-            query = query.where(Revision.revision == which)
-        with self.database.transaction() as session:
-            row = session.execute(query.limit(1)).first()
+    def revision(
+        self, owner_id: str, name: str, which: str | int = "latest", documents: bool = True
+    ) -> DatasetRevision:
+        """One revision: a number, ``latest``, or ``successful`` (the newest that succeeded).
+
+        One indexed query that selects only the columns answered with; the spec and the
+        planned pipelines (the large JSON documents) only when ``documents`` is true.
+        """
+        kind = which if which in ("latest", "successful") else "number"
+        parameters = {"owner_id": owner_id, "name": name, "number": which}
+        query = _revision_query(kind, documents)
+        row = self.database.read(lambda connection: connection.execute(query, parameters).first())
         if row is None:
             raise NotFound(f"no revision {which} of {owner_id}/{name}")
-        return DatasetRevision(*row)
+        return DatasetRevision.from_row(row)
 
     def list_datasets(
         self, owner_id: str | None, include_hidden: bool, limit: int, offset: int
     ) -> DatasetPage:
         """The owner's datasets (everyone's when ``owner_id`` is None), most recently
-        changed first, with their newest revision."""
-        visible = [] if owner_id is None else [Dataset.owner_id == owner_id]
-        if not include_hidden:
-            visible.append(Dataset.findability == PUBLISHED)
-        page = (
-            select(Dataset, Revision)
-            .join(
-                Revision,
-                (Revision.dataset_id == Dataset.id) & (Revision.revision == Dataset.last_revision),
-            )
-            .where(*visible)
-            .order_by(Dataset.modified.desc(), Dataset.id.desc())
-            .limit(limit)
-            .offset(offset)
-        )
-        with self.database.transaction() as session:
-            total = session.scalar(select(func.count()).select_from(Dataset).where(*visible))
-            rows = [(dataset, revision) for dataset, revision in session.execute(page)]
-        return DatasetPage(rows=rows, total=total or 0)
+        changed first, with their newest revision; paged in SQL."""
+        page, count = _listing_queries(owner_id is not None, include_hidden)
+        parameters = {
+            "owner_id": owner_id,
+            "published": PUBLISHED,
+            "limit": limit,
+            "offset": offset,
+        }
+
+        def read(connection: Connection) -> DatasetPage:
+            rows = connection.execute(page, parameters).all()
+            # The window count comes with the page; past the last page, ask for it.
+            total = rows[0].total if rows else connection.scalar(count, parameters)
+            found = [DatasetRevision.from_row(row) for row in rows]
+            return DatasetPage([(each.dataset, each.revision) for each in found], total or 0)
+
+        return self.database.read(read)
 
     def revisions(self, owner_id: str, name: str, limit: int = 50) -> list[Revision]:
         """A dataset's revisions, newest first."""
@@ -237,19 +353,6 @@ class Registry:
                 .where(Revision.id == ref.row_id)
             )
         return None if newest == ref.revision else newest
-
-    def record_plan(self, ref: RevisionRef, pipelines: dict[str, Any]) -> None:
-        with self.database.transaction(write=True) as session:
-            session.execute(
-                update(Revision).where(Revision.id == ref.row_id).values(pipelines=pipelines)
-            )
-
-    def append_log(self, ref: RevisionRef, lines: list[str]) -> None:
-        """Add specstore's own lines to a revision's log (no change of state)."""
-        with self.database.transaction(write=True) as session:
-            revision = session.get(Revision, ref.row_id, with_for_update=True)
-            if revision is not None:
-                revision.logs = (list(revision.logs) + lines)[-MAX_STORED_LOG_LINES:]
 
     def end(self, ref: RevisionRef, state: str, errors: list[str]) -> bool:
         """End a revision that cannot run (INVALID or FAILED, with the reasons)."""

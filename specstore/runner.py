@@ -31,7 +31,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -45,22 +45,29 @@ log = logging.getLogger(__name__)
 PROGRESS_INTERVAL_SECONDS = 2.0
 
 
-def emit(registry: Registry, ref: RevisionRef, pipeline_id: str, **payload: Any) -> None:
-    """Record an engine event exactly as if DPP's hook had posted it."""
+def emit(
+    registry: Registry,
+    ref: RevisionRef,
+    pipeline_id: str,
+    plan: dict[str, Any] | None = None,
+    notes: Sequence[str] = (),
+    **payload: Any,
+) -> None:
+    """Record an engine event exactly as if DPP's hook had posted it (with, when a
+    revision is handed over, its plan and specstore's notes, in the same transaction)."""
     body = {"pipeline_id": f"./{pipeline_id}", **payload}
-    registry.apply_event(PipelineEvent.from_payload(body, ref.revision))
+    registry.apply_event(PipelineEvent.from_payload(body, ref.revision), plan, notes)
 
 
-def _plan(registry: Registry, planner: Planner, ref: RevisionRef, hooks: list[str]) -> Plan | None:
-    """Plan ``ref`` and store the plan; on failure end the revision and return None."""
-    spec = registry.spec_of(ref)
+def _plan(
+    registry: Registry, planner: Planner, ref: RevisionRef, spec: Any, hooks: list[str]
+) -> Plan | None:
+    """Plan ``ref``; when it cannot be planned, end the revision and return None."""
     try:
-        plan = planner.plan(spec, ref.revision, planner.descriptor(spec), hooks=hooks)
+        return planner.plan(spec, ref.revision, planner.descriptor(spec), hooks=hooks)
     except PlanError as exc:
         registry.end(ref, exc.state, exc.messages)
         return None
-    registry.record_plan(ref, plan.pipelines)
-    return plan
 
 
 class DppDispatcher:
@@ -79,8 +86,12 @@ class DppDispatcher:
         self._hook_url = hook_url
         self._started = False
 
-    def dispatch(self, ref: RevisionRef) -> None:
-        plan = _plan(self.registry, self.planner, ref, [self._hook_url(ref.revision)])
+    def dispatch(self, ref: RevisionRef, spec: dict[str, Any] | None = None) -> None:
+        """Plan ``ref`` (its ``spec`` if the caller has it at hand), write its pipelines
+        where DPP finds them, then record the plan and the queue event in one go."""
+        if spec is None:
+            spec = self.registry.spec_of(ref)
+        plan = _plan(self.registry, self.planner, ref, spec, [self._hook_url(ref.revision)])
         if plan is None:
             return
         try:
@@ -88,9 +99,8 @@ class DppDispatcher:
         except OSError as exc:
             self.registry.end(ref, FAILED, [f"the pipeline could not be written for DPP: {exc}"])
             return
-        if plan.notes:
-            self.registry.append_log(ref, [f"{plan.main_id}: {note}" for note in plan.notes])
-        emit(self.registry, ref, plan.main_id, event="queue")
+        notes = [f"{plan.main_id}: {note}" for note in plan.notes]
+        emit(self.registry, ref, plan.main_id, plan.pipelines, notes, event="queue")
 
     def start(self) -> None:
         """Hand over, in the background, what a stopped server stored but never handed over."""
@@ -173,7 +183,8 @@ class EmbeddedRunner:
 
     # -- taking work -----------------------------------------------------------------
 
-    def dispatch(self, ref: RevisionRef) -> None:
+    def dispatch(self, ref: RevisionRef, spec: dict[str, Any] | None = None) -> None:
+        """Claim ``ref`` and queue it for a worker thread (which plans it when it runs)."""
         self.start()
         if self._stopping.is_set() or not self._claim(ref):
             return
@@ -237,11 +248,11 @@ class EmbeddedRunner:
         if newer is not None:
             self.registry.end(ref, FAILED, [f"superseded by revision {newer} before it ran"])
             return
-        plan = _plan(self.registry, self.planner, ref, hooks=[])
+        plan = _plan(self.registry, self.planner, ref, self.registry.spec_of(ref), hooks=[])
         if plan is None:
             return
         pipeline_id = plan.main_id
-        emit(self.registry, ref, pipeline_id, event="start")
+        emit(self.registry, ref, pipeline_id, plan.pipelines, event="start")
         lines = [f"{pipeline_id}: {note}" for note in plan.notes]
         finish = self._execute(ref, plan.main, pipeline_id, lines)
         if self._stopping.is_set():

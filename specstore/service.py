@@ -123,7 +123,7 @@ class SourceService:
         ref = self.registry.register_revision(spec)
         if self.engine is not None:
             try:
-                self.engine.dispatch(ref)
+                self.engine.dispatch(ref, spec)
             except Exception:
                 # Stored is stored: the engine's start-up sweep hands it over later.
                 log.exception("handing %s to the engine failed", ref.flow_id)
@@ -145,10 +145,16 @@ class SourceService:
     # -- reading -------------------------------------------------------------------
 
     def revision(
-        self, owner_id: str, dataset: str, viewer: Viewer, which: str | int = "latest"
+        self,
+        owner_id: str,
+        dataset: str,
+        viewer: Viewer,
+        which: str | int = "latest",
+        documents: bool = True,
     ) -> DatasetRevision:
-        """A revision of a dataset the viewer may see (private ones: only its owner)."""
-        found = self.registry.revision(owner_id, dataset, which)
+        """A revision of a dataset the viewer may see (private ones: only its owner);
+        with its spec and planned pipelines only when ``documents`` is true."""
+        found = self.registry.revision(owner_id, dataset, which, documents)
         if found.dataset.findability == PRIVATE and viewer.userid != owner_id:
             raise NotFound(f"no dataset {owner_id}/{dataset}")
         return found
