@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # datapackage-pipelines pins Flask 1.x: it gets a virtualenv of its own.
 DPP_VENV ?= .venv-dpp
 
-.PHONY: install install-dev dpp run serve test bench lint format postgres browser clean
+.PHONY: install install-dev dpp npm-tools run serve test bench lint format postgres browser clean
 
 install: $(VENV)/.installed
 
@@ -31,17 +31,28 @@ serve: install
 	$(BIN)/specstore db upgrade
 	$(BIN)/gunicorn -c gunicorn.conf.py server:app
 
-## dpp: datapackage-pipelines in its own virtualenv (.venv-dpp), for the tests and for trying it
+## dpp: datapackage-pipelines in its own virtualenv (.venv-dpp), with specstore's
+## processors (dpp-plugin/, installed editable), for the tests and for trying it
 dpp: $(DPP_VENV)/.installed
 
-$(DPP_VENV)/.installed: requirements-dpp.txt
+$(DPP_VENV)/.installed: requirements-dpp.txt dpp-plugin/pyproject.toml
 	$(PYTHON) -m venv $(DPP_VENV)
 	$(DPP_VENV)/bin/pip install --quiet "pip<24.1"
 	$(DPP_VENV)/bin/pip install --quiet -r requirements-dpp.txt
+	$(DPP_VENV)/bin/pip install --quiet --no-deps -e ./dpp-plugin
 	touch $@
 
-## test: lint, then the whole suite (SQLite, a real PostgreSQL and a real DPP)
-test: install-dev postgres browser dpp lint
+## npm-tools: verdaccio (a real npm registry, for the npm output's tests), as
+## npm-tools/package-lock.json pins it; needs Node.js 20+ and npm
+npm-tools: npm-tools/node_modules/.installed
+
+npm-tools/node_modules/.installed: npm-tools/package.json npm-tools/package-lock.json
+	@command -v npm >/dev/null || { echo "npm is needed (Node.js 20+): apt-get install nodejs npm"; exit 1; }
+	npm ci --prefix npm-tools --no-audit --no-fund --loglevel=error
+	touch $@
+
+## test: lint, then the whole suite (SQLite, a real PostgreSQL, a real DPP, a real npm registry)
+test: install-dev postgres browser dpp npm-tools lint
 	SPECSTORE_DPP_VENV=$(abspath $(DPP_VENV)) $(BIN)/pytest
 
 ## bench: specstore under gunicorn on PostgreSQL, driven by wrk; writes bench/results.md
@@ -66,4 +77,4 @@ browser:
 	@scripts/ensure-browser
 
 clean:
-	rm -rf $(VENV) $(DPP_VENV) .tox .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) $(DPP_VENV) npm-tools/node_modules .tox .pytest_cache .ruff_cache *.egg-info

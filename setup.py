@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from setuptools import find_packages, setup
+from setuptools import find_namespace_packages, setup
 
 
 def requirements() -> list[str]:
@@ -16,7 +16,14 @@ setup(
     long_description_content_type="text/markdown",
     license="MIT",
     python_requires=">=3.11",
-    packages=find_packages(exclude=["tests", "tests.*"]),
+    # The DPP plugin (dpp-plugin/, its own distribution for DPP's virtualenv) is part
+    # of specstore too: the embedded runner runs the same processors.
+    packages=[
+        *find_namespace_packages(include=["specstore", "specstore.*"], exclude=["*.__pycache__"]),
+        "datapackage_pipelines_specstore",
+        "datapackage_pipelines_specstore.processors",
+    ],
+    package_dir={"datapackage_pipelines_specstore": "dpp-plugin/datapackage_pipelines_specstore"},
     package_data={
         "specstore": [
             "schemas/*.json",

@@ -119,6 +119,7 @@ def _engine(
         workers=settings.runner_workers,
         timeout=settings.run_timeout,
         engines=settings.engines,
+        npm_environment=settings.npm_environment(),
         downloads={
             "allow": list(settings.input_url_allow),
             "timeout": settings.download_timeout,
@@ -141,6 +142,7 @@ def build(settings: Settings) -> Components:
             timeout=DESCRIPTOR_TIMEOUT_SECONDS,
             max_bytes=settings.download_max_bytes,
         ),
+        settings.npm_registry,
     )
     engine = _engine(settings, registry, planner, hook_token)
     dashboard = (

@@ -25,6 +25,23 @@ class ConfigError(ValueError):
 
 
 @dataclass(frozen=True)
+class NpmRegistry:
+    """Credentials for the npm output, configured as NPM_<NAME>_REGISTRY, NPM_<NAME>_TOKEN
+    and (optionally) NPM_<NAME>_SCOPE: specs name them, never hold them."""
+
+    registry: str
+    token: str = field(repr=False)
+    scope: str | None = None
+
+    def environment(self, name: str) -> dict[str, str]:
+        """The variables a pipeline process reads them from."""
+        values = {f"NPM_{name}_REGISTRY": self.registry, f"NPM_{name}_TOKEN": self.token}
+        if self.scope:
+            values[f"NPM_{name}_SCOPE"] = self.scope
+        return values
+
+
+@dataclass(frozen=True)
 class Settings:
     database_url: str = DEFAULT_DATABASE_URL
     # Where the RS256 public key comes from: a PEM given directly (or read from
@@ -58,6 +75,8 @@ class Settings:
     rate_limit_storage_uri: str = "memory://"
     # Named database connections for `rdbms` outputs: ENGINE_<NAME>=<SQLAlchemy URL>.
     engines: Mapping[str, str] = field(default_factory=dict)
+    # Named npm registries for `npm` outputs (see NpmRegistry).
+    npm_registries: Mapping[str, NpmRegistry] = field(default_factory=dict)
 
     @property
     def engine_mode(self) -> str:
@@ -67,6 +86,18 @@ class Settings:
     def engine_url(self, name: str) -> str | None:
         """The connection URL configured as ENGINE_<NAME> (names are case-insensitive)."""
         return self.engines.get(name.upper())
+
+    def npm_registry(self, name: str) -> NpmRegistry | None:
+        """The npm credentials configured as NPM_<NAME>_* (names are case-insensitive)."""
+        return self.npm_registries.get(name.upper())
+
+    def npm_environment(self) -> dict[str, str]:
+        """Every NPM_<NAME>_* variable, for the processes that run pipelines."""
+        return {
+            key: value
+            for name, registry in self.npm_registries.items()
+            for key, value in registry.environment(name).items()
+        }
 
     @property
     def auth_mode(self) -> str:
@@ -189,6 +220,9 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
 ENGINE_PREFIX = "ENGINE_"
 _ENGINE_NAME = re.compile(r"^[A-Z0-9_]{1,64}$")
 
+_NPM_VARIABLE = re.compile(r"^NPM_(?P<name>[A-Z0-9_]+?)_(?P<part>REGISTRY|TOKEN|SCOPE)$")
+_NPM_SCOPE = re.compile(r"^[a-z0-9][a-z0-9._~-]{0,100}$")
+
 ENVIRONMENT_VARIABLES = tuple(_VARIABLES)
 
 
@@ -216,7 +250,40 @@ def configure(environ: Mapping[str, str] | None = None, **overrides: Any) -> Set
                 raise ConfigError(f"{name}: connection names are letters, digits and '_'")
             engines[engine] = url.strip()
     values["engines"] = engines
+    values["npm_registries"] = _npm_registries(environ)
     values.update(overrides)
     if not values.get("database_url", DEFAULT_DATABASE_URL):
         raise ConfigError("DATABASE_URL must not be empty")
     return Settings(**values)
+
+
+def _npm_registries(environ: Mapping[str, str]) -> dict[str, NpmRegistry]:
+    """NPM_<NAME>_REGISTRY + NPM_<NAME>_TOKEN (+ NPM_<NAME>_SCOPE) sets, by NAME.
+
+    npm's own NPM_CONFIG_* variables are not credentials and are left alone.
+    """
+    parts: dict[str, dict[str, str]] = {}
+    for key, value in environ.items():
+        found = _NPM_VARIABLE.match(key)
+        if found and found["name"] != "CONFIG" and value.strip():
+            parts.setdefault(found["name"], {})[found["part"].lower()] = value.strip()
+    registries = {}
+    for name, given in sorted(parts.items()):
+        missing = [part for part in ("registry", "token") if part not in given]
+        if missing:
+            raise ConfigError(
+                f"NPM_{name}_*: the npm credentials {name} lack "
+                + " and ".join(f"NPM_{name}_{part.upper()}" for part in missing)
+            )
+        try:
+            registry = _url_base(given["registry"])
+        except ValueError as exc:
+            raise ConfigError(f"NPM_{name}_REGISTRY={given['registry']!r}: {exc}") from exc
+        scope = given.get("scope", "").removeprefix("@") or None
+        if scope is not None and not _NPM_SCOPE.match(scope):
+            raise ConfigError(
+                f"NPM_{name}_SCOPE={given['scope']!r}: an npm scope is lower-case letters, "
+                "digits, '.', '_', '~' and '-'"
+            )
+        registries[name] = NpmRegistry(str(registry), given["token"], scope)
+    return registries

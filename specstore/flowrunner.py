@@ -26,6 +26,8 @@ from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
+from datapackage_pipelines_specstore import npm
+
 from specstore.downloads import Downloader, DownloadError, UrlPolicy
 
 
@@ -65,6 +67,13 @@ def _dump_to_sql(parameters: dict[str, Any]) -> Any:
     return dump_to_sql(parameters["tables"], engine=parameters["engine"])
 
 
+def _npm_publish(parameters: dict[str, Any]) -> Any:
+    # The very steps DPP's processor runs (datapackage_pipelines_specstore).
+    from dataflows import Flow
+
+    return Flow(*npm.steps(parameters))
+
+
 PROCESSORS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "load": _load,
     "update_package": _update_package,
@@ -72,6 +81,7 @@ PROCESSORS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "dump_to_path": _dump_to_path,
     "dump_to_zip": _dump_to_zip,
     "dump_to_sql": _dump_to_sql,
+    npm.PROCESSOR: _npm_publish,
 }
 
 
@@ -139,9 +149,18 @@ def run(pipeline: dict[str, Any], out: TextIO) -> bool:
 
 
 def _describe(exc: BaseException) -> list[str]:
-    """The reason first, in one line, then the traceback, as DPP's error log has it."""
-    reason = " ".join(str(exc).split()) or exc.__class__.__name__
-    cause = exc.__cause__ or exc.__context__
+    """The reason first, in one line, then the traceback, as DPP's error log has it.
+
+    dataflows wraps a step's exception in a ``ProcessorError`` per flow it runs in;
+    the reason is the step's own message, not the wrapping.
+    """
+    from dataflows.base.exceptions import ProcessorError
+
+    root = exc
+    while isinstance(root, ProcessorError) and isinstance(root.cause, BaseException):
+        root = root.cause
+    reason = " ".join(str(root).split()) or root.__class__.__name__
+    cause = root.__cause__ or root.__context__
     while cause is not None and not str(cause).strip():
         cause = cause.__cause__ or cause.__context__
     lines = [reason]

@@ -13,7 +13,9 @@ A dataset's plan is one main pipeline, ``<ownerid>/<dataset>``:
 2. ``update_package`` / ``update_resource``: the package's metadata, and a
    safe file name for every resource;
 3. the outputs: always the processed data package as files
-   (``dump_to_path``), then ``sqlite``, ``rdbms`` and ``zip`` as asked.
+   (``dump_to_path``), then ``sqlite``, ``rdbms`` and ``zip`` as asked, and
+   last ``npm`` (``specstore.npm_publish``, from ``datapackage_pipelines_specstore``:
+   its name and version are planned here, its credentials only named).
 
 Every path written is under ``OUTPUT_DIR/<ownerid>/<dataset>/``, whatever
 the spec says. Database connections are referred to as ``env://ENGINE_<NAME>``
@@ -26,13 +28,18 @@ import json
 import posixpath
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
+
+from datapackage_pipelines_specstore.npm import PROCESSOR as NPM_PROCESSOR
 
 from .downloads import Downloader, DownloadError
 from .events import FAILED, INVALID
+
+if TYPE_CHECKING:
+    from .config import NpmRegistry
 
 RESOURCE_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
 PACKAGE_METADATA = (
@@ -45,6 +52,9 @@ PACKAGE_METADATA = (
     "homepage",
 )
 PROCESSED_PACKAGE_DIR = "datapackage"
+NPM_DIR = "npm"
+NPM_NAME_MAX_LENGTH = 214
+_NOT_IN_NPM_NAMES = re.compile(r"[^a-z0-9._~-]+")
 MAX_DESCRIPTOR_BYTES = 1024 * 1024
 # The key in a pipeline's definition that says which revision it was planned from.
 REVISION_KEY = "specstore-revision"
@@ -63,7 +73,6 @@ class PlanError(Exception):
 class Plan:
     main_id: str
     pipelines: dict[str, dict[str, Any]]
-    notes: list[str] = field(default_factory=list)
 
     @property
     def main(self) -> dict[str, Any]:
@@ -72,6 +81,12 @@ class Plan:
 
 def pipeline_id(owner_id: str, dataset: str) -> str:
     return f"{owner_id}/{dataset}"
+
+
+def npm_package_name(owner_id: str, dataset: str, scope: str | None = None) -> str:
+    """``<ownerid>-<dataset>`` as npm allows names (lower case, URL-safe), in ``scope`` if any."""
+    name = _NOT_IN_NPM_NAMES.sub("-", f"{owner_id}-{dataset}".lower()).lstrip("._-")
+    return f"@{scope}/{name}" if scope else name
 
 
 class OutputLayout:
@@ -109,17 +124,19 @@ class Planner:
         layout: OutputLayout,
         engine_url: Callable[[str], str | None],
         downloader: Downloader,
+        npm_registry: Callable[[str], NpmRegistry | None] = lambda name: None,
     ) -> None:
         self.layout = layout
         self._engine_url = engine_url
+        self._npm_registry = npm_registry
         self._downloader = downloader
         self.policy = downloader.policy
 
     # -- at upload ---------------------------------------------------------------
 
     def problems(self, spec: Mapping[str, Any]) -> list[str]:
-        """What the schema cannot know: outputs naming connections this server lacks,
-        inputs on hosts this server may not fetch from."""
+        """What the schema cannot know: outputs naming connections or npm credentials
+        this server lacks, inputs on hosts this server may not fetch from."""
         found = []
         source = spec["inputs"][0]
         problem = self.policy.problem(source["url"])
@@ -138,6 +155,38 @@ class Planner:
                         f"outputs[{index}].parameters.engine: no database connection named "
                         f"{name!r} is configured on this server"
                     )
+        found += self._npm_problems(spec)
+        return found
+
+    def _npm_problems(self, spec: Mapping[str, Any]) -> list[str]:
+        meta = spec["meta"]
+        outputs = [
+            (index, output.get("parameters") or {})
+            for index, output in enumerate(spec.get("outputs") or [])
+            if output.get("kind") == "npm"
+        ]
+        found = [f"outputs[{index}]: a spec has at most one npm output" for index, _ in outputs[1:]]
+        for index, parameters in outputs[:1]:
+            credentials = parameters.get("credentials")
+            registry = self._npm_registry(credentials) if credentials else None
+            if credentials and registry is None:
+                found.append(
+                    f"outputs[{index}].parameters.credentials: no npm credentials named "
+                    f"{credentials!r} are configured on this server"
+                )
+            scope = registry.scope if registry else None
+            name = npm_package_name(meta["ownerid"], meta["dataset"], scope)
+            if len(name) > NPM_NAME_MAX_LENGTH:
+                found.append(
+                    f"outputs[{index}]: the npm package name {name!r} is longer than "
+                    f"{NPM_NAME_MAX_LENGTH} characters"
+                )
+            if registry and not scope and meta.get("findability", "published") != "published":
+                found.append(
+                    f"outputs[{index}]: a dataset that is not published is published to npm only "
+                    f"as a restricted package, which needs a scope: the npm credentials "
+                    f"{credentials!r} have none (NPM_{credentials.upper()}_SCOPE)"
+                )
         return found
 
     # -- the input ---------------------------------------------------------------
@@ -182,8 +231,7 @@ class Planner:
             }
             for name in names
         ]
-        outputs, notes = self._outputs(spec, owner_id, dataset, names)
-        steps += outputs
+        steps += self._outputs(spec, owner_id, dataset, names, revision)
         details: dict[str, Any] = {
             "title": f"{owner_id}/{dataset} revision {revision}",
             REVISION_KEY: revision,
@@ -191,7 +239,7 @@ class Planner:
         }
         if hooks:
             details["hooks"] = list(hooks)
-        return Plan(main_id=main_id, pipelines={main_id: details}, notes=notes)
+        return Plan(main_id=main_id, pipelines={main_id: details})
 
     def _loads(
         self, spec: Mapping[str, Any], descriptor: Mapping[str, Any]
@@ -267,18 +315,24 @@ class Planner:
         return {"run": "update_package", "parameters": metadata}
 
     def _outputs(
-        self, spec: Mapping[str, Any], owner_id: str, dataset: str, names: list[str]
-    ) -> tuple[list[dict[str, Any]], list[str]]:
+        self,
+        spec: Mapping[str, Any],
+        owner_id: str,
+        dataset: str,
+        names: list[str],
+        revision: int,
+    ) -> list[dict[str, Any]]:
         layout = self.layout
         tables = {name: {"resource-name": name} for name in names}
-        reserved = {PROCESSED_PACKAGE_DIR, layout.sqlite_file(owner_id, dataset).name}
+        reserved = {PROCESSED_PACKAGE_DIR, NPM_DIR, layout.sqlite_file(owner_id, dataset).name}
+        # The npm output comes last: if publishing fails, every other output is complete.
+        last: list[dict[str, Any]] = []
         steps: list[dict[str, Any]] = [
             {
                 "run": "dump_to_path",
                 "parameters": {"out-path": str(layout.processed_package(owner_id, dataset))},
             }
         ]
-        notes = []
         for index, output in enumerate(spec.get("outputs") or []):
             kind, parameters = output["kind"], output.get("parameters") or {}
             if kind == "sqlite":
@@ -299,6 +353,35 @@ class Planner:
                     )
                 path = layout.file(owner_id, dataset, name)
                 steps.append({"run": "dump_to_zip", "parameters": {"out-file": str(path)}})
+            elif kind == "npm":
+                last.append(self._npm_step(spec, owner_id, dataset, revision, parameters))
             else:
-                notes.append(f"outputs[{index}]: the {kind} output is not supported yet; skipped")
-        return steps, notes
+                # The schema admits no other kind; a spec stored under an older one might.
+                raise PlanError(INVALID, f"outputs[{index}].kind: unknown output kind {kind!r}")
+        return steps + last
+
+    def _npm_step(
+        self,
+        spec: Mapping[str, Any],
+        owner_id: str,
+        dataset: str,
+        revision: int,
+        parameters: Mapping[str, Any],
+    ) -> dict[str, Any]:
+        """The npm output's step. Its credentials are named, never included: the process
+        that runs the step reads them from its environment (NPM_<NAME>_*)."""
+        credentials = parameters.get("credentials")
+        registry = self._npm_registry(credentials) if credentials else None
+        step: dict[str, Any] = {
+            "name": npm_package_name(owner_id, dataset, registry.scope if registry else None),
+            # Every revision a new major version: a revision may change the data's shape.
+            "version": f"{revision}.0.0",
+            "dataset": f"{owner_id}/{dataset}",
+            "revision": revision,
+            "out-path": str(self.layout.dataset_dir(owner_id, dataset) / NPM_DIR),
+        }
+        if credentials:
+            step["credentials"] = credentials.upper()
+            published = spec["meta"].get("findability", "published") == "published"
+            step["access"] = "public" if published else "restricted"
+        return {"run": NPM_PROCESSOR, "parameters": step}

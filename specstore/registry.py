@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
@@ -20,7 +20,6 @@ from .errors import NotFound
 from .events import (
     FINAL_STATES,
     LOADED,
-    MAX_STORED_LOG_LINES,
     SUCCEEDED,
     PipelineEvent,
     apply_event,
@@ -242,12 +241,11 @@ class Registry:
         self,
         event: PipelineEvent,
         plan: dict[str, Any] | None = None,
-        notes: Sequence[str] = (),
     ) -> EventOutcome:
         """Record an engine event on the revision it is for (the newest by default).
 
         An engine handing a revision over records, in the same transaction, the
-        pipelines it planned (``plan``) and specstore's own log lines (``notes``).
+        pipelines it planned (``plan``).
         """
         pipeline = event.pipeline
         now = self.clock()
@@ -275,8 +273,6 @@ class Registry:
             dataset, revision = row
             if plan is not None:
                 revision.pipelines = plan
-            if notes:
-                revision.logs = (list(revision.logs) + list(notes))[-MAX_STORED_LOG_LINES:]
             applied = apply_event(revision, event, now)
             count_event(event.event)
             if applied:

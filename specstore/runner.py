@@ -31,7 +31,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -50,13 +50,12 @@ def emit(
     ref: RevisionRef,
     pipeline_id: str,
     plan: dict[str, Any] | None = None,
-    notes: Sequence[str] = (),
     **payload: Any,
 ) -> None:
     """Record an engine event exactly as if DPP's hook had posted it (with, when a
-    revision is handed over, its plan and specstore's notes, in the same transaction)."""
+    revision is handed over, its plan, in the same transaction)."""
     body = {"pipeline_id": f"./{pipeline_id}", **payload}
-    registry.apply_event(PipelineEvent.from_payload(body, ref.revision), plan, notes)
+    registry.apply_event(PipelineEvent.from_payload(body, ref.revision), plan)
 
 
 def _plan(
@@ -99,8 +98,7 @@ class DppDispatcher:
         except OSError as exc:
             self.registry.end(ref, FAILED, [f"the pipeline could not be written for DPP: {exc}"])
             return
-        notes = [f"{plan.main_id}: {note}" for note in plan.notes]
-        emit(self.registry, ref, plan.main_id, plan.pipelines, notes, event="queue")
+        emit(self.registry, ref, plan.main_id, plan.pipelines, event="queue")
 
     def start(self) -> None:
         """Hand over, in the background, what a stopped server stored but never handed over."""
@@ -130,6 +128,7 @@ class EmbeddedRunner:
         timeout: float,
         engines: Mapping[str, str],
         downloads: Mapping[str, Any],
+        npm_environment: Mapping[str, str] | None = None,
         lease_seconds: float = 60.0,
         sweep_seconds: float = 10.0,
     ) -> None:
@@ -144,6 +143,7 @@ class EmbeddedRunner:
         self._child_env = {
             **os.environ,
             **{f"ENGINE_{name}": url for name, url in engines.items()},
+            **(npm_environment or {}),
         }
         self._lock = threading.Lock()
         self._held: dict[int, RevisionRef] = {}
@@ -253,14 +253,13 @@ class EmbeddedRunner:
             return
         pipeline_id = plan.main_id
         emit(self.registry, ref, pipeline_id, plan.pipelines, event="start")
-        lines = [f"{pipeline_id}: {note}" for note in plan.notes]
-        finish = self._execute(ref, plan.main, pipeline_id, lines)
+        finish = self._execute(ref, plan.main, pipeline_id)
         if self._stopping.is_set():
             return  # killed by a shutdown: left for the next start to run again
         emit(self.registry, ref, pipeline_id, event="finish", **finish)
 
     def _execute(
-        self, ref: RevisionRef, pipeline: dict[str, Any], pipeline_id: str, pending: list[str]
+        self, ref: RevisionRef, pipeline: dict[str, Any], pipeline_id: str
     ) -> dict[str, Any]:
         """Run the pipeline in a child process; the body of the finish event."""
         with tempfile.TemporaryFile(mode="w+") as stderr:
@@ -275,7 +274,7 @@ class EmbeddedRunner:
             with self._lock:
                 self._children.add(child)
             try:
-                finish = self._follow(ref, child, pipeline, pipeline_id, pending)
+                finish = self._follow(ref, child, pipeline, pipeline_id)
             finally:
                 child.kill()
                 returncode = child.wait()
@@ -296,7 +295,6 @@ class EmbeddedRunner:
         child: subprocess.Popen[str],
         pipeline: dict[str, Any],
         pipeline_id: str,
-        pending: list[str],
     ) -> dict[str, Any] | None:
         """Feed the child its pipeline, relay its log as progress events, and return
         its finish report (None if it ended without one)."""
@@ -306,6 +304,7 @@ class EmbeddedRunner:
         child.stdin.write(json.dumps({"pipeline": pipeline, "downloads": self.downloads}))
         child.stdin.close()
 
+        pending: list[str] = []
         deadline = time.monotonic() + self.timeout
         next_progress = time.monotonic() + PROGRESS_INTERVAL_SECONDS
         finish: dict[str, Any] | None = None

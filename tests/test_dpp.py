@@ -18,6 +18,7 @@ from specstore.dpp import SPEC_FILE
 from tests.conftest import HOOK_TOKEN, stored_revisions, upload
 from tests.support.dpp import DppDeployment, DppUnavailable, dpp_venv
 from tests.support.net import free_port
+from tests.support.npm_registry import RegistryUnavailable, Verdaccio
 from tests.support.pipelines import (
     database_tables,
     example_spec,
@@ -26,6 +27,7 @@ from tests.support.pipelines import (
     wait_for,
     zip_members,
 )
+from tests.test_npm import npm_spec, run_npm, tarball_files
 from tests.test_pipelines import GDP_ROWS, POPULATION_ROWS
 
 
@@ -236,15 +238,56 @@ def test_info_answers_from_specstores_records_when_dpp_is_down(
     assert client.get("/source/alice/gdp/status").get_json()["state"] == "REGISTERED"
 
 
-def test_an_npm_output_is_noted_in_the_log_on_dpp_too(make_app, keypair, example_data, tmp_path):
-    app = make_app(dpp_pipelines_dir=str(tmp_path / "dpp"))
-    client = app.test_client()
-    spec = example_spec(example_data)
-    spec["outputs"].append({"kind": "npm", "parameters": {"credentials": "public"}})
-    assert upload(client, spec, keypair.token("alice")).status_code == 200
+def test_dpp_publishes_the_very_npm_package_the_embedded_runner_builds(
+    dpp, start_server, make_app, keypair, example_data, tmp_path
+):
+    registry = Verdaccio(tmp_path / "verdaccio")
+    try:
+        registry.start()
+    except RegistryUnavailable as exc:
+        pytest.fail(str(exc), pytrace=False)
+    try:
+        token = registry.add_user("specstore")
+        npm_env = {"NPM_LOCAL_REGISTRY": registry.url, "NPM_LOCAL_TOKEN": token}
+        spec = npm_spec(example_data)
 
-    status = client.get("/source/alice/gdp/status").get_json()
-    assert status["state"] == "REGISTERED"
-    assert status["logs"] == ["alice/gdp: outputs[2]: the npm output is not supported yet; skipped"]
-    written = yaml.safe_load((tmp_path / "dpp" / "alice" / SPEC_FILE).read_text())
-    assert [step["run"] for step in written["gdp"]["pipeline"]][-1] == "dump_to_zip"
+        # DPP, running specstore's processor from its own virtualenv.
+        dpp_out = tmp_path / "dpp-output"
+        server = start_server(
+            DATABASE_URL=f"sqlite:///{tmp_path}/dpp-registry.db",
+            AUTH_PUBLIC_KEY=keypair.public_pem,
+            HOOK_TOKEN=HOOK_TOKEN,
+            DPP_PIPELINES_DIR=str(dpp.root),
+            OUTPUT_DIR=str(dpp_out),
+            **npm_env,
+        )
+        requests.post(
+            server.url + "/source/upload",
+            json=spec,
+            headers={"Auth-Token": keypair.token("alice")},
+            timeout=30,
+        ).raise_for_status()
+        written = yaml.safe_load((dpp.root / "alice" / SPEC_FILE).read_text())
+        assert written["gdp"]["pipeline"][-1]["run"] == "specstore.npm_publish"
+        assert token not in (dpp.root / "alice" / SPEC_FILE).read_text()
+        ran = dpp.run("alice/gdp", **npm_env)
+        assert ran.returncode == 0, ran.stdout + ran.stderr
+        on_dpp = wait_for(lambda: _get(server, "/source/alice/gdp/status"), timeout=30)
+        assert on_dpp["state"] == "SUCCEEDED", on_dpp
+        view = run_npm("view", "alice-gdp", "version", "--registry", registry.url, cwd=tmp_path)
+        assert view.stdout.strip() == "1.0.0", view.stderr
+
+        # The embedded runner, on the same spec: the same package, byte for byte.
+        embedded_out = tmp_path / "embedded-output"
+        app = make_app(runner_workers=1, output_dir=str(embedded_out))
+        client = app.test_client()
+        upload(client, npm_spec(example_data, credentials=None), keypair.token("alice"))
+        embedded = wait_for(lambda: client.get("/source/alice/gdp/status").get_json())
+        assert embedded["state"] == "SUCCEEDED", embedded
+        tarballs = [
+            out / "alice" / "gdp" / "npm" / "alice-gdp-1.0.0.tgz" for out in (dpp_out, embedded_out)
+        ]
+        assert tarball_files(tarballs[0]) == tarball_files(tarballs[1])
+        assert tarballs[0].read_bytes() == tarballs[1].read_bytes()
+    finally:
+        registry.stop()

@@ -122,7 +122,6 @@ def test_the_plan_is_dpp_pipeline_steps(tmp_path):
             },
         ],
     }
-    assert plan.notes == []
 
 
 def test_one_input_can_feed_several_outputs_and_the_rest_load_as_they_are(tmp_path):
@@ -338,18 +337,6 @@ def test_a_spec_that_cannot_be_planned_is_invalid(runner_app, keypair, example_d
     assert info["error_log"] == [
         "processing[0].input: the data package has no resource 'nonexistent'"
     ]
-
-
-def test_an_npm_output_is_reported_as_not_supported(runner_app, keypair, example_data, tmp_path):
-    client = runner_app.test_client()
-    spec = example_spec(example_data)
-    spec["outputs"].append({"kind": "npm", "parameters": {"credentials": "public"}})
-    upload(client, spec, keypair.token("alice"))
-
-    status = wait_for(_status(client))
-    assert status["state"] == "SUCCEEDED"
-    assert "alice/gdp: outputs[2]: the npm output is not supported yet; skipped" in status["logs"]
-    assert (tmp_path / "output" / "alice" / "gdp" / "gdp.zip").exists()
 
 
 def test_a_superseded_revision_is_not_run_after_the_newer_one(make_app, keypair, example_data):

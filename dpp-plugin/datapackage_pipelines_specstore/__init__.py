@@ -1,0 +1,7 @@
+"""specstore's plugin for datapackage-pipelines (DPP).
+
+DPP resolves a step ``run: specstore.<name>`` to
+``datapackage_pipelines_specstore/processors/<name>.py``. The code the
+processors run lives in this package's other modules, which specstore's
+embedded runner imports too, so both engines build the same outputs.
+"""
