@@ -104,7 +104,7 @@ def datasets(owner_id: str) -> Any:
 
 @bp.get("/<owner_id>/<dataset>/status")
 def status(owner_id: str, dataset: str) -> Any:
-    found = service().revision(owner_id, dataset, _viewer(), documents=False)
+    found = service().revision(owner_id, dataset, _viewer(), view="status")
     return representations.status(found)
 
 
@@ -116,13 +116,13 @@ def info(owner_id: str, dataset: str) -> Any:
 
 @bp.get("/<owner_id>/<dataset>/<int:number>")
 def revision_by_number(owner_id: str, dataset: str, number: int) -> Any:
-    found = service().revision(owner_id, dataset, _viewer(), number)
+    found = service().revision(owner_id, dataset, _viewer(), number, view="revision")
     return representations.revision(found)
 
 
 @bp.get("/<owner_id>/<dataset>/<any(latest, successful):which>")
 def revision_by_name(owner_id: str, dataset: str, which: str) -> Any:
-    found = service().revision(owner_id, dataset, _viewer(), which)
+    found = service().revision(owner_id, dataset, _viewer(), which, view="revision")
     return representations.revision(found)
 
 

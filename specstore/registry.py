@@ -116,6 +116,16 @@ REVISION_COLUMNS = (
     "ended",
 )
 REVISION_DOCUMENTS = ("spec", "pipelines")
+# What each kind of answer reads of a dataset and of its revision: nothing more.
+DATASET_KEY = ("owner_id", "name", "findability")
+VIEWS = {
+    "status": (DATASET_KEY, ("revision", "state", "logs", "modified", "stats")),
+    "revision": (
+        DATASET_KEY,
+        ("revision", "state", "spec", "created", "modified", "errors", "stats"),
+    ),
+    "full": (DATASET_COLUMNS, REVISION_COLUMNS + REVISION_DOCUMENTS),
+}
 LISTED_DATASET = ("owner_id", "name", "modified")
 LISTED_REVISION = ("revision", "state")
 
@@ -163,22 +173,20 @@ def _listing_queries(by_owner: bool, include_hidden: bool) -> tuple[Select[Any],
 
 
 @functools.cache
-def _revision_query(kind: str, documents: bool) -> Select[Any]:
-    """The statement that reads one revision, built once per kind: its parameters are
-    bound at execution, so SQLAlchemy compiles it once per process too."""
-    revision_columns = REVISION_COLUMNS + (REVISION_DOCUMENTS if documents else ())
+def _revision_query(kind: str, view: str) -> Select[Any]:
+    """The statement that reads one revision, built once per kind and view: its
+    parameters are bound at execution, so SQLAlchemy compiles it once per process too."""
+    dataset_columns, revision_columns = VIEWS[view]
     query = (
-        select(*_labelled(Dataset, DATASET_COLUMNS), *_labelled(Revision, revision_columns))
+        select(*_labelled(Dataset, dataset_columns), *_labelled(Revision, revision_columns))
         .join(Revision, Revision.dataset_id == Dataset.id)
         .where(Dataset.owner_id == bindparam("owner_id"), Dataset.name == bindparam("name"))
     )
     if kind == "latest":
-        query = query.where(Revision.revision == Dataset.last_revision)
-    elif kind == "successful":
-        query = query.where(Revision.state == SUCCEEDED).order_by(Revision.revision.desc())
-    else:
-        query = query.where(Revision.revision == bindparam("number"))
-    return query.limit(1)
+        return query.where(Revision.revision == Dataset.last_revision)
+    if kind == "successful":
+        return query.where(Revision.state == SUCCEEDED).order_by(Revision.revision.desc()).limit(1)
+    return query.where(Revision.revision == bindparam("number"))
 
 
 class Registry:
@@ -285,16 +293,16 @@ class Registry:
             )
 
     def revision(
-        self, owner_id: str, name: str, which: str | int = "latest", documents: bool = True
+        self, owner_id: str, name: str, which: str | int = "latest", view: str = "full"
     ) -> DatasetRevision:
         """One revision: a number, ``latest``, or ``successful`` (the newest that succeeded).
 
-        One indexed query that selects only the columns answered with; the spec and the
-        planned pipelines (the large JSON documents) only when ``documents`` is true.
+        One indexed query that selects only the columns the ``view`` answers with
+        (``status``, ``revision`` or ``full``, see ``VIEWS``).
         """
         kind = which if which in ("latest", "successful") else "number"
         parameters = {"owner_id": owner_id, "name": name, "number": which}
-        query = _revision_query(kind, documents)
+        query = _revision_query(kind, view)
         row = self.database.read(lambda connection: connection.execute(query, parameters).first())
         if row is None:
             raise NotFound(f"no revision {which} of {owner_id}/{name}")

@@ -150,11 +150,11 @@ class SourceService:
         dataset: str,
         viewer: Viewer,
         which: str | int = "latest",
-        documents: bool = True,
+        view: str = "full",
     ) -> DatasetRevision:
         """A revision of a dataset the viewer may see (private ones: only its owner);
-        with its spec and planned pipelines only when ``documents`` is true."""
-        found = self.registry.revision(owner_id, dataset, which, documents)
+        read for ``view`` (see ``Registry.revision``)."""
+        found = self.registry.revision(owner_id, dataset, which, view)
         if found.dataset.findability == PRIVATE and viewer.userid != owner_id:
             raise NotFound(f"no dataset {owner_id}/{dataset}")
         return found

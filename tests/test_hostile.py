@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from hypothesis_jsonschema import from_schema
 
+from specstore.config import NpmRegistry
 from specstore.validation import EVENT_SCHEMA, SPEC_SCHEMA, load_schema
 from tests.conftest import post_event, stored_revisions, upload
 from tests.support.net import StaticFiles
@@ -146,11 +147,22 @@ def test_fuzz_every_valid_spec_is_stored(make_app, keypair, spec):
     # NUL cannot be stored (PostgreSQL's JSON refuses it): specstore refuses it in any
     # string, a rule the schema does not spell out.
     assume("\\u0000" not in json.dumps(spec))
-    app = make_app(engines={"WAREHOUSE": "sqlite://"})
+    app = make_app(
+        engines={"WAREHOUSE": "sqlite://"},
+        npm_registries={"PUBLIC": NpmRegistry("http://npm.test/", "t", scope="hub")},
+    )
     spec["meta"]["ownerid"] = "alice"
-    for output in spec.get("outputs", []):
-        if output["kind"] == "rdbms":  # a connection name must be one the server has
+    # What the schema cannot say: connection and npm credential names must be ones the
+    # server has, and a spec has one npm output at most.
+    outputs = spec.get("outputs", [])
+    npm_outputs = [output for output in outputs if output["kind"] == "npm"]
+    for extra in npm_outputs[1:]:
+        outputs.remove(extra)
+    for output in outputs:
+        if output["kind"] == "rdbms":
             output["parameters"]["engine"] = "warehouse"
+        if output["kind"] == "npm" and "credentials" in output.get("parameters", {}):
+            output["parameters"]["credentials"] = "public"
     before = len(stored_revisions(app))
     response = upload(app.test_client(), _encode(spec), keypair.token("alice"), "application/json")
     body = _documented_shape(response)
