@@ -73,8 +73,10 @@ class DatasetRevision:
     revision: SimpleNamespace
 
     @classmethod
-    def from_row(cls, row: Row[Any]) -> DatasetRevision:
-        dataset_columns, revision_columns = _columns_by_table(row._fields)
+    def from_row(cls, row: Row[Any], labels: tuple[str, ...] | None = None) -> DatasetRevision:
+        """The row's columns, by their ``<table>.<column>`` labels (``labels``: the
+        result's, when a caller reads many rows of one result)."""
+        dataset_columns, revision_columns = _columns_by_table(labels or row._fields)
         return cls(
             SimpleNamespace(**{name: row[index] for index, name in dataset_columns}),
             SimpleNamespace(**{name: row[index] for index, name in revision_columns}),
@@ -322,10 +324,12 @@ class Registry:
         }
 
         def read(connection: Connection) -> DatasetPage:
-            rows = connection.execute(page, parameters).all()
+            result = connection.execute(page, parameters)
+            labels = tuple(result.keys())
+            rows = result.all()
             # The window count comes with the page; past the last page, ask for it.
             total = rows[0].total if rows else connection.scalar(count, parameters)
-            found = [DatasetRevision.from_row(row) for row in rows]
+            found = [DatasetRevision.from_row(row, labels) for row in rows]
             return DatasetPage([(each.dataset, each.revision) for each in found], total or 0)
 
         return self.database.read(read)
