@@ -342,3 +342,15 @@ def test_publishing_a_version_again_is_fine_only_with_the_very_same_tarball(
         package("two")
     assert str(refused.value).startswith(f"publishing alice-again@1.0.0 to {registry.url} failed: ")
     assert "cannot publish over the previously published versions: 1.0.0" in str(refused.value)
+
+
+def test_a_package_name_npm_would_refuse_is_refused_at_upload(make_app, keypair):
+    client = make_app(npm_registries={"LOCAL": NpmRegistry("http://npm.test/", "t")}).test_client()
+    owner, dataset = "o" * 128, "d" * 100
+    spec = npm_spec("http://files.test/", dataset=dataset)
+    spec["meta"]["ownerid"] = owner
+    response = upload(client, spec, keypair.token(owner))
+    assert response.status_code == 400
+    assert response.get_json()["errors"] == [
+        f"outputs[1]: the npm package name '{owner}-{dataset}' is longer than 214 characters"
+    ]
