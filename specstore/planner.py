@@ -158,6 +158,13 @@ class Planner:
         found += self._npm_problems(spec)
         return found
 
+    def _npm_package(
+        self, owner_id: str, dataset: str, credentials: str | None
+    ) -> tuple[NpmRegistry | None, str]:
+        """The registry the credentials name (None: none, or unknown) and the package name."""
+        registry = self._npm_registry(credentials) if credentials else None
+        return registry, npm_package_name(owner_id, dataset, registry.scope if registry else None)
+
     def _npm_problems(self, spec: Mapping[str, Any]) -> list[str]:
         meta = spec["meta"]
         outputs = [
@@ -168,20 +175,22 @@ class Planner:
         found = [f"outputs[{index}]: a spec has at most one npm output" for index, _ in outputs[1:]]
         for index, parameters in outputs[:1]:
             credentials = parameters.get("credentials")
-            registry = self._npm_registry(credentials) if credentials else None
+            registry, name = self._npm_package(meta["ownerid"], meta["dataset"], credentials)
             if credentials and registry is None:
                 found.append(
                     f"outputs[{index}].parameters.credentials: no npm credentials named "
                     f"{credentials!r} are configured on this server"
                 )
-            scope = registry.scope if registry else None
-            name = npm_package_name(meta["ownerid"], meta["dataset"], scope)
             if len(name) > NPM_NAME_MAX_LENGTH:
                 found.append(
                     f"outputs[{index}]: the npm package name {name!r} is longer than "
                     f"{NPM_NAME_MAX_LENGTH} characters"
                 )
-            if registry and not scope and meta.get("findability", "published") != "published":
+            if (
+                registry
+                and not registry.scope
+                and meta.get("findability", "published") != "published"
+            ):
                 found.append(
                     f"outputs[{index}]: a dataset that is not published is published to npm only "
                     f"as a restricted package, which needs a scope: the npm credentials "
@@ -371,9 +380,9 @@ class Planner:
         """The npm output's step. Its credentials are named, never included: the process
         that runs the step reads them from its environment (NPM_<NAME>_*)."""
         credentials = parameters.get("credentials")
-        registry = self._npm_registry(credentials) if credentials else None
+        _, name = self._npm_package(owner_id, dataset, credentials)
         step: dict[str, Any] = {
-            "name": npm_package_name(owner_id, dataset, registry.scope if registry else None),
+            "name": name,
             # Every revision a new major version: a revision may change the data's shape.
             "version": f"{revision}.0.0",
             "dataset": f"{owner_id}/{dataset}",

@@ -21,6 +21,7 @@ from specstore.config import configure
 from specstore.db import Database
 from specstore.models import Dataset, Revision, Setting
 from tests.support.net import StaticFiles
+from tests.support.npm_registry import RegistryUnavailable, Verdaccio
 from tests.support.pipelines import EXAMPLE_DATA
 from tests.support.postgres import PostgresServer, PostgresUnavailable
 from tests.support.server import Server, server_env
@@ -201,3 +202,21 @@ def post_event(client: FlaskClient, payload: Any, token: str | None = HOOK_TOKEN
     if token is not None:
         query["token"] = token
     return client.post("/source/update", json=payload, query_string=query)
+
+
+@pytest.fixture
+def npm_registry(tmp_path: Any) -> Iterator[Verdaccio]:
+    """A real npm registry (verdaccio) of the test's own, on loopback."""
+    server = Verdaccio(tmp_path / "verdaccio")
+    try:
+        server.start()
+    except RegistryUnavailable as exc:
+        pytest.fail(str(exc), pytrace=False)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def npm_token(npm_registry: Verdaccio) -> str:
+    """A token of a user of ``npm_registry``, as `npm adduser` gets one."""
+    return npm_registry.add_user("specstore")

@@ -35,54 +35,6 @@ def test_the_migrations_go_down_and_up_again(tmp_path):
     database.dispose()
 
 
-def test_a_database_outage_is_503_and_the_service_recovers(keypair):
-    server = PostgresServer()
-    server.start()
-    try:
-        url = server.create_database("outage")
-        Database(url).upgrade()
-        app = create_app(
-            configure(
-                {},
-                database_url=url,
-                auth_public_key=keypair.public_pem,
-                hook_token="h",
-                runner_workers=0,
-            )
-        )
-        client = app.test_client()
-        assert upload(client, make_spec(), keypair.token("alice")).status_code == 200
-
-        server.stop()
-        for response in (
-            client.get("/source/alice/gdp/status"),
-            upload(client, make_spec(), keypair.token("alice")),
-            client.post(
-                "/source/update?token=h", json={"pipeline_id": "alice/gdp", "event": "start"}
-            ),
-        ):
-            assert response.status_code == 503
-            assert response.get_json() == {
-                "success": False,
-                "id": None,
-                "errors": ["the database is unavailable, try again shortly"],
-            }
-
-        ready = client.get("/readyz")
-        assert ready.status_code == 503
-        assert ready.get_json()["database"] == "unavailable"
-        assert client.get("/healthz").status_code == 200
-
-        server.restart()
-        assert client.get("/readyz").status_code == 200
-        status = client.get("/source/alice/gdp/status")
-        assert status.status_code == 200
-        assert status.get_json()["state"] == "LOADED"
-        assert upload(client, make_spec(), keypair.token("alice")).get_json()["revision"] == 2
-    finally:
-        server.destroy()
-
-
 @pytest.fixture
 def postgres_app(keypair):
     """An app on a PostgreSQL server of its own, which the test may restart."""
@@ -101,6 +53,36 @@ def postgres_app(keypair):
     )
     yield server, app.test_client()
     server.destroy()
+
+
+def test_a_database_outage_is_503_and_the_service_recovers(postgres_app, keypair):
+    server, client = postgres_app
+    assert upload(client, make_spec(), keypair.token("alice")).status_code == 200
+
+    server.stop()
+    for response in (
+        client.get("/source/alice/gdp/status"),
+        upload(client, make_spec(), keypair.token("alice")),
+        client.post("/source/update?token=h", json={"pipeline_id": "alice/gdp", "event": "start"}),
+    ):
+        assert response.status_code == 503
+        assert response.get_json() == {
+            "success": False,
+            "id": None,
+            "errors": ["the database is unavailable, try again shortly"],
+        }
+
+    ready = client.get("/readyz")
+    assert ready.status_code == 503
+    assert ready.get_json()["database"] == "unavailable"
+    assert client.get("/healthz").status_code == 200
+
+    server.restart()
+    assert client.get("/readyz").status_code == 200
+    status = client.get("/source/alice/gdp/status")
+    assert status.status_code == 200
+    assert status.get_json()["state"] == "LOADED"
+    assert upload(client, make_spec(), keypair.token("alice")).get_json()["revision"] == 2
 
 
 def bounce(server: PostgresServer) -> None:

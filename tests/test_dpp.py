@@ -18,7 +18,6 @@ from specstore.dpp import SPEC_FILE
 from tests.conftest import HOOK_TOKEN, stored_revisions, upload
 from tests.support.dpp import DppDeployment, DppUnavailable, dpp_venv
 from tests.support.net import free_port
-from tests.support.npm_registry import RegistryUnavailable, Verdaccio
 from tests.support.pipelines import (
     database_tables,
     example_spec,
@@ -42,6 +41,28 @@ def dpp(tmp_path):
     deployment.stop()
 
 
+def _specstore_for(dpp, start_server, keypair, output, **env):
+    """``python server.py`` handing pipelines to ``dpp``, its outputs in ``output``; its
+    registry a SQLite file beside them unless ``env`` names a DATABASE_URL."""
+    settings = {
+        "DATABASE_URL": f"sqlite:///{output.parent}/dpp-registry.db",
+        "AUTH_PUBLIC_KEY": keypair.public_pem,
+        "HOOK_TOKEN": HOOK_TOKEN,
+        "DPP_PIPELINES_DIR": str(dpp.root),
+        "OUTPUT_DIR": str(output),
+    }
+    return start_server(**{**settings, **env})
+
+
+def _upload(server, keypair, spec):
+    return requests.post(
+        server.url + "/source/upload",
+        json=spec,
+        headers={"Auth-Token": keypair.token("alice")},
+        timeout=30,
+    )
+
+
 def _get(server, path):
     response = requests.get(server.url + path, timeout=10)
     return response.json()
@@ -53,23 +74,18 @@ def test_pipelines_run_on_a_real_dpp_and_report_back(
     registry_url = postgres_server.create_database("dpp_registry")
     warehouse = postgres_server.create_database("dpp_warehouse")
     dpp.start_dashboard()
-    server = start_server(
+    server = _specstore_for(
+        dpp,
+        start_server,
+        keypair,
+        tmp_path / "output",
         DATABASE_URL=registry_url,
-        AUTH_PUBLIC_KEY=keypair.public_pem,
-        HOOK_TOKEN=HOOK_TOKEN,
-        DPP_PIPELINES_DIR=str(dpp.root),
         DPP_URL=dpp.dashboard_url,
-        OUTPUT_DIR=str(tmp_path / "output"),
         ENGINE_WAREHOUSE=warehouse,
     )
     spec = example_spec(example_data)
     spec["outputs"].append({"kind": "rdbms", "parameters": {"engine": "warehouse"}})
-    response = requests.post(
-        server.url + "/source/upload",
-        json=spec,
-        headers={"Auth-Token": keypair.token("alice")},
-        timeout=30,
-    )
+    response = _upload(server, keypair, spec)
     assert response.status_code == 200, response.text
 
     # Pushed: the pipeline file is there, and the revision is REGISTERED.
@@ -128,12 +144,7 @@ def test_pipelines_run_on_a_real_dpp_and_report_back(
     # A spec whose data is missing ends FAILED with DPP's error lines.
     broken = example_spec(example_data, dataset="broken")
     broken["inputs"][0]["parameters"]["resource-mapping"]["gdp"] = example_data + "missing.csv"
-    requests.post(
-        server.url + "/source/upload",
-        json=broken,
-        headers={"Auth-Token": keypair.token("alice")},
-        timeout=30,
-    ).raise_for_status()
+    _upload(server, keypair, broken).raise_for_status()
     assert sorted(yaml.safe_load((dpp.root / "alice" / SPEC_FILE).read_text())) == [
         "broken",
         "gdp",
@@ -152,20 +163,8 @@ def test_the_same_spec_gives_the_same_outputs_on_both_engines(
     # DPP
     dpp.start_dashboard()
     dpp_out = tmp_path / "dpp-output"
-    server = start_server(
-        DATABASE_URL=f"sqlite:///{tmp_path}/dpp-registry.db",
-        AUTH_PUBLIC_KEY=keypair.public_pem,
-        HOOK_TOKEN=HOOK_TOKEN,
-        DPP_PIPELINES_DIR=str(dpp.root),
-        DPP_URL=dpp.dashboard_url,
-        OUTPUT_DIR=str(dpp_out),
-    )
-    requests.post(
-        server.url + "/source/upload",
-        json=example_spec(example_data),
-        headers={"Auth-Token": keypair.token("alice")},
-        timeout=30,
-    ).raise_for_status()
+    server = _specstore_for(dpp, start_server, keypair, dpp_out, DPP_URL=dpp.dashboard_url)
+    _upload(server, keypair, example_spec(example_data)).raise_for_status()
     assert dpp.run("alice/gdp").returncode == 0
     on_dpp = wait_for(lambda: _get(server, "/source/alice/gdp/status"), timeout=30)
 
@@ -239,55 +238,34 @@ def test_info_answers_from_specstores_records_when_dpp_is_down(
 
 
 def test_dpp_publishes_the_very_npm_package_the_embedded_runner_builds(
-    dpp, start_server, make_app, keypair, example_data, tmp_path
+    dpp, start_server, make_app, keypair, example_data, tmp_path, npm_registry, npm_token
 ):
-    registry = Verdaccio(tmp_path / "verdaccio")
-    try:
-        registry.start()
-    except RegistryUnavailable as exc:
-        pytest.fail(str(exc), pytrace=False)
-    try:
-        token = registry.add_user("specstore")
-        npm_env = {"NPM_LOCAL_REGISTRY": registry.url, "NPM_LOCAL_TOKEN": token}
-        spec = npm_spec(example_data)
+    npm_env = {"NPM_LOCAL_REGISTRY": npm_registry.url, "NPM_LOCAL_TOKEN": npm_token}
+    spec = npm_spec(example_data)
 
-        # DPP, running specstore's processor from its own virtualenv.
-        dpp_out = tmp_path / "dpp-output"
-        server = start_server(
-            DATABASE_URL=f"sqlite:///{tmp_path}/dpp-registry.db",
-            AUTH_PUBLIC_KEY=keypair.public_pem,
-            HOOK_TOKEN=HOOK_TOKEN,
-            DPP_PIPELINES_DIR=str(dpp.root),
-            OUTPUT_DIR=str(dpp_out),
-            **npm_env,
-        )
-        requests.post(
-            server.url + "/source/upload",
-            json=spec,
-            headers={"Auth-Token": keypair.token("alice")},
-            timeout=30,
-        ).raise_for_status()
-        written = yaml.safe_load((dpp.root / "alice" / SPEC_FILE).read_text())
-        assert written["gdp"]["pipeline"][-1]["run"] == "specstore.npm_publish"
-        assert token not in (dpp.root / "alice" / SPEC_FILE).read_text()
-        ran = dpp.run("alice/gdp", **npm_env)
-        assert ran.returncode == 0, ran.stdout + ran.stderr
-        on_dpp = wait_for(lambda: _get(server, "/source/alice/gdp/status"), timeout=30)
-        assert on_dpp["state"] == "SUCCEEDED", on_dpp
-        view = run_npm("view", "alice-gdp", "version", "--registry", registry.url, cwd=tmp_path)
-        assert view.stdout.strip() == "1.0.0", view.stderr
+    # DPP, running specstore's processor from its own virtualenv.
+    dpp_out = tmp_path / "dpp-output"
+    server = _specstore_for(dpp, start_server, keypair, dpp_out, **npm_env)
+    _upload(server, keypair, spec).raise_for_status()
+    written = yaml.safe_load((dpp.root / "alice" / SPEC_FILE).read_text())
+    assert written["gdp"]["pipeline"][-1]["run"] == "specstore.npm_publish"
+    assert npm_token not in (dpp.root / "alice" / SPEC_FILE).read_text()
+    ran = dpp.run("alice/gdp", **npm_env)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    on_dpp = wait_for(lambda: _get(server, "/source/alice/gdp/status"), timeout=30)
+    assert on_dpp["state"] == "SUCCEEDED", on_dpp
+    view = run_npm("view", "alice-gdp", "version", "--registry", npm_registry.url, cwd=tmp_path)
+    assert view.stdout.strip() == "1.0.0", view.stderr
 
-        # The embedded runner, on the same spec: the same package, byte for byte.
-        embedded_out = tmp_path / "embedded-output"
-        app = make_app(runner_workers=1, output_dir=str(embedded_out))
-        client = app.test_client()
-        upload(client, npm_spec(example_data, credentials=None), keypair.token("alice"))
-        embedded = wait_for(lambda: client.get("/source/alice/gdp/status").get_json())
-        assert embedded["state"] == "SUCCEEDED", embedded
-        tarballs = [
-            out / "alice" / "gdp" / "npm" / "alice-gdp-1.0.0.tgz" for out in (dpp_out, embedded_out)
-        ]
-        assert tarball_files(tarballs[0]) == tarball_files(tarballs[1])
-        assert tarballs[0].read_bytes() == tarballs[1].read_bytes()
-    finally:
-        registry.stop()
+    # The embedded runner, on the same spec: the same package, byte for byte.
+    embedded_out = tmp_path / "embedded-output"
+    app = make_app(runner_workers=1, output_dir=str(embedded_out))
+    client = app.test_client()
+    upload(client, npm_spec(example_data, credentials=None), keypair.token("alice"))
+    embedded = wait_for(lambda: client.get("/source/alice/gdp/status").get_json())
+    assert embedded["state"] == "SUCCEEDED", embedded
+    tarballs = [
+        out / "alice" / "gdp" / "npm" / "alice-gdp-1.0.0.tgz" for out in (dpp_out, embedded_out)
+    ]
+    assert tarball_files(tarballs[0]) == tarball_files(tarballs[1])
+    assert tarballs[0].read_bytes() == tarballs[1].read_bytes()

@@ -17,25 +17,8 @@ from datapackage_pipelines_specstore import npm as npm_output
 
 from specstore.config import NpmRegistry, configure
 from tests.conftest import stored_revisions, upload
-from tests.support.npm_registry import RegistryUnavailable, Verdaccio
 from tests.support.pipelines import example_spec, sqlite_tables, wait_for
 from tests.test_pipelines import GDP_ROWS
-
-
-@pytest.fixture
-def registry(tmp_path):
-    server = Verdaccio(tmp_path / "verdaccio")
-    try:
-        server.start()
-    except RegistryUnavailable as exc:
-        pytest.fail(str(exc), pytrace=False)
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def npm_token(registry):
-    return registry.add_user("specstore")
 
 
 def run_npm(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -92,9 +75,11 @@ def csv_rows(data: bytes) -> list[tuple]:
 
 
 def test_every_revision_is_published_and_installs_back(
-    make_app, keypair, example_data, registry, npm_token, tmp_path
+    make_app, keypair, example_data, npm_registry, npm_token, tmp_path
 ):
-    app = make_app(runner_workers=1, npm_registries={"LOCAL": NpmRegistry(registry.url, npm_token)})
+    app = make_app(
+        runner_workers=1, npm_registries={"LOCAL": NpmRegistry(npm_registry.url, npm_token)}
+    )
     client = app.test_client()
     spec = npm_spec(example_data, dataset="gdp-npm")
 
@@ -134,7 +119,7 @@ def test_every_revision_is_published_and_installs_back(
     assert second["state"] == "SUCCEEDED", second
     assert (out / "npm" / "alice-gdp-npm-2.0.0.tgz").exists()
 
-    view = run_npm("view", "alice-gdp-npm", "--json", "--registry", registry.url, cwd=tmp_path)
+    view = run_npm("view", "alice-gdp-npm", "--json", "--registry", npm_registry.url, cwd=tmp_path)
     assert view.returncode == 0, view.stderr
     published = json.loads(view.stdout)
     assert published["versions"] == ["1.0.0", "2.0.0"]
@@ -146,7 +131,7 @@ def test_every_revision_is_published_and_installs_back(
     project.mkdir()
     (project / "package.json").write_text('{"name": "consumer", "private": true}')
     installed = run_npm(
-        "install", "alice-gdp-npm@1.0.0", "--registry", registry.url, "--no-save", cwd=project
+        "install", "alice-gdp-npm@1.0.0", "--registry", npm_registry.url, "--no-save", cwd=project
     )
     assert installed.returncode == 0, installed.stderr
     module = project / "node_modules" / "alice-gdp-npm"
@@ -169,7 +154,7 @@ def test_every_revision_is_published_and_installs_back(
 
 
 def test_without_credentials_the_package_is_built_and_not_published(
-    make_app, keypair, example_data, registry, tmp_path
+    make_app, keypair, example_data, npm_registry, tmp_path
 ):
     app = make_app(runner_workers=1)
     client = app.test_client()
@@ -178,24 +163,24 @@ def test_without_credentials_the_package_is_built_and_not_published(
     assert any("not published" in line for line in status["logs"])
     tarball = tmp_path / "output" / "alice" / "local-only" / "npm" / "alice-local-only-1.0.0.tgz"
     assert json.loads(tarball_files(tarball)["package/package.json"])["version"] == "1.0.0"
-    view = run_npm("view", "alice-local-only", "--registry", registry.url, cwd=tmp_path)
+    view = run_npm("view", "alice-local-only", "--registry", npm_registry.url, cwd=tmp_path)
     assert view.returncode != 0
     assert "E404" in view.stderr
 
 
 def test_a_publish_npm_refuses_fails_the_revision_with_npms_message(
-    make_app, keypair, example_data, registry, tmp_path
+    make_app, keypair, example_data, npm_registry, tmp_path
 ):
     app = make_app(
         runner_workers=1,
-        npm_registries={"LOCAL": NpmRegistry(registry.url, "not-a-token-the-registry-knows")},
+        npm_registries={"LOCAL": NpmRegistry(npm_registry.url, "not-a-token-the-registry-knows")},
     )
     client = app.test_client()
     status = run_to_the_end(client, keypair, npm_spec(example_data, "refused"))
     assert status["state"] == "FAILED", status
     info = client.get("/source/alice/refused/info").get_json()
     message = info["error_log"][0]
-    assert message.startswith(f"publishing alice-refused@1.0.0 to {registry.url} failed: ")
+    assert message.startswith(f"publishing alice-refused@1.0.0 to {npm_registry.url} failed: ")
     assert "E401" in message or "E403" in message, message
     assert "not-a-token" not in json.dumps(info)
     # Everything before the publish is there: the other output, the tarball.
@@ -205,11 +190,11 @@ def test_a_publish_npm_refuses_fails_the_revision_with_npms_message(
 
 
 def test_a_scoped_package_for_a_dataset_that_is_not_published_is_restricted(
-    make_app, keypair, example_data, registry, npm_token, tmp_path
+    make_app, keypair, example_data, npm_registry, npm_token, tmp_path
 ):
     app = make_app(
         runner_workers=1,
-        npm_registries={"HUB": NpmRegistry(registry.url, npm_token, scope="datahub")},
+        npm_registries={"HUB": NpmRegistry(npm_registry.url, npm_token, scope="datahub")},
     )
     client = app.test_client()
     spec = npm_spec(example_data, "secret", "hub", findability="private")
@@ -221,7 +206,7 @@ def test_a_scoped_package_for_a_dataset_that_is_not_published_is_restricted(
     assert step["parameters"]["name"] == "@datahub/alice-secret"
     assert step["parameters"]["access"] == "restricted"
     view = run_npm(
-        "view", "@datahub/alice-secret", "version", "--registry", registry.url, cwd=tmp_path
+        "view", "@datahub/alice-secret", "version", "--registry", npm_registry.url, cwd=tmp_path
     )
     assert view.stdout.strip() == "1.0.0"
 
@@ -315,10 +300,10 @@ def test_the_plan_names_the_credentials_and_never_holds_them(tmp_path):
 
 
 def test_publishing_a_version_again_is_fine_only_with_the_very_same_tarball(
-    registry, npm_token, tmp_path, monkeypatch
+    npm_registry, npm_token, tmp_path, monkeypatch
 ):
     """A revision run again (after a restart, say) publishes the same tarball again."""
-    monkeypatch.setenv("NPM_LOCAL_REGISTRY", registry.url)
+    monkeypatch.setenv("NPM_LOCAL_REGISTRY", npm_registry.url)
     monkeypatch.setenv("NPM_LOCAL_TOKEN", npm_token)
     parameters = {
         "name": "alice-again",
@@ -340,7 +325,9 @@ def test_publishing_a_version_again_is_fine_only_with_the_very_same_tarball(
     package("one")  # the same bytes: already there, not an error
     with pytest.raises(npm_output.NpmError) as refused:
         package("two")
-    assert str(refused.value).startswith(f"publishing alice-again@1.0.0 to {registry.url} failed: ")
+    assert str(refused.value).startswith(
+        f"publishing alice-again@1.0.0 to {npm_registry.url} failed: "
+    )
     assert "cannot publish over the previously published versions: 1.0.0" in str(refused.value)
 
 
