@@ -47,6 +47,11 @@ def _body() -> Any:
     return parse_document(request.get_data(cache=False), request.mimetype)
 
 
+def _event_body() -> Any:
+    """An engine's event: recorded whatever its text holds (see ``storable``)."""
+    return parse_document(request.get_data(cache=False), request.mimetype, replace_unstorable=True)
+
+
 def _check_body(accepted: frozenset[str], allow_missing: bool = False) -> None:
     """Refuse, before anything else is done, a body of the wrong type or size."""
     _require_media_type(accepted, allow_missing)
@@ -77,7 +82,7 @@ def update() -> Any:
     _check_body(JSON_TYPES, allow_missing=True)
     token = request.args.get("token") or request.headers.get("X-Hook-Token")
     revision = request.args.get("revision", type=int)
-    outcome = service().update(token, _body, revision)
+    outcome = service().update(token, _event_body, revision)
     return representations.updated(outcome)
 
 
@@ -111,7 +116,9 @@ def status(owner_id: str, dataset: str) -> Any:
 @bp.get("/<owner_id>/<dataset>/info")
 def info(owner_id: str, dataset: str) -> Any:
     found = service().revision(owner_id, dataset, _viewer())
-    return representations.info(found, service().engine_record(found))
+    body = representations.info(found, service().engine_record(found))
+    body["pipeline"] = service().shown_pipeline(found, body["pipeline"])
+    return body
 
 
 @bp.get("/<owner_id>/<dataset>/<int:number>")

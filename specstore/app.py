@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from datapackage_pipelines_specstore.fetch import Limits
 from flask import Flask
 from flask_cors import CORS
 from flask_limiter import Limiter
@@ -20,13 +21,13 @@ from . import api, dashboard, operations
 from .auth import LocalKeyPair, PublicKeySource, RemotePublicKey, StaticPublicKey, TokenVerifier
 from .config import ConfigError, Settings, configure
 from .db import Database
-from .downloads import Downloader, UrlPolicy
-from .dpp import DppDashboard, DppPipelines
 from .http_client import HttpClient
 from .installation import InstallationValues
-from .planner import OutputLayout, Planner
+from .pipelines.dpp import DppDashboard, DppDispatcher, DppPipelines
+from .pipelines.planner import OutputLayout, Planner
+from .pipelines.reports import Reports
+from .pipelines.runner import EmbeddedRunner
 from .registry import Registry
-from .runner import DppDispatcher, EmbeddedRunner
 from .service import SourceService
 from .validation import spec_validator
 
@@ -34,7 +35,6 @@ Engine = DppDispatcher | EmbeddedRunner
 
 
 DASHBOARD_TIMEOUT_SECONDS = 2.0
-DESCRIPTOR_TIMEOUT_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -98,7 +98,11 @@ def _hook_token_source(settings: Settings, installation: InstallationValues) -> 
 
 
 def _engine(
-    settings: Settings, registry: Registry, planner: Planner, hook_token: Callable[[], str]
+    settings: Settings,
+    registry: Registry,
+    planner: Planner,
+    reports: Reports,
+    hook_token: Callable[[], str],
 ) -> Engine | None:
     if settings.engine_mode == "dpp":
         if not settings.dpp_pipelines_dir:
@@ -110,21 +114,34 @@ def _engine(
         def hook_url(revision: int) -> str:
             return f"{public_url}source/update?token={hook_token()}&revision={revision}"
 
-        return DppDispatcher(registry, planner, DppPipelines(settings.dpp_pipelines_dir), hook_url)
+        return DppDispatcher(
+            registry,
+            planner,
+            reports,
+            DppPipelines(settings.dpp_pipelines_dir),
+            hook_url,
+            silence_timeout=settings.dpp_silence_timeout,
+        )
     if settings.runner_workers == 0:
         return None
     return EmbeddedRunner(
         registry,
         planner,
+        reports,
         workers=settings.runner_workers,
         timeout=settings.run_timeout,
         engines=settings.engines,
         npm_environment=settings.npm_environment(),
-        downloads={
-            "allow": list(settings.input_url_allow),
-            "timeout": settings.download_timeout,
-            "max_bytes": settings.download_max_bytes,
-        },
+    )
+
+
+def fetch_limits(settings: Settings) -> Limits:
+    """The one fetch policy: what every fetch of what a spec names runs under."""
+    return Limits(
+        allow=settings.input_url_allow,
+        timeout=settings.download_timeout,
+        max_bytes=settings.download_max_bytes,
+        max_unpacked_bytes=settings.unpacked_max_bytes,
     )
 
 
@@ -137,14 +154,12 @@ def build(settings: Settings) -> Components:
     planner = Planner(
         OutputLayout(settings.output_dir),
         settings.engine_url,
-        Downloader(
-            UrlPolicy(settings.input_url_allow),
-            timeout=DESCRIPTOR_TIMEOUT_SECONDS,
-            max_bytes=settings.download_max_bytes,
-        ),
+        fetch_limits(settings),
         settings.npm_registry,
+        run_timeout=settings.run_timeout,
     )
-    engine = _engine(settings, registry, planner, hook_token)
+    reports = Reports(settings.output_dir, [settings.dpp_pipelines_dir or ""])
+    engine = _engine(settings, registry, planner, reports, hook_token)
     dashboard = (
         DppDashboard(HttpClient(DASHBOARD_TIMEOUT_SECONDS), settings.dpp_url)
         if settings.dpp_url
@@ -156,6 +171,7 @@ def build(settings: Settings) -> Components:
         spec_validator=spec_validator(),
         hook_token=hook_token,
         planner=planner,
+        reports=reports,
         engine=engine,
         dashboard=dashboard,
     )

@@ -14,10 +14,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from datapackage_pipelines_specstore.steps import sqlalchemy_url
 from limits import parse_many
 
 DEFAULT_DATABASE_URL = "sqlite:///specstore.db"
-DEFAULT_MAX_CONTENT_LENGTH = 1024 * 1024
+# Large enough for a data package descriptor with its README inlined, as the DataHub
+# client sends it.
+DEFAULT_MAX_CONTENT_LENGTH = 16 * 1024 * 1024
 
 
 class ConfigError(ValueError):
@@ -70,6 +73,10 @@ class Settings:
     input_url_allow: tuple[str, ...] = ()
     download_max_bytes: int = 100 * 1024 * 1024
     download_timeout: float = 60.0
+    # How many bytes an archive (zip, xlsx, ods, gzip) may unpack to.
+    unpacked_max_bytes: int = 1024 * 1024 * 1024
+    # DPP: how long a revision handed over may go without an event before it is FAILED.
+    dpp_silence_timeout: float = 6 * 3600.0
     # Uploads per client (e.g. "60/minute"; None: no limit), counted in this storage.
     upload_rate_limit: str | None = None
     rate_limit_storage_uri: str = "memory://"
@@ -192,7 +199,7 @@ def _rate(value: str) -> str | None:
 
 # Environment variable -> (Settings field, coercer).
 _VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
-    "DATABASE_URL": ("database_url", str.strip),
+    "DATABASE_URL": ("database_url", lambda value: sqlalchemy_url(value.strip())),
     "AUTH_SERVER": ("auth_server", _text),
     "AUTH_PUBLIC_KEY": ("auth_public_key", _public_key),
     "AUTH_SERVICE": ("auth_service", str.strip),
@@ -212,6 +219,8 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "INPUT_URL_ALLOW": ("input_url_allow", _host_patterns),
     "DOWNLOAD_MAX_BYTES": ("download_max_bytes", _positive_int),
     "DOWNLOAD_TIMEOUT": ("download_timeout", _positive_float),
+    "UNPACKED_MAX_BYTES": ("unpacked_max_bytes", _positive_int),
+    "DPP_SILENCE_TIMEOUT": ("dpp_silence_timeout", _positive_float),
     "UPLOAD_RATE_LIMIT": ("upload_rate_limit", _rate),
     "RATE_LIMIT_STORAGE_URI": ("rate_limit_storage_uri", str.strip),
     "RUN_TIMEOUT": ("run_timeout", _positive_float),
@@ -248,7 +257,7 @@ def configure(environ: Mapping[str, str] | None = None, **overrides: Any) -> Set
             engine = name.removeprefix(ENGINE_PREFIX)
             if not _ENGINE_NAME.match(engine):
                 raise ConfigError(f"{name}: connection names are letters, digits and '_'")
-            engines[engine] = url.strip()
+            engines[engine] = sqlalchemy_url(url.strip())
     values["engines"] = engines
     values["npm_registries"] = _npm_registries(environ)
     values.update(overrides)

@@ -43,7 +43,7 @@ def dataset(owner_id: str, dataset: str) -> Any:
     revisions = _service().registry.revisions(owner_id, dataset)
     revision = found.revision
     pipelines = {
-        pipeline_id: without_secrets(details)
+        pipeline_id: _service().shown_pipeline(found, without_secrets(details))
         for pipeline_id, details in (revision.pipelines or {}).items()
     }
     return render_template(

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from .errors import BadRequest
-from .validation import event_validator
+from .validation import event_validator, storable
 
 LOADED = "LOADED"
 REGISTERED = "REGISTERED"
@@ -86,6 +86,8 @@ class PipelineEvent:
         ``revision`` (from the hook URL) says which revision the event is for;
         without it the event is for the dataset's newest revision.
         """
+        # Whatever the text holds, the event is recorded: what no database stores is replaced.
+        payload = storable(payload)
         event_validator().check(payload)
         pipeline = payload.get("pipeline_id", payload.get("pipeline"))
         if pipeline is None:

@@ -90,6 +90,12 @@ class Dataset(Base):
     created: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     modified: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     last_success: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # The run lease: one run of the dataset at a time, whichever process or machine runs
+    # it. Who holds it, until when (renewed while the run lasts), and the process that
+    # runs the pipeline (``host:pid:start``).
+    run_owner: Mapped[str | None] = mapped_column(String(160), nullable=True)
+    run_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    run_process: Mapped[str | None] = mapped_column(String(160), nullable=True)
 
 
 class Revision(Base):

@@ -18,8 +18,10 @@ from sqlalchemy.orm import defer
 from .db import Database, dialect_insert
 from .errors import NotFound
 from .events import (
+    FAILED,
     FINAL_STATES,
     LOADED,
+    REGISTERED,
     SUCCEEDED,
     PipelineEvent,
     apply_event,
@@ -377,6 +379,27 @@ class Registry:
             )
             return True
 
+    def supersede_waiting(self, ref: RevisionRef) -> int:
+        """End the revisions of ``ref``'s dataset older than it that are still waiting to
+        run (LOADED or REGISTERED): FAILED, superseded. How many were ended."""
+        now = self.clock()
+        with self.database.transaction(write=True) as session:
+            dataset_id = select(Revision.dataset_id).where(Revision.id == ref.row_id)
+            waiting = session.scalars(
+                select(Revision)
+                .where(
+                    Revision.dataset_id == dataset_id.scalar_subquery(),
+                    Revision.revision < ref.revision,
+                    Revision.state.in_((LOADED, REGISTERED)),
+                )
+                .with_for_update()
+            ).all()
+            message = f"superseded by revision {ref.revision} before it ran"
+            ended = [revision for revision in waiting if end_run(revision, FAILED, [message], now)]
+            for revision in ended:
+                revision.modified = now
+            return len(ended)
+
     def claim(self, ref: RevisionRef, owner: str, until: dt.datetime) -> bool:
         """Take the lease on an unfinished revision, unless a live runner holds it."""
         now = self.clock()
@@ -396,14 +419,72 @@ class Registry:
             )
             return result.rowcount == 1
 
-    def renew(self, refs: list[RevisionRef], owner: str, until: dt.datetime) -> None:
+    def renew(self, refs: list[RevisionRef], owner: str, until: dt.datetime) -> set[int]:
+        """Extend the leases ``owner`` holds on ``refs``; the row ids still held."""
         if not refs:
-            return
+            return set()
         with self.database.transaction(write=True) as session:
-            session.execute(
+            renewed = session.scalars(
                 update(Revision)
                 .where(Revision.id.in_([ref.row_id for ref in refs]), Revision.lease_owner == owner)
                 .values(lease_until=until)
+                .returning(Revision.id)
+            )
+            return set(renewed)
+
+    # -- one run of a dataset at a time ----------------------------------------------------
+
+    def claim_run(self, ref: RevisionRef, run: str, until: dt.datetime) -> tuple[bool, str | None]:
+        """Take the run lease of ``ref``'s dataset for ``run``, unless another run holds
+        it and renews it. Returns whether it was taken and, when it was taken over from
+        a run whose lease ran out, that run's process (``host:pid:start``), which the
+        caller makes sure is gone before it runs anything."""
+        now = self.clock()
+        with self.database.transaction(write=True) as session:
+            row = session.execute(
+                select(Dataset.id, Dataset.run_owner, Dataset.run_until, Dataset.run_process)
+                .join(Revision, Revision.dataset_id == Dataset.id)
+                .where(Revision.id == ref.row_id)
+                .with_for_update(of=Dataset)
+            ).one_or_none()
+            if row is None:
+                return False, None
+            held = row.run_owner not in (None, run) and row.run_until is not None
+            if held and row.run_until >= now:
+                return False, None
+            session.execute(
+                update(Dataset)
+                .where(Dataset.id == row.id)
+                .values(run_owner=run, run_until=until, run_process=None)
+            )
+            return True, (row.run_process if held else None)
+
+    def note_run_process(self, run: str, process: str) -> None:
+        """Record the process that runs the pipeline of the run lease ``run``."""
+        with self.database.transaction(write=True) as session:
+            session.execute(
+                update(Dataset).where(Dataset.run_owner == run).values(run_process=process)
+            )
+
+    def renew_runs(self, runs: list[str], until: dt.datetime) -> set[str]:
+        """Extend the run leases ``runs``; those still held."""
+        if not runs:
+            return set()
+        with self.database.transaction(write=True) as session:
+            renewed = session.scalars(
+                update(Dataset)
+                .where(Dataset.run_owner.in_(runs))
+                .values(run_until=until)
+                .returning(Dataset.run_owner)
+            )
+            return {owner for owner in renewed if owner}
+
+    def release_run(self, run: str) -> None:
+        with self.database.transaction(write=True) as session:
+            session.execute(
+                update(Dataset)
+                .where(Dataset.run_owner == run)
+                .values(run_owner=None, run_until=None, run_process=None)
             )
 
     def release(self, ref: RevisionRef, owner: str) -> None:

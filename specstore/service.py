@@ -15,10 +15,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .auth import Identity, TokenVerifier
-from .dpp import DppDashboard
 from .errors import BadRequest, Forbidden, InvalidSpec, NotFound, Unauthorized
 from .events import PipelineEvent
-from .planner import Planner
+from .pipelines.dpp import DppDashboard
+from .pipelines.planner import Planner
+from .pipelines.reports import Reports
 from .registry import (
     PRIVATE,
     DatasetPage,
@@ -30,7 +31,8 @@ from .registry import (
 from .validation import SchemaValidator
 
 if TYPE_CHECKING:
-    from .runner import DppDispatcher, EmbeddedRunner
+    from .pipelines.dpp import DppDispatcher
+    from .pipelines.runner import EmbeddedRunner
 
     Engine = DppDispatcher | EmbeddedRunner
 
@@ -89,6 +91,7 @@ class SourceService:
         spec_validator: SchemaValidator,
         hook_token: Callable[[], str],
         planner: Planner,
+        reports: Reports,
         engine: Engine | None = None,
         dashboard: DppDashboard | None = None,
     ) -> None:
@@ -96,6 +99,7 @@ class SourceService:
         self.verifier = verifier
         self.spec_validator = spec_validator
         self.planner = planner
+        self.reports = reports
         self.engine = engine
         self.dashboard = dashboard
         self._hook_token = hook_token
@@ -134,7 +138,8 @@ class SourceService:
     ) -> EventOutcome:
         """Record one engine event, if it carries the hook token (checked before parsing)."""
         self.check_hook_token(token)
-        return self.registry.apply_event(PipelineEvent.from_payload(parse(), revision))
+        event = PipelineEvent.from_payload(parse(), revision)
+        return self.registry.apply_event(self.reports.event(event))
 
     def check_hook_token(self, token: str | None) -> None:
         if not token:
@@ -160,11 +165,24 @@ class SourceService:
         return found
 
     def engine_record(self, found: DatasetRevision) -> dict[str, Any] | None:
-        """The engine's own record of the revision's run (DPP's dashboard), if it has one."""
+        """The engine's own record of the revision's run (DPP's dashboard), if it has one,
+        cleaned as events are (no tracebacks, no server paths)."""
         if self.dashboard is None:
             return None
-        pipeline_id = f"{found.dataset.owner_id}/{found.dataset.name}"
-        return self.dashboard.record(pipeline_id, found.revision.revision)
+        owner_id, dataset = found.dataset.owner_id, found.dataset.name
+        record = self.dashboard.record(f"{owner_id}/{dataset}", found.revision.revision)
+        if record is None:
+            return None
+        if "error_log" in record:
+            record["error_log"] = self.reports.errors(record["error_log"] or [], owner_id, dataset)
+        if isinstance(record.get("reason"), str):
+            lines = self.reports.lines(record["reason"].splitlines(), owner_id, dataset)
+            record["reason"] = "\n".join(lines)
+        return record
+
+    def shown_pipeline(self, found: DatasetRevision, pipeline: Any) -> Any:
+        """A pipeline definition as users see it: paths relative to the dataset's folder."""
+        return self.reports.value(pipeline, found.dataset.owner_id, found.dataset.name)
 
     def list_datasets(self, owner_id: str | None, viewer: Viewer, page: Page) -> DatasetPage:
         """The owner's datasets (everyone's published ones when ``owner_id`` is None);

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -71,11 +72,13 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a valid JSON number")
 
 
-def parse_document(data: bytes, media_type: str) -> Any:
+def parse_document(data: bytes, media_type: str, replace_unstorable: bool = False) -> Any:
     """Parse a JSON or YAML request body into plain JSON values.
 
     Raises :class:`BadRequest` with a readable reason when the body cannot be
     parsed or holds something JSON cannot (non-string keys, NaN, too deep).
+    Characters no database stores (NUL, lone surrogates) are refused, or, with
+    ``replace_unstorable``, replaced by U+FFFD.
     """
     if not data.strip():
         raise BadRequest("the request body is empty")
@@ -92,15 +95,30 @@ def parse_document(data: bytes, media_type: str) -> Any:
         raise BadRequest("the body is not valid UTF-8 text") from None
     except ValueError as exc:
         raise BadRequest(f"the body is not valid JSON: {exc}") from None
-    _check_json_values(document)
-    return document
+    _check_json_values(document, refuse_unstorable=not replace_unstorable)
+    return storable(document) if replace_unstorable else document
 
 
 def _one_line(exc: Exception) -> str:
     return " ".join(str(exc).split())
 
 
-def _check_json_values(document: Any) -> None:
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def storable(value: Any) -> Any:
+    """``value`` with NUL and lone surrogates in its strings replaced by U+FFFD: no
+    database refuses what is left (PostgreSQL stores neither in text or JSON)."""
+    if isinstance(value, str):
+        return _UNSTORABLE.sub("\ufffd", value) if _UNSTORABLE.search(value) else value
+    if isinstance(value, dict):
+        return {storable(key): storable(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [storable(item) for item in value]
+    return value
+
+
+def _check_json_values(document: Any, refuse_unstorable: bool = True) -> None:
     """Walk ``document`` without recursion and refuse what JSON cannot hold."""
     stack: list[tuple[Any, int]] = [(document, 0)]
     seen = 0
@@ -115,14 +133,18 @@ def _check_json_values(document: Any) -> None:
             for key, item in value.items():
                 if not isinstance(key, str):
                     raise BadRequest(f"object keys must be strings, not {key!r}")
+                if refuse_unstorable and _UNSTORABLE.search(key):
+                    raise BadRequest(
+                        "strings must not contain NUL characters or unpaired surrogates"
+                    )
                 stack.append((item, depth + 1))
         elif isinstance(value, list):
             stack.extend((item, depth + 1) for item in value)
         elif isinstance(value, float) and not math.isfinite(value):
             raise BadRequest(f"{value} is not a valid JSON number")
         elif isinstance(value, int | str | bool | float) or value is None:
-            if isinstance(value, str) and "\x00" in value:
-                raise BadRequest("strings must not contain NUL characters")
+            if refuse_unstorable and isinstance(value, str) and _UNSTORABLE.search(value):
+                raise BadRequest("strings must not contain NUL characters or unpaired surrogates")
         else:
             raise BadRequest(f"values of type {type(value).__name__} are not allowed")
 

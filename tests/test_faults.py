@@ -18,10 +18,10 @@ import yaml
 from sqlalchemy import select
 
 from specstore.db import Database
-from specstore.dpp import SPEC_FILE
 from specstore.models import Dataset, Revision
+from specstore.pipelines.dpp import SPEC_FILE
 from tests.conftest import HOOK_TOKEN, empty_tables, upload
-from tests.support.pipelines import example_spec, wait_for
+from tests.support.pipelines import carrying_its_package, example_spec, wait_for
 from tests.support.processes import children
 from tests.support.server import Gunicorn, server_env
 
@@ -50,6 +50,21 @@ def _post(url: str, spec: dict, token: str) -> requests.Response:
     return requests.post(
         url + "/source/upload", json=spec, headers={"Auth-Token": token}, timeout=60
     )
+
+
+def _states(database_url: str) -> dict[int, str]:
+    """Each revision number's state, the same for every dataset (else a failure)."""
+    database = Database(database_url)
+    try:
+        with database.transaction() as session:
+            rows = session.execute(select(Revision.revision, Revision.state)).all()
+    finally:
+        database.dispose()
+    states: dict[int, set[str]] = defaultdict(set)
+    for number, state in rows:
+        states[number].add(state)
+    assert all(len(found) == 1 for found in states.values()), states
+    return {number: found.pop() for number, found in states.items()}
 
 
 def _stored(database_url: str) -> dict[str, list[int]]:
@@ -84,7 +99,7 @@ def test_50_concurrent_uploads_through_4_gunicorn_workers(
     barrier = threading.Barrier(UPLOADS)
 
     def one(index: int) -> requests.Response:
-        spec = example_spec(example_data, dataset=f"load-{index % DATASETS}")
+        spec = carrying_its_package(example_data, dataset=f"load-{index % DATASETS}")
         barrier.wait()
         return _post(server.url, spec, token)
 
@@ -108,6 +123,11 @@ def test_50_concurrent_uploads_through_4_gunicorn_workers(
     written = yaml.safe_load((dpp_root / "alice" / SPEC_FILE).read_text())
     assert sorted(written) == [f"load-{index}" for index in range(DATASETS)]
     assert {details["specstore-revision"] for details in written.values()} == {per_dataset}
+    # The newest revision of each waits for DPP; the older ones never run.
+    assert _states(database_url) == {
+        number: ("REGISTERED" if number == per_dataset else "FAILED")
+        for number in range(1, per_dataset + 1)
+    }
     print(f"\n{UPLOADS} uploads through 4 workers in {elapsed:.2f}s")
 
 
@@ -188,7 +208,7 @@ def test_sigkill_in_the_middle_of_a_burst_loses_nothing_answered(
 
 def _flowrunner_children() -> list[int]:
     """Pipeline processes started by this test process."""
-    return [child.pid for child in children(os.getpid()) if "specstore.flowrunner" in child.command]
+    return [child.pid for child in children(os.getpid()) if "flowrunner" in child.command]
 
 
 def test_a_pipeline_process_that_dies_ends_failed_with_the_reason(make_app, keypair, tmp_path):

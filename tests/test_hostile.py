@@ -45,7 +45,7 @@ ANSWERS = {200, 400, 401, 403, 404, 413, 415}
 NARROWER_PATTERNS = {
     "^(?!\\.{1,2}$)[A-Za-z0-9._-]+$": "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,30}$",
     load_schema(SPEC_SCHEMA)["$defs"]["httpUrl"]["pattern"]: (
-        "^https?://[a-z0-9-]{1,12}(\\.[a-z]{2,6}){0,2}(:[0-9]{2,5})?(/[A-Za-z0-9._~-]{0,12}){0,3}$"
+        "^https?://[a-z0-9-]{1,12}(\\.[a-z]{2,6}){0,2}(:[1-9][0-9]{1,3})?(/[A-Za-z0-9._~-]{0,12}){0,3}$"
     ),
 }
 
@@ -400,7 +400,8 @@ def test_a_redirect_to_a_host_outside_the_allow_list_is_not_followed(
         bouncer.server_close()
     assert status["state"] == "FAILED"
     assert client.get("/source/alice/gdp/info").get_json()["error_log"] == [
-        "load: the host 'localhost' is not allowed (INPUT_URL_ALLOW)"
+        f"resource gdp: {bounce} redirects to a URL that may not be fetched: "
+        "the host 'localhost' is not allowed (INPUT_URL_ALLOW)"
     ]
 
 
@@ -410,7 +411,9 @@ def test_downloads_larger_than_the_limit_fail(make_app, keypair, example_data):
     upload(client, example_spec(example_data), keypair.token("alice"))
     assert wait_for(lambda: client.get("/source/alice/gdp/status").get_json())["state"] == "FAILED"
     error_log = client.get("/source/alice/gdp/info").get_json()["error_log"]
-    assert error_log == [f"load: {example_data}population.xlsx is larger than 5000 bytes"]
+    assert error_log == [
+        f"resource population: {example_data}population.xlsx is larger than 5000 bytes"
+    ]
 
 
 # -- where specstore writes -------------------------------------------------------------------

@@ -183,10 +183,13 @@ def test_a_publish_npm_refuses_fails_the_revision_with_npms_message(
     assert message.startswith(f"publishing alice-refused@1.0.0 to {npm_registry.url} failed: ")
     assert "E401" in message or "E403" in message, message
     assert "not-a-token" not in json.dumps(info)
-    # Everything before the publish is there: the other output, the tarball.
+    # A failed run publishes nothing: its outputs stay staged, for a look, and the
+    # dataset's folder keeps what it had (here, nothing yet).
     out = tmp_path / "output" / "alice" / "refused"
-    assert sqlite_tables(out / "refused.sqlite")["gdp"]["rows"] == GDP_ROWS
-    assert (out / "npm" / "alice-refused-1.0.0.tgz").exists()
+    assert sorted(path.name for path in out.iterdir() if not path.name.startswith(".")) == []
+    staged = out / ".staging" / "1"
+    assert sqlite_tables(staged / "refused.sqlite")["gdp"]["rows"] == GDP_ROWS
+    assert (staged / "npm" / "alice-refused-1.0.0.tgz").exists()
 
 
 def test_a_scoped_package_for_a_dataset_that_is_not_published_is_restricted(
@@ -201,7 +204,7 @@ def test_a_scoped_package_for_a_dataset_that_is_not_published_is_restricted(
     status = run_to_the_end(client, keypair, spec)
     assert status["state"] == "SUCCEEDED", status
     pipeline = app.extensions["specstore"].registry.revision("alice", "secret").revision.pipelines
-    step = pipeline["alice/secret"]["pipeline"][-1]
+    step = pipeline["alice/secret"]["pipeline"][-2]
     assert step["run"] == "specstore.npm_publish"
     assert step["parameters"]["name"] == "@datahub/alice-secret"
     assert step["parameters"]["access"] == "restricted"
@@ -251,8 +254,9 @@ def test_two_npm_outputs_are_refused(make_app, keypair):
 
 
 def test_the_plan_names_the_credentials_and_never_holds_them(tmp_path):
-    from specstore.downloads import Downloader, UrlPolicy
-    from specstore.planner import OutputLayout, Planner
+    from datapackage_pipelines_specstore.fetch import Limits
+
+    from specstore.pipelines.planner import OutputLayout, Planner
 
     settings = configure(
         {
@@ -265,7 +269,7 @@ def test_the_plan_names_the_credentials_and_never_holds_them(tmp_path):
     planner = Planner(
         OutputLayout(tmp_path),
         settings.engine_url,
-        Downloader(UrlPolicy(), timeout=5, max_bytes=1024),
+        Limits(timeout=5, max_bytes=1024),
         settings.npm_registry,
     )
     spec = npm_spec("http://files.test/")
@@ -277,17 +281,20 @@ def test_the_plan_names_the_credentials_and_never_holds_them(tmp_path):
         ]
     }
     plan = planner.plan(spec, 4, descriptor)
-    # ... and last in the plan, after every other output.
-    assert [step["run"] for step in plan.main["pipeline"]][-2:] == [
-        "dump_to_sql",
+    # ... and last in the plan, after every other output (then published with them).
+    assert [step["run"] for step in plan.main["pipeline"]][-3:] == [
+        "specstore.package",
         "specstore.npm_publish",
+        "specstore.publish",
     ]
-    assert plan.main["pipeline"][-1]["parameters"] == {
+    staging = tmp_path.resolve() / "alice" / "gdp" / ".staging" / "4"
+    assert plan.main["pipeline"][-2]["parameters"] == {
         "name": "alice-gdp",
         "version": "4.0.0",
         "dataset": "alice/gdp",
         "revision": 4,
-        "out-path": str(tmp_path.resolve() / "alice" / "gdp" / "npm"),
+        "source": str(staging / "datapackage"),
+        "out-path": str(staging / "npm"),
         "credentials": "LOCAL",
         "access": "public",
     }
@@ -314,12 +321,13 @@ def test_publishing_a_version_again_is_fine_only_with_the_very_same_tarball(
     }
 
     def package(content: str) -> Path:
-        staging = tmp_path / content / "package"
-        staging.mkdir(parents=True, exist_ok=True)
+        source = tmp_path / content / "datapackage"
+        source.mkdir(parents=True, exist_ok=True)
         descriptor = {"name": "again", "resources": [{"name": "a", "path": "a.csv"}]}
-        (staging / "datapackage.json").write_text(json.dumps(descriptor))
-        (staging / "a.csv").write_text(f"x\n{content}\n")
-        return npm_output.finish(staging, parameters)
+        (source / "datapackage.json").write_text(json.dumps(descriptor))
+        (source / "a.csv").write_text(f"x\n{content}\n")
+        out = {"source": str(source), "out-path": str(tmp_path / content / "npm")}
+        return npm_output.build({**parameters, **out})
 
     package("one")
     package("one")  # the same bytes: already there, not an error

@@ -9,8 +9,8 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from specstore.dpp import JSON_MARK, SPEC_FILE, DppPipelines, render
-from specstore.planner import REVISION_KEY
+from specstore.pipelines.dpp import JSON_MARK, SPEC_FILE, DppPipelines, render
+from specstore.pipelines.planner import REVISION_KEY
 
 scalars = (
     st.none()

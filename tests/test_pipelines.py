@@ -13,12 +13,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from datapackage_pipelines_specstore.fetch import Limits
 from sqlalchemy import update
 
-from specstore.downloads import Downloader, UrlPolicy
 from specstore.events import INVALID
 from specstore.models import Revision
-from specstore.planner import OutputLayout, PlanError, Planner
+from specstore.pipelines.planner import OutputLayout, PlanError, Planner
 from tests.conftest import database_of, stored_revisions, upload
 from tests.support.net import StaticFiles
 from tests.support.pipelines import (
@@ -60,8 +60,10 @@ def _status(client, dataset="gdp"):
 
 def _planner(tmp_path, engines=None):
     engines = engines or {}
-    downloader = Downloader(UrlPolicy(), timeout=5, max_bytes=1024 * 1024)
-    return Planner(OutputLayout(tmp_path), lambda name: engines.get(name.upper()), downloader)
+    limits = Limits(timeout=5, max_bytes=1024 * 1024)
+    return Planner(
+        OutputLayout(tmp_path), lambda name: engines.get(name.upper()), limits, run_timeout=60
+    )
 
 
 def test_the_plan_is_dpp_pipeline_steps(tmp_path):
@@ -73,6 +75,14 @@ def test_the_plan_is_dpp_pipeline_steps(tmp_path):
 
     assert plan.main_id == "alice/gdp"
     out = tmp_path.resolve() / "alice" / "gdp"
+    staging = out / ".staging" / "3"
+    limits = {
+        "allow": [],
+        "timeout": 5,
+        "max_bytes": 1024 * 1024,
+        "max_unpacked_bytes": 1024 * 1024 * 1024,
+    }
+    loading = {"staging": str(staging), "limits": limits, "run-timeout": 60}
     tables = {"gdp": {"resource-name": "gdp"}, "population": {"resource-name": "population"}}
     assert plan.main == {
         "title": "alice/gdp revision 3",
@@ -80,17 +90,26 @@ def test_the_plan_is_dpp_pipeline_steps(tmp_path):
         "hooks": ["http://specstore/hook"],
         "pipeline": [
             {
-                "run": "load",
-                "parameters": {"from": base + "gdp-2019.csv", "name": "gdp", "format": "csv"},
+                "run": "specstore.stage",
+                "parameters": {"staging": str(staging), "revision": 3, "run-timeout": 60},
             },
             {
-                "run": "load",
+                "run": "specstore.load",
                 "parameters": {
-                    "from": base + "population.xlsx",
+                    "url": base + "gdp-2019.csv",
+                    "name": "gdp",
+                    **loading,
+                    "format": "csv",
+                },
+            },
+            {
+                "run": "specstore.load",
+                "parameters": {
+                    "url": base + "population.xlsx",
                     "name": "population",
+                    **loading,
                     "format": "xlsx",
-                    "headers": 2,
-                    "sheet": 1,
+                    "options": {"headers": 2, "sheet": 1},
                 },
             },
             {
@@ -110,15 +129,30 @@ def test_the_plan_is_dpp_pipeline_steps(tmp_path):
                 "run": "update_resource",
                 "parameters": {"resources": "population", "metadata": {"path": "population.csv"}},
             },
-            {"run": "dump_to_path", "parameters": {"out-path": str(out / "datapackage")}},
             {
-                "run": "dump_to_sql",
-                "parameters": {"tables": tables, "engine": f"sqlite:///{out / 'gdp.sqlite'}"},
+                "run": "specstore.dump_to_sql",
+                "parameters": {"tables": tables, "engine": f"sqlite:///{staging / 'gdp.sqlite'}"},
             },
-            {"run": "dump_to_zip", "parameters": {"out-file": str(out / "gdp.zip")}},
             {
-                "run": "dump_to_sql",
+                "run": "specstore.dump_to_sql",
                 "parameters": {"tables": tables, "engine": "env://ENGINE_WAREHOUSE"},
+            },
+            {"run": "dump_to_path", "parameters": {"out-path": str(staging / "datapackage")}},
+            {
+                "run": "specstore.package",
+                "parameters": {
+                    "path": str(staging / "datapackage"),
+                    "zips": [str(staging / "gdp.zip")],
+                },
+            },
+            {
+                "run": "specstore.publish",
+                "parameters": {
+                    "staging": str(staging),
+                    "target": str(out),
+                    "revision": 3,
+                    "run-timeout": 60,
+                },
             },
         ],
     }
@@ -134,9 +168,9 @@ def test_one_input_can_feed_several_outputs_and_the_rest_load_as_they_are(tmp_pa
     loads = [
         step["parameters"]
         for step in _planner(tmp_path).plan(spec, 1, descriptor).main["pipeline"]
-        if step["run"] == "load"
+        if step["run"] == "specstore.load"
     ]
-    assert [(load["name"], load.get("sheet")) for load in loads] == [
+    assert [(load["name"], load.get("options", {}).get("sheet")) for load in loads] == [
         ("gdp", None),
         ("sheet-one", 1),
         ("sheet-two", 2),
@@ -146,12 +180,6 @@ def test_one_input_can_feed_several_outputs_and_the_rest_load_as_they_are(tmp_pa
 @pytest.mark.parametrize(
     ("descriptor", "processing", "message"),
     [
-        ({"resources": []}, [], "the data package has no resources"),
-        (
-            {"resources": [{"name": "a", "data": [[1]]}]},
-            [],
-            "resource a: only resources with one path",
-        ),
         (
             {"resources": [{"name": "a", "path": ["x.csv", "y.csv"]}]},
             [],
@@ -173,6 +201,41 @@ def test_one_input_can_feed_several_outputs_and_the_rest_load_as_they_are(tmp_pa
             [{"input": "a", "output": "b", "tabulator": {}}],
             "resource 'b': two resources have this name",
         ),
+        (
+            {"resources": [{"name": "a", "path": "a.csv"}]},
+            [{"input": "a", "output": "a", "tabulator": {"format": "datapackage"}}],
+            "resource 'a': 'datapackage' is not a table format",
+        ),
+        (
+            {"resources": [{"name": "a", "path": "a.csv"}]},
+            [{"input": "a", "output": "a", "tabulator": {"format": "sql"}}],
+            "resource 'a': 'sql' is not a table format",
+        ),
+        (
+            {"resources": [{"name": "a", "path": "a.csv", "schema": {"fields": "year"}}]},
+            [],
+            "resource 'a': its schema is not a Table Schema",
+        ),
+        (
+            {"resources": [{"name": "a", "path": "a.csv", "schema": {"fields": [{"type": "x"}]}}]},
+            [],
+            "resource 'a': its schema is not a valid Table Schema",
+        ),
+        (
+            {
+                "resources": [
+                    {"name": "a", "path": "a.csv"},
+                    {"name": "b", "path": "a.csv", "format": "pdf"},
+                ]
+            },
+            [],
+            "resource 'b': two files would be 'a.csv'",
+        ),
+        (
+            {"resources": [{"name": "d", "path": "DataPackage.json"}]},
+            [],
+            "resource 'd': two files would be 'DataPackage.json'",
+        ),
     ],
 )
 def test_specs_that_cannot_become_pipelines_are_invalid(tmp_path, descriptor, processing, message):
@@ -187,12 +250,34 @@ def test_specs_that_cannot_become_pipelines_are_invalid(tmp_path, descriptor, pr
 
 def test_output_paths_stay_inside_the_output_folder(tmp_path):
     layout = OutputLayout(tmp_path)
-    for name in ("../escape.zip", "../../etc/passwd", "/etc/passwd", "sub/dir.zip", ".."):
+    for owner, dataset in (("..", ".."), ("alice", "../../x"), ("/etc", "x")):
         with pytest.raises(PlanError):
-            layout.file("alice", "gdp", name)
-    with pytest.raises(PlanError):
-        layout.dataset_dir("..", "..")
-    assert layout.file("alice", "gdp", "ok.zip") == tmp_path.resolve() / "alice/gdp/ok.zip"
+            layout.dataset_dir(owner, dataset)
+    assert layout.staging("alice", "gdp", 2) == tmp_path.resolve() / "alice/gdp/.staging/2"
+
+
+@pytest.mark.parametrize(
+    ("path", "planned"),
+    [
+        ("docs/report.pdf", "docs/report.pdf"),
+        ("Annual Report (2019).pdf", "Annual Report (2019).pdf"),
+        ("../../../etc/report.pdf", "report.pdf"),
+        ("/etc/passwd", "report.pdf"),
+        ("http://elsewhere.test/x/report.pdf", "report.pdf"),
+        ("a\\..\\b.pdf", "report.pdf"),
+        (".hidden/report.pdf", "report.pdf"),
+        ("a/%2e%2e/report.pdf", "report.pdf"),
+    ],
+)
+def test_files_keep_their_path_only_when_it_is_plain(tmp_path, path, planned):
+    spec = example_spec("http://files.test/")
+    spec["processing"] = []
+    descriptor = {"resources": [{"name": "report", "path": path, "format": "pdf"}]}
+    plan = _planner(tmp_path).plan(spec, 1, descriptor).main["pipeline"]
+    load = next(step["parameters"] for step in plan if step["run"] == "specstore.load")
+    assert load["file"] == planned
+    package = next(step["parameters"] for step in plan if step["run"] == "specstore.package")
+    assert package["files"] == [{"name": "report", "format": "pdf", "path": planned}]
 
 
 # -- at upload ---------------------------------------------------------------------------
@@ -249,7 +334,7 @@ def test_a_spec_runs_for_real_to_every_output(
     assert status["stats"]["count_of_rows"] == 6
     assert status["stats"]["dataset_name"] == "gdp"
     assert set(status["stats"]) >= {"count_of_rows", "bytes", "hash", "dataset_name"}
-    assert any("running 9 steps" in line for line in status["logs"])
+    assert any("running 11 steps" in line for line in status["logs"])
 
     out = tmp_path / "output" / "alice" / "gdp"
     tables = sqlite_tables(out / "gdp.sqlite")
@@ -296,7 +381,11 @@ def test_a_spec_runs_for_real_to_every_output(
 
     info = client.get("/source/alice/gdp/info").get_json()
     assert info["pipeline"]["specstore-revision"] == 1
-    assert [step["run"] for step in info["pipeline"]["pipeline"]][:2] == ["load", "load"]
+    assert [step["run"] for step in info["pipeline"]["pipeline"]][:3] == [
+        "specstore.stage",
+        "specstore.load",
+        "specstore.load",
+    ]
     assert info["success"] is True and info["error_log"] == []
     assert info["queued"] <= info["started"] <= info["ended"]
 
@@ -311,7 +400,9 @@ def test_a_resource_that_cannot_be_read_fails_with_the_reason(runner_app, keypai
     assert status["state"] == "FAILED"
     info = client.get("/source/alice/gdp/info").get_json()
     assert info["success"] is False
-    assert info["error_log"] == [f"load: {example_data}missing.csv cannot be read: HTTP 404"]
+    assert info["error_log"] == [
+        f"resource gdp: {example_data}missing.csv cannot be read: HTTP 404"
+    ]
 
 
 def test_a_data_package_that_cannot_be_read_fails(runner_app, keypair, example_data):
@@ -322,8 +413,9 @@ def test_a_data_package_that_cannot_be_read_fails(runner_app, keypair, example_d
 
     assert wait_for(_status(client))["state"] == "FAILED"
     error_log = client.get("/source/alice/gdp/info").get_json()["error_log"]
-    assert error_log[0].startswith(f"the data package {example_data}nothing/datapackage.json")
-    assert "404" in error_log[0]
+    assert error_log == [
+        f"the data package {example_data}nothing/datapackage.json cannot be read: HTTP 404"
+    ]
 
 
 def test_a_spec_that_cannot_be_planned_is_invalid(runner_app, keypair, example_data):
@@ -435,7 +527,7 @@ def test_the_processed_files_of_one_dataset_do_not_touch_another(
     assert wait_for(_status(client, "two"))["state"] == "SUCCEEDED"
     root = tmp_path / "output" / "alice"
     assert sorted(path.name for path in root.iterdir()) == ["one", "two"]
-    assert sorted(path.name for path in (root / "one").iterdir()) == [
+    assert sorted(path.name for path in (root / "one").iterdir() if path.name[0] != ".") == [
         "datapackage",
         "gdp.zip",
         "one.sqlite",

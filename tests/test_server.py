@@ -107,7 +107,8 @@ def test_the_readme_example_runs_to_succeeded_on_the_defaults(start_server, exam
     )
     assert status["state"] == "SUCCEEDED", status
     out = tmp_path / "output" / "alice" / "gdp"
-    assert sorted(path.name for path in out.iterdir()) == ["datapackage", "gdp.sqlite", "gdp.zip"]
+    shown = sorted(path.name for path in out.iterdir() if not path.name.startswith("."))
+    assert shown == ["datapackage", "gdp.sqlite", "gdp.zip"]
     assert sorted(sqlite_tables(out / "gdp.sqlite")) == ["gdp", "population"]
 
 

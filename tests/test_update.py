@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from tests.conftest import HOOK_TOKEN, make_spec, post_event, stored_revisions, upload
+from tests.conftest import HOOK_TOKEN, SPEC, make_spec, post_event, stored_revisions, upload
 
 
 @pytest.fixture
@@ -57,8 +59,22 @@ def test_a_run_moves_through_every_state(client, uploaded):
     assert info["queued"] <= info["started"] <= info["ended"] == info["last_success"]
 
 
-def test_a_failed_run_keeps_the_error_lines(client, uploaded):
-    errors = ["load", "Traceback (most recent call last):", "FileNotFoundError: gdp.csv"]
+def test_a_failed_run_keeps_the_reason_without_traceback_or_server_paths(make_app, keypair):
+    """DPP's error lines, as its hook sends them for a failed standard processor: the
+    reason is kept, the traceback and the server's paths are not."""
+    app = make_app(output_dir="/srv/specstore/output")
+    client = app.test_client()
+    upload(client, SPEC, keypair.token("alice"))
+    errors = [
+        "dump_to_sql",
+        "Traceback (most recent call last):",
+        '  File "/srv/dpp/venv/lib/python3.11/site-packages/dataflows/base/flow.py", line 16, '
+        "in process",
+        "    return self._chain().process()",
+        "           ^^^^^^^^^^^^^^^^^^^^^^^",
+        "sqlalchemy.exc.OperationalError: unable to open database file "
+        "/srv/specstore/output/alice/gdp/.staging/1/gdp.sqlite",
+    ]
     response = post_event(
         client,
         {"pipeline_id": "./alice/gdp", "event": "finish", "success": False, "errors": errors},
@@ -69,8 +85,38 @@ def test_a_failed_run_keeps_the_error_lines(client, uploaded):
     info = client.get("/source/alice/gdp/info").get_json()
     assert info["state"] == "FAILED"
     assert info["success"] is False
-    assert info["error_log"] == errors
+    assert info["error_log"] == [
+        "dump_to_sql: sqlalchemy.exc.OperationalError: unable to open database file "
+        ".staging/1/gdp.sqlite"
+    ]
     assert info["last_success"] is None
+
+
+@pytest.mark.parametrize("text", ["a\x00b", "\udcff lone", "\x00"])
+def test_events_are_recorded_whatever_their_text_holds(client, uploaded, text):
+    """PostgreSQL stores no NUL and no lone surrogate: they are replaced, never the event
+    refused (DPP does not retry a hook, so a refused finish would wait forever)."""
+    body = json.dumps(
+        {
+            "pipeline_id": "./alice/gdp",
+            "event": "finish",
+            "success": False,
+            "errors": [f"bad row: {text}"],
+            "stats": {text: text},
+        }
+    )
+    response = client.post(
+        "/source/update",
+        data=body,
+        content_type="application/json",
+        query_string={"token": HOOK_TOKEN},
+    )
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()["state"] == "FAILED"
+    shown = text.replace("\x00", "\ufffd").replace("\udcff", "\ufffd")
+    info = client.get("/source/alice/gdp/info").get_json()
+    assert info["error_log"] == [f"bad row: {shown}"]
+    assert info["stats"] == {shown: shown}
 
 
 @pytest.mark.parametrize(

@@ -1,12 +1,12 @@
 """The npm output: a processed data package as an npm package, packed and published by npm.
 
-The step ``specstore.npm_publish`` takes the data package flowing through the
-pipeline and
+The step ``specstore.npm_publish`` runs once the data package is complete in the run's
+staging folder (``source``: what ``specstore.package`` finished) and
 
-1. writes it (``dump_to_path``) into ``<out-path>/package/``;
+1. copies it into ``<out-path>/package/``;
 2. adds a ``package.json`` (the name and version the plan gives: the version is
    the revision's number, so every revision is a new version) and a
-   ``README.md`` generated from the descriptor;
+   ``README.md`` generated from the descriptor (with the data package's own README);
 3. packs it with ``npm pack`` into ``<out-path>/<name>-<version>.tgz``;
 4. publishes the tarball with ``npm publish`` when the plan names credentials.
    The registry and its token are read from the environment of the process
@@ -17,6 +17,9 @@ A failure raises :class:`NpmError` with npm's own message, after the steps
 before it (the other outputs) have finished. It needs only the standard
 library, dataflows and the npm client, so it runs the same in specstore's
 embedded runner and in DPP's virtualenv.
+
+Package names are one-to-one with datasets (:func:`package_name`), so two owners'
+datasets can never share one.
 """
 
 from __future__ import annotations
@@ -36,7 +39,9 @@ from urllib.parse import urlsplit
 PROCESSOR = "specstore.npm_publish"
 PACKAGE_DIR = "package"
 NPM_TIMEOUT_SECONDS = 300
+NAME_MAX_LENGTH = 214
 _SPDX_ID = re.compile(r"^[A-Za-z0-9.+-]+$")
+_KEPT = re.compile(r"[a-z0-9.]")
 
 log = logging.getLogger("npm")
 
@@ -45,52 +50,63 @@ class NpmError(Exception):
     """The package could not be packed or published; the message is npm's."""
 
 
+def package_name(owner_id: str, dataset: str, scope: str | None = None) -> str:
+    """The npm package of a dataset: ``<owner>-<dataset>``, one-to-one.
+
+    npm names are lower-case letters, digits, ``.``, ``-`` and ``_``. Lower-case
+    letters, digits and ``.`` are kept; every other character is written ``_`` and its
+    code in two hex digits (``A`` is ``_41``, ``_`` is ``_5f``), and so is ``-`` in the
+    owner id, never in the dataset: the first ``-`` of a name is always the one between
+    owner and dataset, and a name can be read back into exactly one pair. The usual
+    names stay as they are (``alice`` + ``gdp`` is ``alice-gdp``), while ``mallory`` +
+    ``corp-data`` is ``mallory-corp-data`` and ``mallory-corp`` + ``data`` is
+    ``mallory_2dcorp-data``.
+    """
+    name = f"{_escaped(owner_id, '')}-{_escaped(dataset, '-')}"
+    return f"@{scope}/{name}" if scope else name
+
+
+def _escaped(text: str, also_kept: str) -> str:
+    return "".join(
+        character if _KEPT.match(character) or character in also_kept else f"_{ord(character):02x}"
+        for character in text
+    )
+
+
+def name_problem(name: str) -> str | None:
+    """Why npm would refuse ``name`` (its scope aside), or None."""
+    bare = name.rsplit("/", 1)[-1]
+    if len(name) > NAME_MAX_LENGTH:
+        return f"the npm package name {name!r} is longer than {NAME_MAX_LENGTH} characters"
+    if bare.startswith((".", "_")):
+        return f"the npm package name {name!r} would start with {bare[0]!r}, which npm refuses"
+    return None
+
+
 def steps(parameters: dict[str, Any]) -> list[Any]:
     """The dataflows steps of the npm output, for ``Flow(*steps(parameters))``."""
-    from dataflows import dump_to_path, finalizer
+    from dataflows import finalizer
 
+    return [finalizer(lambda: build(parameters))]
+
+
+def build(parameters: dict[str, Any]) -> Path:
+    """Copy, complete, pack and (if asked) publish the package; the tarball's path."""
     staging = Path(parameters["out-path"]) / PACKAGE_DIR
-    # Nothing of an earlier revision's package may end up in this one.
+    # Nothing of an earlier attempt may end up in this one.
     shutil.rmtree(staging, ignore_errors=True)
-    return [dump_to_path(str(staging)), finalizer(lambda: finish(staging, parameters))]
-
-
-def finish(staging: Path, parameters: dict[str, Any]) -> Path:
-    """Complete, pack and (if asked) publish the package written into ``staging``."""
-    descriptor = portable_descriptor(staging / "datapackage.json")
+    shutil.copytree(parameters["source"], staging, symlinks=True)
+    descriptor = json.loads((staging / "datapackage.json").read_text(encoding="utf-8"))
     package = package_json(descriptor, parameters)
     (staging / "package.json").write_text(json.dumps(package, indent=2) + "\n", encoding="utf-8")
     (staging / "README.md").write_text(readme(descriptor, parameters), encoding="utf-8")
     tarball = pack(staging, staging.parent)
-    log.info("npm: packed %s@%s into %s", package["name"], package["version"], tarball)
+    log.info("npm: packed %s@%s into %s", package["name"], package["version"], tarball.name)
     if parameters.get("credentials"):
         publish(tarball, parameters)
     else:
         log.info("npm: no credentials named, so the package is not published")
     return tarball
-
-
-# -- the package ---------------------------------------------------------------------
-
-
-def portable_descriptor(path: Path) -> dict[str, Any]:
-    """The dumped descriptor without what only the engine that ran it puts there.
-
-    DPP marks the resources it streams (``dpp:streaming``, ``dpp:streamedFrom``, with
-    the source's URL); they are dropped, and the descriptor's ``hash`` is computed again
-    the way dataflows computes it, so the package is the same whichever engine built it.
-    """
-    descriptor = json.loads(path.read_text(encoding="utf-8"))
-    for holder in [descriptor, *(descriptor.get("resources") or [])]:
-        if isinstance(holder, dict):
-            for key in [key for key in holder if key.startswith("dpp:")]:
-                del holder[key]
-    if "hash" in descriptor:
-        del descriptor["hash"]
-        text = json.dumps(descriptor, indent=2, sort_keys=True, ensure_ascii=True)
-        descriptor["hash"] = hashlib.md5(text.encode("ascii")).hexdigest()  # noqa: S324
-    path.write_text(json.dumps(descriptor, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    return descriptor
 
 
 def package_json(descriptor: dict[str, Any], parameters: dict[str, Any]) -> dict[str, Any]:
@@ -128,6 +144,9 @@ def readme(descriptor: dict[str, Any], parameters: dict[str, Any]) -> str:
     description = _text(descriptor.get("description"))
     if description:
         lines += [description, ""]
+    own = descriptor.get("readme")
+    if isinstance(own, str) and own.strip():
+        lines += [own.strip(), ""]
     lines += [
         f"The data package `{parameters['dataset']}`, revision {parameters['revision']}, "
         "as an npm package: its descriptor (`datapackage.json`) and its data files.",

@@ -3,6 +3,7 @@ and reading back what a run wrote."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 import zipfile
@@ -18,6 +19,8 @@ EXAMPLES = ROOT / "examples"
 EXAMPLE_DATA = EXAMPLES / "datapackage"
 EXAMPLE_BASE_URL = "http://127.0.0.1:8000/"
 FINAL = ("SUCCEEDED", "FAILED", "INVALID")
+# Past LOADED: the engine has the revision (or it ended before it could).
+HANDED_OVER = ("REGISTERED", "RUNNING", *FINAL)
 
 
 def example_spec(base_url: str, dataset: str = "gdp", **meta: Any) -> dict[str, Any]:
@@ -25,6 +28,16 @@ def example_spec(base_url: str, dataset: str = "gdp", **meta: Any) -> dict[str, 
     text = (EXAMPLES / "spec.yaml").read_text().replace(EXAMPLE_BASE_URL, base_url)
     spec = yaml.safe_load(text)
     spec["meta"].update(dataset=dataset, **meta)
+    return spec
+
+
+def carrying_its_package(base_url: str, dataset: str = "gdp", **meta: Any) -> dict[str, Any]:
+    """The example spec with its data package's descriptor inline, as the DataHub client
+    sends it: planned and handed over during the upload, with no fetch."""
+    spec = example_spec(base_url, dataset=dataset, **meta)
+    spec["inputs"][0]["parameters"]["descriptor"] = json.loads(
+        (EXAMPLE_DATA / "datapackage.json").read_text()
+    )
     return spec
 
 

@@ -1,16 +1,6 @@
-"""DPP processor ``specstore.npm_publish``: the npm output (see ``..npm``)."""
+"""DPP processor ``specstore.npm_publish`` (see ``datapackage_pipelines_specstore.steps``)."""
 
-from dataflows import Flow
-from datapackage_pipelines.utilities.flow_utils import spew_flow
-from datapackage_pipelines.wrapper import ingest
-
-from datapackage_pipelines_specstore.npm import steps
-
-
-def flow(parameters: dict) -> Flow:
-    return Flow(*steps(parameters))
-
+from datapackage_pipelines_specstore.processors import run
 
 if __name__ == "__main__":
-    with ingest() as ctx:
-        spew_flow(flow(ctx.parameters), ctx)
+    run("npm_publish")

@@ -1,0 +1,6 @@
+"""DPP processor ``specstore.dump_to_sql`` (see ``datapackage_pipelines_specstore.steps``)."""
+
+from datapackage_pipelines_specstore.processors import run
+
+if __name__ == "__main__":
+    run("dump_to_sql")

@@ -1,0 +1,6 @@
+"""DPP processor ``specstore.package`` (see ``datapackage_pipelines_specstore.steps``)."""
+
+from datapackage_pipelines_specstore.processors import run
+
+if __name__ == "__main__":
+    run("package")

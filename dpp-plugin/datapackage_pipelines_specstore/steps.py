@@ -1,0 +1,483 @@
+"""specstore's pipeline steps, as ``dataflows`` steps: the same code on both engines.
+
+Each ``specstore.<name>`` processor of a plan is one function here that turns the
+step's parameters into dataflows steps. The embedded runner puts them into its
+flow; DPP runs them through the processors in ``processors/`` (``run(name)``).
+
+A run writes only into its *staging* folder, ``<dataset folder>/.staging/<revision>``,
+and its last step publishes it:
+
+* ``specstore.stage``: empties the staging folder and notes when the run started;
+* ``specstore.load``: fetches one resource under the fetch policy (:mod:`.fetch`) and
+  loads it as a table (its format from a fixed list, its declared schema applied), or,
+  for a resource that is not a table, copies it byte for byte into the package;
+* ``specstore.dump_to_sql``: dataflows' ``dump_to_sql``, the connection URL read from
+  ``ENGINE_<NAME>`` and pinned to the psycopg2 driver for PostgreSQL;
+* ``specstore.package``: completes the dumped data package: the files that are not
+  tables, a README.md, the descriptor without engine-only keys, and the zip outputs;
+* ``specstore.publish``: swaps the staged outputs into the dataset folder, unless a
+  newer revision's outputs are there already.
+
+Every path written is checked to stay inside its folder and no symbolic link is
+followed out of it.
+"""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+import time
+import zipfile
+from collections.abc import Callable, Iterator
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from .fetch import FetchError, Limits, check_unpacked_size, fetch_to_file
+
+log = logging.getLogger("specstore")
+
+# The formats a table is loaded from; anything else is copied as a file.
+TABLE_FORMATS = ("csv", "tsv", "xls", "xlsx", "ods", "json", "ndjson", "jsonl")
+# Formats tabulator reads as text, where the declared encoding matters.
+TEXT_FORMATS = ("csv", "tsv", "json", "ndjson", "jsonl")
+STAGING_DIR = ".staging"
+STARTED_FILE = ".started"
+REVISION_FILE = ".revision"
+LOCK_FILE = ".lock"
+PACKAGE_DIR = "datapackage"
+DESCRIPTOR_FILE = "datapackage.json"
+README_FILE = "README.md"
+DEADLINE_CHECK_ROWS = 1000
+_SINGLE_BYTE = re.compile(
+    r"^(ascii|us-ascii|latin[-_]?\d*|iso[-_]?8859[-_]?\d+|cp\d{3,4}|windows[-_]\d{3,4})$"
+)
+
+
+class StepError(Exception):
+    """A step cannot do its work; the message says why, in words a user can act on."""
+
+
+# -- paths ------------------------------------------------------------------------------
+
+
+def inside(folder: Path, relative: str) -> Path:
+    """``folder / relative``, refused unless it stays inside ``folder`` once resolved
+    (``..``, absolute paths and symbolic links out of it included)."""
+    pure = PurePosixPath(relative)
+    if pure.is_absolute() or ".." in pure.parts or "\\" in relative or not pure.parts:
+        raise StepError(f"the path {relative!r} is not a relative path inside the package")
+    root = folder.resolve()
+    path = (root / pure).resolve()
+    if path == root or not path.is_relative_to(root):
+        raise StepError(f"the path {relative!r} leads outside its folder")
+    return path
+
+
+def _started(staging: Path) -> float | None:
+    try:
+        return float((staging / STARTED_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _deadline(staging: Path, run_timeout: float | None) -> float | None:
+    started = _started(staging)
+    return None if started is None or not run_timeout else started + run_timeout
+
+
+# -- specstore.stage -------------------------------------------------------------------------
+
+
+def stage(parameters: dict[str, Any]) -> list[Any]:
+    """Empty the run's staging folder and note when the run started.
+
+    This is done when the step is built, not when data flows: both engines build a
+    pipeline's steps in order (the embedded runner one after the other; each of DPP's
+    processors once its input's data package has arrived, which is after this step),
+    and some later steps touch their output as they are built (``dump_to_sql`` connects).
+    """
+    staging = Path(parameters["staging"])
+    # Whatever earlier runs left staged (a failed run's outputs stay for a look until
+    # the next run): one run of a dataset at a time, so none of it is in use.
+    shutil.rmtree(staging.parent, ignore_errors=True)
+    staging.mkdir(parents=True)
+    (staging / STARTED_FILE).write_text(repr(time.time()))
+    return []
+
+
+# -- specstore.load --------------------------------------------------------------------------
+
+
+def load(parameters: dict[str, Any]) -> list[Any]:
+    """One resource: a table (rows into the flow) or a file (into the staged package)."""
+    if parameters.get("file"):
+        return [_file_step(parameters)]
+    return [_table_step(parameters)]
+
+
+def _file_step(parameters: dict[str, Any]) -> Callable[[Any], Iterator[Any]]:
+    url, name = parameters["url"], parameters["name"]
+    limits = Limits.from_parameters(parameters.get("limits"))
+    folder = Path(parameters["staging"]) / PACKAGE_DIR
+
+    def copy(package: Any) -> Iterator[Any]:
+        folder.mkdir(parents=True, exist_ok=True)
+        target = inside(folder, parameters["file"])
+        target.parent.mkdir(parents=True, exist_ok=True)
+        inside(folder, parameters["file"])  # the folders just made, checked again
+        try:
+            fetched = fetch_to_file(url, target, limits)
+        except FetchError as exc:
+            raise StepError(f"resource {name}: {exc}") from None
+        except FileExistsError:
+            raise StepError(
+                f"resource {name}: two resources have the path {parameters['file']!r}"
+            ) from None
+        log.info("resource %s: %s copied as a file (%d bytes)", name, url, fetched.size)
+        yield package.pkg
+        yield from package
+
+    return copy
+
+
+def _table_step(parameters: dict[str, Any]) -> Any:
+    from dataflows import load as dataflows_load
+
+    class TableLoad(dataflows_load):
+        """dataflows' ``load`` of a file fetched here first, under the policy.
+
+        The file is a local copy with a name of specstore's choosing, so dataflows
+        never sees the URL: no other scheme, no nested data package, no SQL source.
+        """
+
+        def __init__(self) -> None:
+            self.url, self.resource = parameters["url"], parameters["name"]
+            self.limits = Limits.from_parameters(parameters.get("limits"))
+            self.format = str(parameters.get("format") or "csv").lower()
+            if self.format not in TABLE_FORMATS:
+                raise StepError(f"resource {self.resource}: {self.format!r} is not a table format")
+            staging = parameters.get("staging")
+            self.deadline = (
+                _deadline(Path(staging), parameters.get("run-timeout")) if staging else None
+            )
+            self.folder = Path(tempfile.mkdtemp(prefix="specstore-load-"))
+            self.local = self.folder / f"data.{self.format}"
+            options = dict(parameters.get("options") or {})
+            options.pop("format", None)
+            schema = parameters.get("schema")
+            extra: dict[str, Any] = {}
+            if schema:
+                extra = {
+                    "override_schema": schema,
+                    "cast_strategy": dataflows_load.CAST_WITH_SCHEMA,
+                    "on_error": self.refuse_value,
+                }
+            super().__init__(
+                str(self.local), name=self.resource, format=self.format, **options, **extra
+            )
+
+        def process_datapackage(self, dp: Any) -> Any:
+            try:
+                fetched = fetch_to_file(self.url, self.local, self.limits)
+                check_unpacked_size(self.local, self.limits.max_unpacked_bytes, self.url)
+            except FetchError as exc:
+                raise StepError(f"resource {self.resource}: {exc}") from None
+            log.info("resource %s: fetched %s (%d bytes)", self.resource, self.url, fetched.size)
+            self.check_encoding()
+            try:
+                return self.safe_process_datapackage(dp)
+            except StepError:
+                raise
+            except Exception as exc:
+                raise StepError(
+                    f"resource {self.resource}: {self.url} cannot be read as {self.format}: "
+                    + _message(exc, self.local)
+                ) from None
+
+        def check_encoding(self) -> None:
+            """A declared single-byte encoding that the whole file contradicts, being valid
+            UTF-8 with bytes beyond ASCII, gives way to UTF-8 (a guess from the first
+            megabyte, as some clients make, is often wrong)."""
+            declared = str(self.options.get("encoding") or "")
+            if (
+                not _SINGLE_BYTE.match(declared.lower())
+                or self.format not in TEXT_FORMATS
+                or self.options.get("compression") not in (None, "no")
+                or not _utf8_beyond_ascii(self.local)
+            ):
+                return
+            self.options["encoding"] = "utf-8"
+            log.info(
+                "resource %s: declared %s, but the whole file is valid UTF-8 with characters "
+                "beyond ASCII: read as UTF-8",
+                self.resource,
+                declared,
+            )
+
+        def refuse_value(
+            self, resource: str, row: dict, index: int, error: Exception, field: Any
+        ) -> bool:
+            if field is None:
+                raise StepError(f"resource {resource}, data row {index + 1}: {error}")
+            value = repr(row.get(field.name))
+            if len(value) > 80:
+                value = value[:77] + "..."
+            kind = field.type + (
+                f" ({field.format})" if field.format not in (None, "default") else ""
+            )
+            raise StepError(
+                f"resource {resource}, data row {index + 1}, field {field.name!r}: "
+                f"{value} is not a valid {kind}"
+            )
+
+        def process_resources(self, resources: Any) -> Iterator[Any]:
+            try:
+                for index, rows in enumerate(super().process_resources(resources)):
+                    is_ours = index == len(self.datapackage.resources) - 1
+                    yield self.guarded(rows) if is_ours else rows
+            finally:
+                shutil.rmtree(self.folder, ignore_errors=True)
+
+        def guarded(self, rows: Iterator[dict]) -> Iterator[dict]:
+            try:
+                for count, row in enumerate(rows, 1):
+                    if (
+                        self.deadline
+                        and count % DEADLINE_CHECK_ROWS == 0
+                        and time.time() > self.deadline
+                    ):
+                        raise StepError("the run took longer than its time limit")
+                    yield row
+            except StepError:
+                raise
+            except Exception as exc:
+                raise StepError(
+                    f"resource {self.resource}: {self.url} cannot be read as {self.format}: "
+                    + _message(exc, self.local)
+                ) from None
+
+    return TableLoad()
+
+
+def _utf8_beyond_ascii(path: Path) -> bool:
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    beyond = False
+    with path.open("rb") as handle:
+        while chunk := handle.read(1024 * 1024):
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError:
+                return False
+            beyond = beyond or not chunk.isascii()
+    try:
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return False
+    return beyond
+
+
+def _message(exc: BaseException, local: Path | None = None) -> str:
+    """The root cause of ``exc`` in one line, without local paths."""
+    from dataflows.base.exceptions import ProcessorError
+
+    while isinstance(exc, ProcessorError) and isinstance(exc.cause, BaseException):
+        exc = exc.cause
+    while exc.__cause__ is not None and not str(exc).strip():
+        exc = exc.__cause__
+    text = " ".join(str(exc).split()) or exc.__class__.__name__
+    if local is not None:
+        text = text.replace(str(local.parent), "").replace(str(local), "the file")
+    return text
+
+
+# -- specstore.dump_to_sql ---------------------------------------------------------------
+
+
+def dump_to_sql(parameters: dict[str, Any]) -> list[Any]:
+    from dataflows import dump_to_sql as dataflows_dump_to_sql
+
+    engine = str(parameters["engine"])
+    if engine.startswith("env://"):
+        variable = engine.removeprefix("env://")
+        engine = os.environ.get(variable, "")
+        if not engine:
+            raise StepError(
+                f"the database connection {variable} is not configured where this pipeline runs"
+            )
+    return [dataflows_dump_to_sql(parameters["tables"], engine=sqlalchemy_url(engine))]
+
+
+def sqlalchemy_url(url: str) -> str:
+    """A PostgreSQL URL as every host hands them out (``postgres://``, ``postgresql://``),
+    with the driver specstore ships (psycopg2) named; other URLs as they are."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg2://" + url.removeprefix(prefix)
+    return url
+
+
+# -- specstore.package ----------------------------------------------------------------------
+
+
+def package(parameters: dict[str, Any]) -> list[Any]:
+    """Counts each table's rows as they pass, then, once the stream has ended (so the
+    dump before this step has written the package), completes the package."""
+    counts: dict[str, int] = {}
+
+    def count(package: Any) -> Iterator[Any]:
+        yield package.pkg
+        for rows in package:
+            yield _counted(rows, rows.res.name, counts)
+        complete_package(parameters, counts)
+
+    return [count]
+
+
+def _counted(rows: Iterator[dict], name: str, counts: dict[str, int]) -> Iterator[dict]:
+    counts[name] = 0
+    for row in rows:
+        counts[name] += 1
+        yield row
+
+
+def complete_package(parameters: dict[str, Any], counts: dict[str, int]) -> None:
+    folder = Path(parameters["path"])
+    descriptor = portable_descriptor(json.loads((folder / DESCRIPTOR_FILE).read_text("utf-8")))
+    resources = descriptor.setdefault("resources", [])
+    for resource in resources:
+        if isinstance(resource, dict) and resource.get("name") in counts:
+            resource["count_of_rows"] = counts[resource["name"]]
+    for file in parameters.get("files") or []:
+        path = inside(folder, file["path"])
+        content = path.read_bytes() if path.is_file() else None
+        if content is None:
+            raise StepError(f"resource {file.get('name')}: the file {file['path']!r} is missing")
+        resources.append(
+            {**file, "bytes": len(content), "hash": hashlib.md5(content).hexdigest()}  # noqa: S324
+        )
+    resources += parameters.get("inline") or []
+    descriptor = with_hash(descriptor)
+    write_json(folder / DESCRIPTOR_FILE, descriptor)
+    readme = descriptor.get("readme")
+    if isinstance(readme, str) and readme.strip() and not (folder / README_FILE).exists():
+        (folder / README_FILE).write_text(
+            readme if readme.endswith("\n") else readme + "\n", "utf-8"
+        )
+    for zip_path in parameters.get("zips") or []:
+        write_zip(folder, Path(zip_path))
+
+
+def portable_descriptor(descriptor: dict[str, Any]) -> dict[str, Any]:
+    """The descriptor without what only the engine that ran it puts there (DPP marks the
+    resources it streams with ``dpp:*`` keys), so both engines write the same file."""
+    for holder in [descriptor, *(descriptor.get("resources") or [])]:
+        if isinstance(holder, dict):
+            for key in [key for key in holder if key.startswith("dpp:")]:
+                del holder[key]
+    return descriptor
+
+
+def with_hash(descriptor: dict[str, Any]) -> dict[str, Any]:
+    """``descriptor`` with its ``hash`` computed as dataflows computes it."""
+    descriptor.pop("hash", None)
+    text = json.dumps(descriptor, indent=2, sort_keys=True, ensure_ascii=True)
+    descriptor["hash"] = hashlib.md5(text.encode("ascii")).hexdigest()  # noqa: S324
+    return descriptor
+
+
+def write_json(path: Path, value: Any) -> None:
+    path.write_text(json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False) + "\n", "utf-8")
+
+
+# Every member gets this time, so that the same data makes the same archive.
+_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
+
+
+def write_zip(folder: Path, target: Path) -> None:
+    """The package folder as a zip: datapackage.json, README.md and every data file."""
+    with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file() and not path.is_symlink():
+                member = zipfile.ZipInfo(path.relative_to(folder).as_posix(), _ZIP_TIME)
+                member.compress_type = zipfile.ZIP_DEFLATED
+                member.external_attr = 0o644 << 16
+                with path.open("rb") as source, archive.open(member, "w") as out:
+                    shutil.copyfileobj(source, out, 1024 * 1024)
+
+
+# -- specstore.publish ---------------------------------------------------------------------
+
+
+def publish(parameters: dict[str, Any]) -> list[Any]:
+    from dataflows import finalizer
+
+    return [finalizer(lambda: publish_outputs(parameters))]
+
+
+@contextlib.contextmanager
+def _locked(folder: Path) -> Iterator[None]:
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / LOCK_FILE, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def published_revision(folder: Path) -> int:
+    """The revision whose outputs are in ``folder`` (0: none, or from before revisions
+    were noted)."""
+    try:
+        return int((folder / REVISION_FILE).read_text())
+    except (OSError, ValueError):
+        return 0
+
+
+def publish_outputs(parameters: dict[str, Any]) -> None:
+    """Swap the staged outputs into the dataset folder, unless a newer revision's are
+    there already or the run is past its time limit."""
+    staging, target = Path(parameters["staging"]), Path(parameters["target"])
+    revision = int(parameters["revision"])
+    deadline = _deadline(staging, parameters.get("run-timeout"))
+    if deadline is not None and time.time() > deadline:
+        raise StepError("the run took longer than its time limit: its outputs were not published")
+    with _locked(target):
+        current = published_revision(target)
+        if current > revision:
+            raise StepError(
+                f"superseded by revision {current}, whose outputs are published already: "
+                "this run's outputs were not published"
+            )
+        trash = Path(tempfile.mkdtemp(prefix=".trash-", dir=target))
+        try:
+            staged = {path.name for path in staging.iterdir() if not path.name.startswith(".")}
+            for old in target.iterdir():
+                if not old.name.startswith(".") and (old.name not in staged or old.is_dir()):
+                    os.replace(old, trash / old.name)
+            for name in sorted(staged):
+                os.replace(staging / name, target / name)
+            temporary = target / f"{REVISION_FILE}.{os.getpid()}"
+            temporary.write_text(str(revision))
+            os.replace(temporary, target / REVISION_FILE)
+        finally:
+            shutil.rmtree(trash, ignore_errors=True)
+    shutil.rmtree(staging, ignore_errors=True)
+    log.info("published revision %d's outputs", revision)
+
+
+STEPS: dict[str, Callable[[dict[str, Any]], list[Any]]] = {
+    "stage": stage,
+    "load": load,
+    "dump_to_sql": dump_to_sql,
+    "package": package,
+    "publish": publish,
+}

@@ -1,0 +1,381 @@
+"""datapackage-pipelines (DPP): handing revisions over by writing pipelines where
+DPP finds them, reading its dashboard's record of a pipeline, and never leaving a
+revision waiting for a word from DPP that does not come.
+
+DPP has no API to submit pipelines: it walks its working folder, and every
+top-level key of a ``pipeline-spec.yaml`` is a pipeline whose id is
+``./<folder>/<key>``. So an owner's datasets are the keys of
+``<DPP_PIPELINES_DIR>/<ownerid>/pipeline-spec.yaml``. Writing one dataset's
+pipelines is a read-modify-write of that shared file, done under an exclusive
+lock on a lock file beside it and finished by an atomic rename, so concurrent
+uploads of one owner's datasets never lose each other's pipelines and DPP
+never reads half a file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import json
+import logging
+import os
+import re
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from json.decoder import scanstring
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..events import FAILED, LOADED, REGISTERED, RUNNING
+from ..http_client import HttpClient, PeerUnavailable
+from ..registry import Registry, RevisionRef
+from .planner import REVISION_KEY, Planner, given_descriptor
+from .reports import Reports, emit
+from .runner import plan_or_end
+
+log = logging.getLogger(__name__)
+
+# libyaml's parser and emitter when PyYAML was built with it (the wheels are).
+YamlLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+YamlDumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+SPEC_FILE = "pipeline-spec.yaml"
+LOCK_FILE = ".pipeline-spec.lock"  # DPP skips dot files
+
+
+class DppPipelines:
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root).resolve()
+
+    def owner_dir(self, owner_id: str) -> Path:
+        path = (self.root / owner_id).resolve()
+        if path.parent != self.root:
+            raise ValueError(f"{owner_id!r} is not a folder name")
+        return path
+
+    @contextlib.contextmanager
+    def _locked(self, directory: Path) -> Iterator[None]:
+        directory.mkdir(parents=True, exist_ok=True)
+        with open(directory / LOCK_FILE, "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def read(self, owner_id: str) -> dict[str, Any]:
+        path = self.owner_dir(owner_id) / SPEC_FILE
+        try:
+            return parse(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {}
+
+    def write(self, owner_id: str, pipelines: dict[str, dict[str, Any]]) -> dict[str, int]:
+        """Put ``pipelines`` (ids ``<ownerid>/<key>``) into the owner's spec file.
+
+        A pipeline already there from a newer revision is left as it is; the answer
+        names those, with the newer revision's number. In the
+        usual case (a file this method wrote as JSON, one pipeline per line) the
+        other pipelines are carried over as lines of text, never parsed: the cost
+        of a write hardly grows with the number of the owner's datasets.
+        """
+        directory = self.owner_dir(owner_id)
+        path = directory / SPEC_FILE
+        with self._locked(directory):
+            try:
+                text = path.read_text(encoding="utf-8")
+            except FileNotFoundError:
+                text = ""
+            lines = _json_lines(text)
+            if lines is None:
+                # YAML (written by PyYAML, by hand, or by an older specstore): parse it whole
+                # and check each of its pipelines before it is written as JSON.
+                lines = {key: _line(key, value) for key, value in parse(text).items()}
+                unchecked = set(lines)
+            else:
+                unchecked = set()  # every line in the file was checked when it was written
+            newer = {}
+            for pipeline_id, details in pipelines.items():
+                key = pipeline_id.split("/", 1)[1]
+                there = _revision(lines[key]) if key in lines else 0
+                if there > details.get(REVISION_KEY, 0):
+                    newer[pipeline_id] = there
+                    continue
+                lines[key] = _line(key, details)
+                unchecked.add(key)
+            if len(newer) < len(pipelines):
+                _replace(path, _text(lines, unchecked))
+            return newer
+
+
+def parse(text: str) -> dict[str, Any]:
+    """The pipelines of a pipeline-spec.yaml's text."""
+    if text.startswith(JSON_MARK):
+        with contextlib.suppress(ValueError):
+            return json.loads(text)
+    return load_yaml(text) or {}
+
+
+def load_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=YamlLoader)  # noqa: S506 (a SafeLoader, C or Python)
+
+
+def render(pipelines: dict[str, Any]) -> str:
+    """The text of a pipeline-spec.yaml holding ``pipelines``."""
+    lines = {key: _line(key, value) for key, value in pipelines.items()}
+    return _text(lines, set(lines))
+
+
+def _text(lines: dict[str, str], unchecked: set[str]) -> str:
+    """The file's text from its pipelines' JSON lines.
+
+    DPP reads the file with PyYAML. Written as YAML by PyYAML, a file costs tens of
+    milliseconds per hundred pipelines to write and as much again to read back,
+    and an owner's file holds all of the owner's datasets. JSON is YAML too, and
+    ``json`` is two orders of magnitude faster, so the file is JSON, one pipeline
+    per line, whenever every pipeline reads back the same through YAML; that is
+    certain for all but rare values (numbers in exponent form, infinities, a few
+    control characters, keys over 1,000 characters), which ``_reads_the_same``
+    checks by parsing them as YAML. ``unchecked`` names the lines not yet known
+    to read the same. If any does not, the whole file is written by PyYAML.
+    """
+    if not all(_reads_the_same(lines[key]) for key in unchecked):
+        pipelines = {key: _value(line) for key, line in lines.items()}
+        return yaml.dump(pipelines, Dumper=YamlDumper, sort_keys=True, allow_unicode=True)
+    if not lines:
+        return "{}\n"
+    return JSON_MARK + ",\n".join(lines[key] for key in sorted(lines)) + "\n}\n"
+
+
+JSON_MARK = "{\n"
+# What JSON may hold that PyYAML would read differently or refuse: characters outside
+# YAML's printable set, numbers in exponent form (YAML 1.1 wants a dot), JSON's
+# Infinity/NaN, and keys too long to be YAML simple keys.
+_YAML_RISKS = re.compile(
+    r"[^\x09\x0a\x0d\x20-\x7e\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]"
+    r"|[0-9][eE]|Infinity|NaN"
+    r'|"(?:[^"\\]|\\.){1000,}"\s*:'
+)
+
+
+def _line(key: str, value: Any) -> str:
+    """One pipeline as one line of JSON: ``"key": {...}`` (json escapes every newline)."""
+    return json.dumps({key: value}, ensure_ascii=False, sort_keys=True)[1:-1]
+
+
+def _value(line: str) -> Any:
+    return next(iter(json.loads("{" + line + "}").values()))
+
+
+def _revision(line: str) -> int:
+    value = _value(line)
+    return value.get(REVISION_KEY, 0) if isinstance(value, dict) else 0
+
+
+def _json_lines(text: str) -> dict[str, str] | None:
+    """The pipelines of a file written by ``_text`` as JSON, as ``{key: line}``, found
+    without parsing their values; None for a file in any other form."""
+    if not (text.startswith(JSON_MARK) and text.endswith("\n}\n")):
+        return None
+    lines = {}
+    for entry in text[len(JSON_MARK) : -len("\n}\n")].split("\n"):
+        line = entry.removesuffix(",")
+        if not line.startswith('"'):
+            return None
+        try:
+            key, end = scanstring(line, 1)
+        except ValueError:
+            return None
+        if line[end : end + 2] != ": " or key in lines:
+            return None
+        lines[key] = line
+    return lines
+
+
+def _reads_the_same(line: str) -> bool:
+    """True when PyYAML reads the JSON ``line`` (one ``"key": value`` pair) as json does."""
+    if not _YAML_RISKS.search(line):
+        return True
+    try:
+        return load_yaml("{" + line + "}") == json.loads("{" + line + "}")
+    except yaml.YAMLError:
+        return False
+
+
+def _replace(path: Path, text: str) -> None:
+    """Write ``path`` whole or not at all: a temporary file, synced, renamed over it."""
+    handle, temporary = tempfile.mkstemp(prefix=".pipeline-spec.", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+
+
+# DPP's states, as specstore names them.
+DPP_STATES = {"INIT": "REGISTERED", "QUEUED": "REGISTERED"}
+DASHBOARD_FIELDS = (
+    "state",
+    "message",
+    "success",
+    "error_log",
+    "reason",
+    "stats",
+    "trigger",
+    "dirty",
+    "cache_hash",
+    "queued",
+    "started",
+    "ended",
+    "last_success",
+    "pipeline",
+)
+
+
+class DppDashboard:
+    """DPP's dashboard, asked with a short timeout: when it does not answer, nobody waits."""
+
+    def __init__(self, http: HttpClient, base_url: str) -> None:
+        self._http = http
+        self.base_url = base_url
+
+    def record(self, pipeline_id: str, revision: int) -> dict[str, Any] | None:
+        """DPP's record of the pipeline if it is of ``revision``; None when there is none."""
+        try:
+            record = self._http.get(f"{self.base_url}api/raw/{pipeline_id}").json()
+        except (PeerUnavailable, ValueError):
+            return None
+        if not isinstance(record, dict):
+            return None
+        pipeline = record.get("pipeline") or {}
+        if not isinstance(pipeline, dict) or pipeline.get(REVISION_KEY) != revision:
+            return None
+        found = {key: record[key] for key in DASHBOARD_FIELDS if key in record}
+        if "state" in found:
+            found["state"] = DPP_STATES.get(found["state"], found["state"])
+        return found
+
+
+class DppDispatcher:
+    """Hands revisions to a datapackage-pipelines deployment by writing its pipeline files.
+
+    A spec that carries its data package is planned and handed over during the upload
+    (no network involved); one that does not is planned in the background, where its
+    data package is fetched. A sweeper hands over what a stopped server stored but
+    never handed over, and ends FAILED the revisions DPP has said nothing about for
+    longer than ``silence_timeout`` (DPP never retries a hook that did not arrive).
+    """
+
+    def __init__(
+        self,
+        registry: Registry,
+        planner: Planner,
+        reports: Reports,
+        pipelines: DppPipelines,
+        hook_url: Callable[[int], str],
+        silence_timeout: float,
+        planners: int = 2,
+        sweep_seconds: float | None = None,
+    ) -> None:
+        self.registry = registry
+        self.planner = planner
+        self.reports = reports
+        self.pipelines = pipelines
+        self.silence_timeout = silence_timeout
+        self.sweep_seconds = sweep_seconds or min(30.0, silence_timeout / 2)
+        self._hook_url = hook_url
+        self._planners = ThreadPoolExecutor(planners, thread_name_prefix="specstore-plan")
+        self._lock = threading.Lock()
+        self._started = False
+        self._stopping = threading.Event()
+
+    def dispatch(self, ref: RevisionRef, spec: dict[str, Any] | None = None) -> None:
+        """Hand ``ref`` over: now when its spec (if the caller has it at hand) carries its
+        data package, else in the background."""
+        if spec is not None and given_descriptor(spec) is not None:
+            self.hand_over(ref, spec)
+        else:
+            self._planners.submit(self._hand_over_guarded, ref, spec)
+
+    def _hand_over_guarded(self, ref: RevisionRef, spec: dict[str, Any] | None) -> None:
+        try:
+            self.hand_over(ref, spec)
+        except Exception:
+            log.exception("handing %s to DPP failed", ref.flow_id)
+
+    def hand_over(self, ref: RevisionRef, spec: dict[str, Any] | None = None) -> None:
+        """Plan ``ref``, write its pipelines where DPP finds them, then record the plan
+        and the queue event in one go."""
+        if spec is None:
+            spec = self.registry.spec_of(ref)
+        hooks = [self._hook_url(ref.revision)]
+        plan = plan_or_end(self.registry, self.planner, ref, spec, hooks)
+        if plan is None:
+            return
+        try:
+            newer = self.pipelines.write(ref.owner_id, plan.pipelines)
+        except OSError as exc:
+            self.registry.end(ref, FAILED, [f"the pipeline could not be written for DPP: {exc}"])
+            return
+        if plan.main_id in newer:
+            message = f"superseded by revision {newer[plan.main_id]} before it ran"
+            self.registry.end(ref, FAILED, [message])
+            return
+        emit(self.registry, self.reports, ref, plan.main_id, plan.pipelines, event="queue")
+        # DPP runs what its files say: older revisions still waiting never will.
+        self.registry.supersede_waiting(ref)
+
+    def start(self) -> None:
+        """Start the sweeper (once per process)."""
+        if self._started:
+            return
+        with self._lock:
+            if self._started:
+                return
+            self._started = True
+        threading.Thread(
+            target=self._sweep_forever, name="specstore-dpp-sweeper", daemon=True
+        ).start()
+
+    def _sweep_forever(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                self.sweep()
+            except Exception:
+                log.exception("the sweep of revisions handed to DPP failed")
+            self._stopping.wait(self.sweep_seconds)
+
+    def sweep(self) -> None:
+        now = self.registry.clock()
+        for ref in self.registry.orphaned(
+            (LOADED,), now - dt.timedelta(seconds=30), newest_only=True
+        ):
+            if self._stopping.is_set():
+                return
+            self._hand_over_guarded(ref, None)
+        silent = now - dt.timedelta(seconds=self.silence_timeout)
+        for ref in self.registry.orphaned((REGISTERED, RUNNING), silent):
+            log.warning("%s: no event from DPP for %g s", ref.flow_id, self.silence_timeout)
+            self.registry.end(
+                ref,
+                FAILED,
+                [
+                    f"no event from DPP for {self.silence_timeout:g} s: the run is taken as lost "
+                    "(DPP_SILENCE_TIMEOUT)"
+                ],
+            )
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._planners.shutdown(wait=False, cancel_futures=True)
