@@ -132,6 +132,7 @@ def _engine(
         timeout=settings.run_timeout,
         engines=settings.engines,
         npm_environment=settings.npm_environment(),
+        lease_seconds=settings.runner_lease_seconds,
     )
 
 

@@ -68,6 +68,9 @@ class Settings:
     # stored), and for how long one may run.
     runner_workers: int = 2
     run_timeout: float = 3600.0
+    # How long the embedded runner's leases last unrenewed: a stopped process's runs
+    # are taken over this long after its last renewal.
+    runner_lease_seconds: float = 60.0
     # Which hosts inputs may be fetched from (shell-style patterns; empty: any host),
     # and how much and for how long one download may take.
     input_url_allow: tuple[str, ...] = ()
@@ -224,6 +227,7 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "UPLOAD_RATE_LIMIT": ("upload_rate_limit", _rate),
     "RATE_LIMIT_STORAGE_URI": ("rate_limit_storage_uri", str.strip),
     "RUN_TIMEOUT": ("run_timeout", _positive_float),
+    "RUNNER_LEASE_SECONDS": ("runner_lease_seconds", _positive_float),
 }
 
 ENGINE_PREFIX = "ENGINE_"

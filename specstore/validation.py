@@ -154,6 +154,15 @@ def _error_path(error: Any) -> str:
     return "(root)" if path == "$" else path.removeprefix("$.").removeprefix("$")
 
 
+def _message(error: Any) -> str:
+    """jsonschema's message, but for a pattern the schema describes, the description
+    rather than the regular expression."""
+    schema = error.schema if isinstance(error.schema, dict) else {}
+    if error.validator == "pattern" and schema.get("description"):
+        return f"{error.instance!r} does not match: {schema['description']}"
+    return error.message
+
+
 class SchemaValidator:
     """A JSON Schema, checked and compiled once, reporting every error with its path."""
 
@@ -167,7 +176,7 @@ class SchemaValidator:
             self._validator.iter_errors(instance),
             key=lambda error: ([str(part) for part in error.absolute_path], error.message),
         )
-        return [f"{_error_path(error)}: {error.message}" for error in found]
+        return [f"{_error_path(error)}: {_message(error)}" for error in found]
 
     def check(self, instance: Any) -> None:
         problems = self.errors(instance)

@@ -11,6 +11,7 @@ from specstore.config import configure
 from specstore.db import Database
 from specstore.models import Base
 from tests.conftest import make_spec, upload
+from tests.support.pipelines import example_spec
 from tests.support.postgres import PostgresServer
 
 
@@ -139,3 +140,24 @@ def test_a_write_on_a_connection_in_constant_use_fails_once_then_succeeds(
     retried = upload(client, make_spec(), keypair.token("alice"))
     assert retried.status_code == 200
     assert retried.get_json()["revision"] == 2
+
+
+@pytest.mark.parametrize("scheme", ["postgresql", "postgres"])
+def test_postgresql_urls_as_hosts_hand_them_out_work(postgres_server, keypair, scheme):
+    """``postgresql://`` and ``postgres://`` (no driver named; SQLAlchemy alone would pick
+    psycopg 3, which is not installed) are served with psycopg2."""
+    url = postgres_server.create_database(f"plain_{scheme}")
+    plain = url.replace("postgresql+psycopg2://", f"{scheme}://")
+    settings = configure(
+        {"DATABASE_URL": plain}, auth_public_key=keypair.public_pem, runner_workers=0
+    )
+    assert settings.database_url == url
+    app = create_app(settings)
+    try:
+        app.extensions["specstore.components"].database.upgrade()
+        client = app.test_client()
+        response = upload(client, example_spec("http://files.test/"), keypair.token("alice"))
+        assert response.status_code == 200, response.get_json()
+        assert client.get("/source/alice/gdp/status").get_json()["state"] == "LOADED"
+    finally:
+        app.extensions["specstore.components"].close()

@@ -104,7 +104,10 @@ def test_pipelines_run_on_a_real_dpp_and_report_back(
     info = _get(server, "/source/alice/gdp/info")
     assert info["state"] == "REGISTERED" and info["trigger"] is None
 
-    ran = dpp.run("alice/gdp", ENGINE_WAREHOUSE=warehouse)
+    # Written the way every PostgreSQL host hands it out (SQLAlchemy alone would pick
+    # psycopg 3, which is not installed): specstore's processor reads it with psycopg2.
+    plain = warehouse.replace("postgresql+psycopg2://", "postgresql://")
+    ran = dpp.run("alice/gdp", ENGINE_WAREHOUSE=plain)
     assert ran.returncode == 0, ran.stdout + ran.stderr
     status = wait_for(lambda: _get(server, "/source/alice/gdp/status"), timeout=30)
     assert status["state"] == "SUCCEEDED", status
@@ -280,3 +283,18 @@ def test_dpp_publishes_the_very_npm_package_the_embedded_runner_builds(
     ]
     assert tarball_files(tarballs[0]) == tarball_files(tarballs[1])
     assert tarballs[0].read_bytes() == tarballs[1].read_bytes()
+
+
+def test_a_revision_dpp_says_nothing_about_ends_failed_with_the_reason(
+    make_app, keypair, example_data, tmp_path
+):
+    """DPP never retries a hook: a revision it handed no event back for is not left waiting."""
+    app = make_app(dpp_pipelines_dir=str(tmp_path / "dpp"), dpp_silence_timeout=1.0)
+    client = app.test_client()
+    upload(client, carrying_its_package(example_data), keypair.token("alice"))
+    assert client.get("/source/alice/gdp/status").get_json()["state"] == "REGISTERED"
+    status = wait_for(lambda: client.get("/source/alice/gdp/status").get_json(), timeout=30)
+    assert status["state"] == "FAILED"
+    assert client.get("/source/alice/gdp/info").get_json()["error_log"] == [
+        "no event from DPP for 1 s: the run is taken as lost (DPP_SILENCE_TIMEOUT)"
+    ]

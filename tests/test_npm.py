@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 from datapackage_pipelines_specstore import npm as npm_output
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from specstore.config import NpmRegistry, configure
 from tests.conftest import stored_revisions, upload
@@ -349,3 +351,44 @@ def test_a_package_name_npm_would_refuse_is_refused_at_upload(make_app, keypair)
     assert response.get_json()["errors"] == [
         f"outputs[1]: the npm package name '{owner}-{dataset}' is longer than 214 characters"
     ]
+
+
+def test_package_names_of_different_datasets_never_collide():
+    # Once both were mallory-corp-data: one owner could take the other's package.
+    assert npm_output.package_name("mallory", "corp-data") == "mallory-corp-data"
+    assert npm_output.package_name("mallory-corp", "data") == "mallory_2dcorp-data"
+    assert npm_output.package_name("alice", "GDP_2019") == "alice-_47_44_50_5f2019"
+    assert npm_output.package_name("alice", "gdp", scope="hub") == "@hub/alice-gdp"
+
+
+SEGMENTS = st.text(alphabet=st.sampled_from("abcAB019._-~"), min_size=1, max_size=12).filter(
+    lambda text: text not in (".", "..")
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(first=st.tuples(SEGMENTS, SEGMENTS), second=st.tuples(SEGMENTS, SEGMENTS))
+def test_package_names_are_one_to_one(first, second):
+    if first != second:
+        assert npm_output.package_name(*first) != npm_output.package_name(*second)
+
+
+def test_two_owners_whose_names_once_met_get_two_packages(make_app, keypair, tmp_path):
+    app = make_app(
+        npm_registries={"LOCAL": NpmRegistry("http://npm.test/", "t")},
+        dpp_pipelines_dir=str(tmp_path / "dpp"),
+    )
+    client = app.test_client()
+    for owner, dataset in (("mallory", "corp-data"), ("mallory-corp", "data")):
+        spec = npm_spec("http://files.test/", dataset=dataset)
+        spec["meta"]["ownerid"] = owner
+        spec["inputs"][0]["parameters"]["descriptor"] = {"name": dataset, "resources": []}
+        spec["processing"] = []
+        assert upload(client, spec, keypair.token(owner)).status_code == 200
+    names = [
+        app.extensions["specstore"]
+        .registry.revision(owner, dataset)
+        .revision.pipelines[f"{owner}/{dataset}"]["pipeline"][-2]["parameters"]["name"]
+        for owner, dataset in (("mallory", "corp-data"), ("mallory-corp", "data"))
+    ]
+    assert names == ["mallory-corp-data", "mallory_2dcorp-data"]

@@ -16,6 +16,7 @@ import pytest
 from datapackage_pipelines_specstore.fetch import Limits
 from sqlalchemy import update
 
+from specstore.config import configure
 from specstore.events import INVALID
 from specstore.models import Revision
 from specstore.pipelines.planner import OutputLayout, PlanError, Planner
@@ -48,7 +49,10 @@ def warehouse(postgres_server):
 
 @pytest.fixture
 def runner_app(make_app, warehouse, tmp_path):
-    return make_app(runner_workers=2, engines={"WAREHOUSE": warehouse})
+    # ENGINE_<NAME> as PostgreSQL hosts hand it out: postgres://, no driver named.
+    plain = warehouse.replace("postgresql+psycopg2://", "postgres://")
+    engines = configure({"ENGINE_WAREHOUSE": plain}).engines
+    return make_app(runner_workers=2, engines=engines)
 
 
 def _status(client, dataset="gdp"):

@@ -268,8 +268,9 @@ def test_the_backslash_trick_is_refused_at_upload(engine, hostile, internal, key
     status, body = engine.upload(spec, keypair.token("alice"))
     assert status == 400
     assert body["errors"] == [
-        f"inputs[0].parameters['resource-mapping']['data']: {trick!r} holds characters URLs "
-        "must not hold (white space, '\\', controls)"
+        f"inputs[0].parameters['resource-mapping'].data: {trick!r} does not match: an http or "
+        "https URL: a host, a port from 0 to 65535 if any, and no white space, backslash or "
+        "control character"
     ]
     assert engine.get(f"/source/alice/{spec['meta']['dataset']}/status")[0] == 404
     assert internal.requests == []

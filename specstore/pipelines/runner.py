@@ -81,7 +81,7 @@ class EmbeddedRunner:
         engines: Mapping[str, str],
         npm_environment: Mapping[str, str] | None = None,
         lease_seconds: float = 60.0,
-        sweep_seconds: float = 10.0,
+        sweep_seconds: float | None = None,
     ) -> None:
         self.registry = registry
         self.planner = planner
@@ -89,7 +89,8 @@ class EmbeddedRunner:
         self.workers = workers
         self.timeout = timeout
         self.lease_seconds = lease_seconds
-        self.sweep_seconds = sweep_seconds
+        # Leases are renewed several times within their length.
+        self.sweep_seconds = sweep_seconds or min(10.0, lease_seconds / 6)
         self.identity = f"{HOST}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._child_env = {
             **os.environ,
