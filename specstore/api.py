@@ -134,7 +134,7 @@ def revision_by_name(owner_id: str, dataset: str, which: str) -> Any:
 
 
 def _error_response(status: int, messages: list[str]) -> tuple[Response, int]:
-    return jsonify(representations.failure(messages)), status
+    return jsonify(representations.failure(status, messages)), status
 
 
 def _specstore_error(error: SpecstoreError) -> tuple[Response, int]:

@@ -2,7 +2,8 @@
 
 Every error answers with the same JSON shape::
 
-    {"success": false, "id": null, "errors": ["<message>", ...]}
+    {"success": false, "id": null, "errors": ["<message>", ...],
+     "error": {"status": <status>, "message": "<the messages, one per line>"}}
 """
 
 from __future__ import annotations

@@ -123,7 +123,7 @@ REVISION_DOCUMENTS = ("spec", "pipelines")
 # What each kind of answer reads of a dataset and of its revision: nothing more.
 DATASET_KEY = ("owner_id", "name", "findability")
 VIEWS = {
-    "status": (DATASET_KEY, ("revision", "state", "logs", "modified", "stats")),
+    "status": (DATASET_KEY, ("revision", "state", "errors", "logs", "modified", "stats")),
     "revision": (
         DATASET_KEY,
         ("revision", "state", "spec", "created", "modified", "errors", "stats"),

@@ -24,6 +24,8 @@ def uploaded(registered: RevisionRef) -> dict[str, Any]:
     return {
         "success": True,
         "id": registered.id,
+        # What the DataHub client reads (its README and its push-flow command).
+        "dataset_id": registered.id,
         "revision": registered.revision,
         "flow_id": registered.flow_id,
         "errors": [],
@@ -40,14 +42,22 @@ def updated(outcome: EventOutcome) -> dict[str, Any]:
     }
 
 
-def failure(messages: list[str]) -> dict[str, Any]:
-    return {"success": False, "id": None, "errors": messages}
+def failure(status: int, messages: list[str]) -> dict[str, Any]:
+    """Every error's body: the reasons as a list, and again as one message under
+    ``error`` (the DataHub client shows ``error.message`` for any answer but 200)."""
+    return {
+        "success": False,
+        "id": None,
+        "errors": messages,
+        "error": {"status": status, "message": "\n".join(messages)},
+    }
 
 
 def status(found: DatasetRevision) -> dict[str, Any]:
     revision = found.revision
     return {
         "state": revision.state,
+        "errors": list(revision.errors),
         "logs": list(revision.logs[-STATUS_LOG_LINES:]),
         "modified": iso(revision.modified),
         "stats": revision.stats,

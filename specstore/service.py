@@ -22,6 +22,7 @@ from .pipelines.planner import Planner
 from .pipelines.reports import Reports
 from .registry import (
     PRIVATE,
+    PUBLISHED,
     DatasetPage,
     DatasetRevision,
     EventOutcome,
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_PAGE_SIZE = 500
+FINDABILITY_ALIASES = ("public", "publish")
 DEFAULT_PAGE_SIZE = 50
 
 
@@ -117,6 +119,9 @@ class SourceService:
         if not isinstance(spec, dict):
             raise BadRequest("the spec must be an object")
         meta = spec.get("meta")
+        if isinstance(meta, dict) and meta.get("findability") in FINDABILITY_ALIASES:
+            # The DataHub client takes these for "published" (push-flow sends them as is).
+            meta["findability"] = PUBLISHED
         owner_id = meta.get("ownerid") if isinstance(meta, dict) else None
         if isinstance(owner_id, str) and owner_id:
             identity.require_user(owner_id)

@@ -71,6 +71,7 @@ def test_a_database_outage_is_503_and_the_service_recovers(postgres_app, keypair
             "success": False,
             "id": None,
             "errors": ["the database is unavailable, try again shortly"],
+            "error": {"status": 503, "message": "the database is unavailable, try again shortly"},
         }
 
     ready = client.get("/readyz")

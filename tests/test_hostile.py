@@ -306,6 +306,10 @@ def test_uploads_past_the_rate_limit_are_429_with_retry_after(make_app, keypair)
         "success": False,
         "id": None,
         "errors": ["too many requests: at most 3 per 1 minute, try again later"],
+        "error": {
+            "status": 429,
+            "message": "too many requests: at most 3 per 1 minute, try again later",
+        },
     }
     assert 0 < int(refused.headers["Retry-After"]) <= 60
     assert [row[2] for row in stored_revisions(app)] == [1, 2, 3]

@@ -18,6 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from specstore.config import NpmRegistry, configure
+from specstore.representations import failure
 from tests.conftest import stored_revisions, upload
 from tests.support.pipelines import example_spec, sqlite_tables, wait_for
 from tests.test_pipelines import GDP_ROWS
@@ -242,7 +243,7 @@ def test_npm_credentials_this_server_cannot_use_are_refused_at_upload(
     spec = npm_spec("http://files.test/", credentials=credentials, findability=findability)
     response = upload(client, spec, keypair.token("alice"))
     assert response.status_code == 400
-    assert response.get_json() == {"success": False, "id": None, "errors": [message]}
+    assert response.get_json() == failure(response.status_code, [message])
     assert stored_revisions(app) == []
 
 

@@ -116,15 +116,7 @@ def test_the_plan_is_dpp_pipeline_steps(tmp_path):
                     "options": {"headers": 2, "sheet": 1},
                 },
             },
-            {
-                "run": "update_package",
-                "parameters": {
-                    "title": "GDP and population of three countries",
-                    "description": descriptor["description"],
-                    "licenses": descriptor["licenses"],
-                    "name": "gdp",
-                },
-            },
+            {"run": "update_package", "parameters": {"name": "gdp"}},
             {
                 "run": "update_resource",
                 "parameters": {"resources": "gdp", "metadata": {"path": "gdp.csv"}},
@@ -146,6 +138,7 @@ def test_the_plan_is_dpp_pipeline_steps(tmp_path):
                 "run": "specstore.package",
                 "parameters": {
                     "path": str(staging / "datapackage"),
+                    "metadata": str(out / ".plans" / "3.json"),
                     "zips": [str(staging / "gdp.zip")],
                 },
             },
@@ -159,6 +152,20 @@ def test_the_plan_is_dpp_pipeline_steps(tmp_path):
                 },
             },
         ],
+    }
+    # What is too large for a step's parameters (DPP passes them on a command line) rides
+    # in a file beside the outputs: every property of the descriptor, for specstore.package.
+    assert plan.attachments == {
+        str(out / ".plans" / "3.json"): {
+            "package": {
+                "title": "GDP and population of three countries",
+                "description": descriptor["description"],
+                "licenses": descriptor["licenses"],
+            },
+            "tables": {"gdp": {}, "population": {}},
+            "files": [],
+            "inline": [],
+        }
     }
 
 
@@ -280,8 +287,8 @@ def test_files_keep_their_path_only_when_it_is_plain(tmp_path, path, planned):
     plan = _planner(tmp_path).plan(spec, 1, descriptor).main["pipeline"]
     load = next(step["parameters"] for step in plan if step["run"] == "specstore.load")
     assert load["file"] == planned
-    package = next(step["parameters"] for step in plan if step["run"] == "specstore.package")
-    assert package["files"] == [{"name": "report", "format": "pdf", "path": planned}]
+    metadata = next(iter(_planner(tmp_path).plan(spec, 1, descriptor).attachments.values()))
+    assert metadata["files"] == [{"name": "report", "format": "pdf", "path": planned}]
 
 
 # -- at upload ---------------------------------------------------------------------------

@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from specstore.representations import failure
 from specstore.validation import SPEC_SCHEMA, load_schema
 from tests.conftest import make_spec, post_event, upload
 
@@ -23,8 +24,9 @@ def test_status_of_a_new_dataset(client, keypair):
 
     assert response.status_code == 200
     body = response.get_json()
-    assert set(body) == {"state", "logs", "modified", "stats"}
+    assert set(body) == {"state", "errors", "logs", "modified", "stats"}
     assert body["state"] == "LOADED"
+    assert body["errors"] == []
     assert body["logs"] == []
     assert body["stats"] == {}
     assert abs((_iso(body["modified"]) - dt.datetime.now(dt.UTC)).total_seconds()) < 60
@@ -139,7 +141,7 @@ def test_the_listing_is_newest_first_and_paged(client, keypair):
 def test_bad_listing_parameters_are_400(client, query, message):
     response = client.get(f"/source/alice?{query}")
     assert response.status_code == 400
-    assert response.get_json() == {"success": False, "id": None, "errors": [message]}
+    assert response.get_json() == failure(response.status_code, [message])
 
 
 def test_private_datasets_are_only_for_their_owner(client, keypair, other_keypair):

@@ -140,6 +140,12 @@ def test_uploads_are_503_until_the_key_can_be_had(make_app, keypair):
             "success": False,
             "id": None,
             "errors": ["the auth service's public key cannot be had right now, try again shortly"],
+            "error": {
+                "status": 503,
+                "message": (
+                    "the auth service's public key cannot be had right now, try again shortly"
+                ),
+            },
         }
         assert stored_revisions(app) == []
 

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from specstore.representations import failure
 from tests.conftest import HOOK_TOKEN, SPEC, make_spec, post_event, stored_revisions, upload
 
 
@@ -167,7 +168,7 @@ def test_events_without_the_hook_token_change_nothing(
     )
 
     assert response.status_code == status
-    assert response.get_json() == {"success": False, "id": None, "errors": [message]}
+    assert response.get_json() == failure(response.status_code, [message])
     assert stored_revisions(app) == [("alice", "gdp", 1, "LOADED")]
 
 
@@ -223,6 +224,7 @@ def test_an_unknown_pipeline_is_404(client, uploaded):
         "success": False,
         "id": None,
         "errors": ["unknown pipeline 'alice/nothing'"],
+        "error": {"status": 404, "message": "unknown pipeline 'alice/nothing'"},
     }
 
 

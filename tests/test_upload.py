@@ -17,6 +17,7 @@ def test_upload_stores_a_first_revision(client, app, keypair):
     assert response.get_json() == {
         "success": True,
         "id": "alice/gdp",
+        "dataset_id": "alice/gdp",
         "revision": 1,
         "flow_id": "alice/gdp/1",
         "errors": [],
@@ -179,6 +180,8 @@ def test_every_schema_error_is_reported_with_its_path(client, app, keypair):
     assert len(errors) == len(expected_prefixes), errors
     for prefix in expected_prefixes:
         assert any(error.startswith(prefix) for error in errors), (prefix, errors)
+    # The same reasons as one message, where the DataHub client looks for it.
+    assert body["error"] == {"status": 400, "message": "\n".join(errors)}
     assert stored_revisions(app) == []
 
 
@@ -209,6 +212,7 @@ def test_a_valid_token_for_another_user_is_403(client, app, keypair):
         "success": False,
         "id": None,
         "errors": ["the token is for user 'mallory', not for 'alice'"],
+        "error": {"status": 403, "message": "the token is for user 'mallory', not for 'alice'"},
     }
     assert stored_revisions(app) == []
 

@@ -49,6 +49,23 @@ TABLE_FORMATS = ("csv", "tsv", "xls", "xlsx", "ods", "json", "ndjson", "jsonl")
 # Formats tabulator reads as text, where the declared encoding matters.
 TEXT_FORMATS = ("csv", "tsv", "json", "ndjson", "jsonl")
 STAGING_DIR = ".staging"
+# Per revision, what the package step adds to the package (too large for parameters).
+PLANS_DIR = ".plans"
+# Properties of a table that its loading sets: the metadata never overrides them.
+COMPUTED_TABLE_KEYS = frozenset(
+    {
+        "name",
+        "path",
+        "schema",
+        "format",
+        "encoding",
+        "bytes",
+        "hash",
+        "count_of_rows",
+        "dialect",
+        "profile",
+    }
+)
 STARTED_FILE = ".started"
 REVISION_FILE = ".revision"
 LOCK_FILE = ".lock"
@@ -56,9 +73,7 @@ PACKAGE_DIR = "datapackage"
 DESCRIPTOR_FILE = "datapackage.json"
 README_FILE = "README.md"
 DEADLINE_CHECK_ROWS = 1000
-_SINGLE_BYTE = re.compile(
-    r"^(ascii|us-ascii|latin[-_]?\d*|iso[-_]?8859[-_]?\d+|cp\d{3,4}|windows[-_]\d{3,4})$"
-)
+_UTF8 = re.compile(r"^utf[-_]?8(-sig)?$")
 
 
 class StepError(Exception):
@@ -203,12 +218,13 @@ def _table_step(parameters: dict[str, Any]) -> Any:
                 ) from None
 
         def check_encoding(self) -> None:
-            """A declared single-byte encoding that the whole file contradicts, being valid
-            UTF-8 with bytes beyond ASCII, gives way to UTF-8 (a guess from the first
-            megabyte, as some clients make, is often wrong)."""
+            """A declared encoding that the whole file contradicts, being valid UTF-8 with
+            bytes beyond ASCII, gives way to UTF-8: such a file is UTF-8 but by a freak,
+            while a guess from the first megabyte (as some clients make) is often wrong."""
             declared = str(self.options.get("encoding") or "")
             if (
-                not _SINGLE_BYTE.match(declared.lower())
+                not declared
+                or _UTF8.match(declared.lower())
                 or self.format not in TEXT_FORMATS
                 or self.options.get("compression") not in (None, "no")
                 or not _utf8_beyond_ascii(self.local)
@@ -349,13 +365,34 @@ def _counted(rows: Iterator[dict], name: str, counts: dict[str, int]) -> Iterato
 
 
 def complete_package(parameters: dict[str, Any], counts: dict[str, int]) -> None:
+    """The dumped package, completed: the input descriptor's properties (from the plan's
+    metadata file), each table's row count and own properties, the files copied (with
+    their size and hash) and inline resources listed, the README, and the zips."""
     folder = Path(parameters["path"])
+    metadata: dict[str, Any] = {}
+    if parameters.get("metadata"):
+        try:
+            metadata = json.loads(Path(parameters["metadata"]).read_text("utf-8"))
+        except (OSError, ValueError) as exc:
+            raise StepError(
+                f"the run's metadata cannot be read ({exc.__class__.__name__})"
+            ) from None
     descriptor = portable_descriptor(json.loads((folder / DESCRIPTOR_FILE).read_text("utf-8")))
+    name = descriptor.get("name")
+    descriptor.update(metadata.get("package") or {})
+    descriptor["name"] = name
     resources = descriptor.setdefault("resources", [])
+    tables = metadata.get("tables") or {}
     for resource in resources:
-        if isinstance(resource, dict) and resource.get("name") in counts:
+        if not isinstance(resource, dict):
+            continue
+        extra = tables.get(resource.get("name")) or {}
+        resource.update(
+            {key: value for key, value in extra.items() if key not in COMPUTED_TABLE_KEYS}
+        )
+        if resource.get("name") in counts:
             resource["count_of_rows"] = counts[resource["name"]]
-    for file in parameters.get("files") or []:
+    for file in metadata.get("files") or []:
         path = inside(folder, file["path"])
         content = path.read_bytes() if path.is_file() else None
         if content is None:
@@ -363,14 +400,13 @@ def complete_package(parameters: dict[str, Any], counts: dict[str, int]) -> None
         resources.append(
             {**file, "bytes": len(content), "hash": hashlib.md5(content).hexdigest()}  # noqa: S324
         )
-    resources += parameters.get("inline") or []
+    resources += metadata.get("inline") or []
     descriptor = with_hash(descriptor)
     write_json(folder / DESCRIPTOR_FILE, descriptor)
     readme = descriptor.get("readme")
     if isinstance(readme, str) and readme.strip() and not (folder / README_FILE).exists():
-        (folder / README_FILE).write_text(
-            readme if readme.endswith("\n") else readme + "\n", "utf-8"
-        )
+        text = readme if readme.endswith("\n") else readme + "\n"
+        (folder / README_FILE).write_text(text, "utf-8")
     for zip_path in parameters.get("zips") or []:
         write_zip(folder, Path(zip_path))
 
@@ -471,7 +507,16 @@ def publish_outputs(parameters: dict[str, Any]) -> None:
         finally:
             shutil.rmtree(trash, ignore_errors=True)
     shutil.rmtree(staging, ignore_errors=True)
+    _forget_older_plans(target / PLANS_DIR, revision)
     log.info("published revision %d's outputs", revision)
+
+
+def _forget_older_plans(folder: Path, revision: int) -> None:
+    """The metadata files of revisions older than the one just published (its own stays:
+    DPP may run a pipeline again)."""
+    for path in folder.glob("*.json"):
+        if path.stem.isdigit() and int(path.stem) < revision:
+            path.unlink(missing_ok=True)
 
 
 STEPS: dict[str, Callable[[dict[str, Any]], list[Any]]] = {

@@ -32,10 +32,12 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import posixpath
 import re
+import tempfile
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote, urljoin, urlsplit
@@ -45,6 +47,7 @@ from datapackage_pipelines_specstore.fetch import FetchError, Limits, fetch_byte
 from datapackage_pipelines_specstore.steps import (
     DESCRIPTOR_FILE,
     PACKAGE_DIR,
+    PLANS_DIR,
     STAGING_DIR,
     TABLE_FORMATS,
 )
@@ -111,10 +114,23 @@ class PlanError(Exception):
 class Plan:
     main_id: str
     pipelines: dict[str, dict[str, Any]]
+    # Files the steps read, by path: what is too large to travel as a step's parameters
+    # (DPP hands parameters to a processor on its command line).
+    attachments: dict[str, Any] = field(default_factory=dict)
 
     @property
     def main(self) -> dict[str, Any]:
         return self.pipelines[self.main_id]
+
+    def write_attachments(self) -> None:
+        """Write the attachments where the steps will read them (whole or not at all)."""
+        for path, value in self.attachments.items():
+            target = Path(path)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            handle, temporary = tempfile.mkstemp(prefix=".plan-", dir=target.parent)
+            with os.fdopen(handle, "w", encoding="utf-8") as out:
+                json.dump(value, out, ensure_ascii=False)
+            os.replace(temporary, target)
 
 
 @dataclass(frozen=True)
@@ -164,6 +180,9 @@ class OutputLayout:
 
     def staging(self, owner_id: str, dataset: str, revision: int) -> Path:
         return self.dataset_dir(owner_id, dataset) / STAGING_DIR / str(revision)
+
+    def metadata(self, owner_id: str, dataset: str, revision: int) -> Path:
+        return self.dataset_dir(owner_id, dataset) / PLANS_DIR / f"{revision}.json"
 
 
 class Planner:
@@ -342,21 +361,21 @@ class Planner:
             else:
                 parameters["file"] = resource.file
             steps.append({"run": "specstore.load", "parameters": parameters})
-        steps.append(_package_step(dataset, descriptor))
-        for resource in tables:
-            metadata = {
-                key: value for key, value in resource.descriptor.items() if key not in LOADER_KEYS
+        # The package's name (and, until the package is complete, its title); every other
+        # property of the descriptor is applied by specstore.package, from the metadata file.
+        steps.append({"run": "update_package", "parameters": {"name": dataset.lower()}})
+        steps += [
+            {
+                "run": "update_resource",
+                "parameters": {
+                    "resources": resource.name,
+                    "metadata": {"path": f"{resource.name}.csv"},
+                },
             }
-            steps.append(
-                {
-                    "run": "update_resource",
-                    "parameters": {
-                        "resources": resource.name,
-                        "metadata": {**metadata, "path": f"{resource.name}.csv"},
-                    },
-                }
-            )
-        steps += self._outputs(spec, owner_id, dataset, revision, staging, resources)
+            for resource in tables
+        ]
+        metadata_file = self.layout.metadata(owner_id, dataset, revision)
+        steps += self._outputs(spec, owner_id, dataset, revision, staging, metadata_file, resources)
         details: dict[str, Any] = {
             "title": f"{owner_id}/{dataset} revision {revision}",
             REVISION_KEY: revision,
@@ -364,7 +383,8 @@ class Planner:
         }
         if hooks:
             details["hooks"] = list(hooks)
-        return Plan(main_id=main_id, pipelines={main_id: details})
+        metadata = _metadata(dataset, descriptor, resources)
+        return Plan(main_id, {main_id: details}, {str(metadata_file): metadata})
 
     def resources(self, spec: Mapping[str, Any], descriptor: Mapping[str, Any]) -> list[Resource]:
         """Every resource of the input as it will be planned; PlanError when one cannot be."""
@@ -472,6 +492,7 @@ class Planner:
         dataset: str,
         revision: int,
         staging: Path,
+        metadata_file: Path,
         resources: list[Resource],
     ) -> list[dict[str, Any]]:
         tables = {
@@ -509,22 +530,7 @@ class Planner:
             else:
                 # The schema admits no other kind; a spec stored under an older one might.
                 raise PlanError(INVALID, f"outputs[{index}].kind: unknown output kind {kind!r}")
-        files = [
-            {
-                **_kept(resource.descriptor),
-                "name": resource.name,
-                "path": resource.file,
-                "format": resource.format,
-            }
-            for resource in resources
-            if not resource.table and resource.url is not None
-        ]
-        inline = [resource.descriptor for resource in resources if resource.url is None]
-        finish: dict[str, Any] = {"path": str(package)}
-        if files:
-            finish["files"] = files
-        if inline:
-            finish["inline"] = inline
+        finish: dict[str, Any] = {"path": str(package), "metadata": str(metadata_file)}
         if zips:
             finish["zips"] = zips
         publish = {
@@ -573,16 +579,41 @@ class Planner:
         return {"run": npm.PROCESSOR, "parameters": step}
 
 
-def _package_step(dataset: str, descriptor: Mapping[str, Any]) -> dict[str, Any]:
-    """Every property of the input's descriptor, but those the run computes."""
-    metadata = {
+def _metadata(
+    dataset: str, descriptor: Mapping[str, Any], resources: list[Resource]
+) -> dict[str, Any]:
+    """What ``specstore.package`` adds to the dumped package: every property of the input's
+    descriptor but those the run computes, each table's own properties, the files copied
+    and the resources with inline data."""
+    package = {
         key: value
         for key, value in descriptor.items()
         if key not in COMPUTED_PACKAGE_KEYS and not key.startswith("dpp:")
     }
-    metadata["name"] = dataset.lower()
-    metadata.setdefault("title", dataset)
-    return {"run": "update_package", "parameters": metadata}
+    package.setdefault("title", dataset)
+    return {
+        "package": package,
+        "tables": {
+            resource.name: {
+                key: value
+                for key, value in resource.descriptor.items()
+                if key not in LOADER_KEYS and not key.startswith("dpp:")
+            }
+            for resource in resources
+            if resource.table
+        },
+        "files": [
+            {
+                **_kept(resource.descriptor),
+                "name": resource.name,
+                "path": resource.file,
+                "format": resource.format,
+            }
+            for resource in resources
+            if not resource.table and resource.url is not None
+        ],
+        "inline": [resource.descriptor for resource in resources if resource.url is None],
+    }
 
 
 def _kept(descriptor: Mapping[str, Any]) -> dict[str, Any]:

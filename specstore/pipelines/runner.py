@@ -53,12 +53,18 @@ HOST = socket.gethostname()
 def plan_or_end(
     registry: Registry, planner: Planner, ref: RevisionRef, spec: Any, hooks: list[str]
 ) -> Plan | None:
-    """Plan ``ref``; when it cannot be planned, end the revision and return None."""
+    """Plan ``ref`` and write the files its steps read; when it cannot be planned, end
+    the revision and return None."""
     try:
-        return planner.plan(spec, ref.revision, planner.descriptor(spec), hooks=hooks)
+        plan = planner.plan(spec, ref.revision, planner.descriptor(spec), hooks=hooks)
+        plan.write_attachments()
     except PlanError as exc:
         registry.end(ref, exc.state, exc.messages)
         return None
+    except OSError as exc:
+        registry.end(ref, FAILED, [f"the pipeline's files could not be written: {exc.strerror}"])
+        return None
+    return plan
 
 
 @dataclass
