@@ -7,8 +7,16 @@ BIN := $(VENV)/bin
 # datapackage-pipelines pins Flask 1.x: it gets a virtualenv of its own.
 DPP_VENV ?= .venv-dpp
 
-.PHONY: install install-dev dpp npm-tools run serve test bench lint format postgres browser clean
+EXAMPLE_PORT ?= 8000
 
+.PHONY: help install install-dev dpp npm-tools run serve example test bench lint format postgres browser clean
+.DEFAULT_GOAL := help
+
+## help: these commands, each with what it does
+help:
+	@sed -n 's/^## \([a-z-]*\): /  make \1\t/p' $(MAKEFILE_LIST) | expand -t 24
+
+## install: create .venv and install specstore into it (the system Python is left alone)
 install: $(VENV)/.installed
 
 $(VENV)/.installed: requirements.txt constraints.txt setup.py
@@ -16,6 +24,7 @@ $(VENV)/.installed: requirements.txt constraints.txt setup.py
 	$(BIN)/pip install --quiet -c constraints.txt -r requirements.txt -e .
 	touch $@
 
+## install-dev: install, plus the test and lint tools
 install-dev: $(VENV)/.installed-dev
 
 $(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
@@ -26,13 +35,16 @@ $(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
 run: install
 	$(BIN)/python server.py
 
+## example: with `make run` going, serve examples/datapackage on EXAMPLE_PORT (8000), upload examples/spec.yaml for it and follow it to the end
+example: install
+	@EXAMPLE_PORT=$(EXAMPLE_PORT) scripts/example
+
 ## serve: the production server: migrations, then gunicorn with gunicorn.conf.py
 serve: install
 	$(BIN)/specstore db upgrade
 	$(BIN)/gunicorn -c gunicorn.conf.py server:app
 
-## dpp: datapackage-pipelines in its own virtualenv (.venv-dpp), with specstore's
-## processors (dpp-plugin/, installed editable), for the tests and for trying it
+## dpp: datapackage-pipelines in its own virtualenv (.venv-dpp) with specstore's processors (dpp-plugin/)
 dpp: $(DPP_VENV)/.installed
 
 $(DPP_VENV)/.installed: requirements-dpp.txt dpp-plugin/pyproject.toml
@@ -42,8 +54,7 @@ $(DPP_VENV)/.installed: requirements-dpp.txt dpp-plugin/pyproject.toml
 	$(DPP_VENV)/bin/pip install --quiet --no-deps -e ./dpp-plugin
 	touch $@
 
-## npm-tools: verdaccio (a real npm registry, for the npm output's tests), as
-## npm-tools/package-lock.json pins it; needs Node.js 20+ and npm
+## npm-tools: what the tests take from the npm registry (verdaccio, datahub-client), as npm-tools/package-lock.json pins them
 npm-tools: npm-tools/node_modules/.installed
 
 npm-tools/node_modules/.installed: npm-tools/package.json npm-tools/package-lock.json
@@ -60,10 +71,12 @@ bench: install-dev postgres
 	@scripts/ensure-wrk
 	$(BIN)/python bench/run.py
 
+## lint: ruff's checks and its format check
 lint: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+## format: reformat the code and fix what ruff can
 format: install-dev
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
@@ -76,5 +89,6 @@ postgres:
 browser:
 	@scripts/ensure-browser
 
+## clean: remove the virtualenvs and installed tools
 clean:
 	rm -rf $(VENV) $(DPP_VENV) npm-tools/node_modules .tox .pytest_cache .ruff_cache *.egg-info

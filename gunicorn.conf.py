@@ -4,11 +4,16 @@ Every setting can be overridden from the environment (GUNICORN_CMD_ARGS, or
 the variables below)."""
 
 import os
+import shutil
 import tempfile
 
 # prometheus-client's multi-process mode: every worker writes its metrics here and
-# /metrics adds them up. Set before the workers import specstore.
-os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="specstore-metrics-"))
+# /metrics adds them up. Set before the workers import specstore; a folder made here
+# is removed when gunicorn exits.
+_METRICS_MADE_HERE = None
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    _METRICS_MADE_HERE = tempfile.mkdtemp(prefix="specstore-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = _METRICS_MADE_HERE
 
 bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '5000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
@@ -35,6 +40,11 @@ def child_exit(server, worker):
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    if _METRICS_MADE_HERE:
+        shutil.rmtree(_METRICS_MADE_HERE, ignore_errors=True)
 
 
 def worker_exit(server, worker):

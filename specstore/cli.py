@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -27,6 +28,7 @@ def _components():
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="specstore", prog_name="specstore")
 def main() -> None:
     """specstore: the source spec registry of a data hub.
 
@@ -111,19 +113,116 @@ def status(dataset: str, url: str | None, token: str | None) -> None:
     owner_id, slash, name = dataset.partition("/")
     if not slash or not owner_id or not name or "/" in name:
         raise click.BadParameter("give it as OWNERID/DATASET", param_hint="DATASET")
-    if url is None:
-        settings = configure()
-        url = f"http://{settings.host}:{settings.port}"
     headers = {"Auth-Token": token} if token else {}
     try:
         response = requests.get(
-            f"{url.rstrip('/')}/source/{owner_id}/{name}/status", headers=headers, timeout=10
+            f"{_server_url(url)}/source/{owner_id}/{name}/status", headers=headers, timeout=10
         )
     except requests.RequestException as exc:
         raise click.ClickException(f"{url} cannot be reached: {exc.__class__.__name__}") from exc
     click.echo(json.dumps(response.json() if response.content else {}, indent=2))
     if response.status_code != 200:
         sys.exit(1)
+
+
+def _server_url(url: str | None) -> str:
+    if url is None:
+        settings = configure()
+        url = f"http://{settings.host}:{settings.port}"
+    return url.rstrip("/")
+
+
+def _owner_token(spec: object) -> str:
+    """A token for the spec's owner, from this installation's own key pair (the embedded
+    defaults); elsewhere tokens come from the auth service."""
+    meta = spec.get("meta") if isinstance(spec, dict) else None
+    owner = meta.get("ownerid") if isinstance(meta, dict) else None
+    components = _components()
+    if not isinstance(components.keys, LocalKeyPair) or not isinstance(owner, str):
+        raise click.UsageError("give a permission token: --token or SPECSTORE_TOKEN")
+    components.database.upgrade()
+    return issue_token(components.keys.private_key(), owner, components.settings.auth_service)
+
+
+@main.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--url",
+    envvar="SPECSTORE_URL",
+    default=None,
+    help="The server's base URL (default SPECSTORE_URL, else http://HOST:PORT).",
+)
+@click.option(
+    "--token",
+    envvar="SPECSTORE_TOKEN",
+    default=None,
+    help="The permission token (default SPECSTORE_TOKEN; on the embedded defaults, one "
+    "for the spec's owner from the local key pair).",
+)
+@click.option("--wait", is_flag=True, help="Follow the revision's status until it ends.")
+@click.option("--timeout", default=1200.0, show_default=True, help="Seconds --wait waits at most.")
+def upload(file: Path, url: str | None, token: str | None, wait: bool, timeout: float) -> None:
+    """Upload the source spec FILE (JSON or YAML) as its dataset's next revision.
+
+    Prints the new revision, or every reason it was refused (exit 1). With --wait,
+    follows its status every 2 s and exits 0 only if it SUCCEEDED.
+    """
+    body = file.read_bytes()
+    media_type = _SUFFIX_TYPES.get(file.suffix.lower(), "application/yaml")
+    if token is None:
+        try:
+            token = _owner_token(parse_document(body, media_type))
+        except BadRequest as exc:
+            _fail(exc.messages)
+    base = _server_url(url)
+    answer = _request("POST", f"{base}/source/upload", token, body, media_type)
+    if answer.get("success") is not True:
+        _fail(answer.get("errors") or ["the server refused the spec"])
+    click.echo(f"uploaded {answer['flow_id']}: revision {answer['revision']} of {answer['id']}")
+    if not wait:
+        return
+    owner_id, name = answer["id"].split("/", 1)
+    deadline = time.monotonic() + timeout
+    seen = None
+    while True:
+        status = _request("GET", f"{base}/source/{owner_id}/{name}/status", token)
+        state = status.get("state")
+        if state != seen:
+            click.echo(state)
+            seen = state
+        if state in ("SUCCEEDED", "FAILED", "INVALID"):
+            break
+        if time.monotonic() > deadline:
+            _fail([f"still {state} after {timeout:g} s"])
+        time.sleep(2)
+    for error in status.get("errors") or []:
+        click.echo(error, err=True)
+    sys.exit(0 if state == "SUCCEEDED" else 1)
+
+
+def _request(
+    method: str, url: str, token: str, body: bytes | None = None, media_type: str | None = None
+) -> dict:
+    headers = {"Auth-Token": token}
+    if media_type:
+        headers["Content-Type"] = media_type
+    try:
+        response = requests.request(method, url, data=body, headers=headers, timeout=60)
+    except requests.RequestException as exc:
+        raise click.ClickException(f"{url} cannot be reached: {exc.__class__.__name__}") from exc
+    try:
+        answer = response.json()
+    except ValueError:
+        raise click.ClickException(f"{url} answered {response.status_code}, not JSON") from None
+    if response.status_code != 200:
+        _fail(answer.get("errors") or [f"{url} answered {response.status_code}"])
+    return answer
+
+
+def _fail(messages: list[str]) -> None:
+    for message in messages:
+        click.echo(message, err=True)
+    sys.exit(1)
 
 
 @main.group()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from importlib.metadata import version
 
 import jwt
 import yaml
@@ -12,6 +13,7 @@ from click.testing import CliRunner
 
 from specstore.cli import main
 from tests.conftest import make_spec
+from tests.support.pipelines import example_spec
 
 
 def _write(path, spec):
@@ -95,7 +97,7 @@ def test_python_dash_m_specstore_is_the_command_line():
         check=False,
     )
     assert result.returncode == 0
-    for command in ("token", "validate", "db", "serve", "hook-token"):
+    for command in ("token", "validate", "db", "serve", "hook-token", "upload", "status"):
         assert command in result.stdout
 
 
@@ -109,7 +111,52 @@ def test_every_command_has_help():
         ["token"],
         ["hook-token"],
         ["status"],
+        ["upload"],
     ):
         result = CliRunner().invoke(main, [*command, "--help"])
         assert result.exit_code == 0, (command, result.output)
         assert result.output.startswith("Usage: ")
+
+
+def test_version():
+    result = CliRunner().invoke(main, ["--version"])
+    assert result.exit_code == 0
+    assert result.output.strip() == f"specstore, version {version('specstore')}"
+
+
+def test_upload_follows_a_revision_to_the_end(start_server, example_data, tmp_path):
+    """On the embedded defaults (local key pair, embedded runner): no token needed."""
+    server = start_server(DATABASE_URL=f"sqlite:///{tmp_path}/s.db", OUTPUT_DIR=str(tmp_path))
+    spec = _write(tmp_path / "spec.yaml", example_spec(example_data))
+    done = server.run_cli("upload", spec, "--wait", "--url", server.url)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "uploaded alice/gdp/1: revision 1 of alice/gdp"
+    assert lines[-1] == "SUCCEEDED"
+    assert (tmp_path / "alice" / "gdp" / "gdp.sqlite").exists()
+
+    quick = server.run_cli("upload", spec, "--url", server.url)
+    assert quick.returncode == 0, quick.stderr
+    assert quick.stdout.splitlines() == ["uploaded alice/gdp/2: revision 2 of alice/gdp"]
+
+
+def test_upload_prints_every_reason_a_spec_is_refused(start_server, tmp_path):
+    server = start_server(DATABASE_URL=f"sqlite:///{tmp_path}/s.db", RUNNER_WORKERS="0")
+    bad = make_spec(findability="secret")
+    bad["outputs"].append({"kind": "ftp"})
+    refused = server.run_cli("upload", _write(tmp_path / "bad.json", bad), "--url", server.url)
+    assert refused.returncode == 1
+    assert refused.stdout == ""
+    assert refused.stderr.splitlines() == [
+        "meta.findability: 'secret' is not one of ['published', 'unlisted', 'private']",
+        "outputs[2].kind: 'ftp' is not one of ['rdbms', 'sqlite', 'npm', 'zip']",
+    ]
+
+
+def test_upload_with_a_token_that_does_not_verify(start_server, tmp_path, other_keypair):
+    server = start_server(DATABASE_URL=f"sqlite:///{tmp_path}/s.db", RUNNER_WORKERS="0")
+    spec = _write(tmp_path / "spec.yaml", make_spec())
+    token = other_keypair.token("alice")
+    refused = server.run_cli("upload", spec, "--url", server.url, "--token", token)
+    assert refused.returncode == 1
+    assert refused.stderr.splitlines() == ["the token's signature does not verify"]

@@ -17,7 +17,7 @@ import yaml
 from specstore.pipelines.dpp import SPEC_FILE
 from tests.conftest import HOOK_TOKEN, stored_revisions, upload
 from tests.support.dpp import DppDeployment, DppUnavailable, dpp_venv
-from tests.support.net import free_port
+from tests.support.net import StaticFiles, free_port
 from tests.support.pipelines import (
     HANDED_OVER,
     carrying_its_package,
@@ -298,3 +298,31 @@ def test_a_revision_dpp_says_nothing_about_ends_failed_with_the_reason(
     assert client.get("/source/alice/gdp/info").get_json()["error_log"] == [
         "no event from DPP for 1 s: the run is taken as lost (DPP_SILENCE_TIMEOUT)"
     ]
+
+
+def test_data_that_does_not_fit_its_schema_fails_on_dpp_as_on_the_embedded_runner(
+    dpp, start_server, keypair, tmp_path
+):
+    served = tmp_path / "served"
+    served.mkdir()
+    (served / "years.csv").write_text("country,year\nFrance,2019\nItaly,19x9\n")
+    with StaticFiles(str(served)) as files:
+        server = _specstore_for(dpp, start_server, keypair, tmp_path / "output")
+        spec = example_spec(files.url, dataset="years")
+        schema = {"fields": [{"name": "country"}, {"name": "year", "type": "integer"}]}
+        spec["inputs"][0]["parameters"] = {
+            "descriptor": {
+                "name": "years",
+                "resources": [{"name": "years", "path": "years.csv", "schema": schema}],
+            }
+        }
+        spec["processing"] = []
+        spec["outputs"] = [{"kind": "sqlite"}]
+        _upload(server, keypair, spec).raise_for_status()
+        assert dpp.run("alice/years").returncode == 1
+        status = wait_for(lambda: _get(server, "/source/alice/years/status"), timeout=30)
+    assert status["state"] == "FAILED"
+    assert status["errors"] == [
+        "resource years, data row 2, field 'year': '19x9' is not a valid integer"
+    ]
+    assert not (tmp_path / "output" / "alice" / "years" / "years.sqlite").exists()

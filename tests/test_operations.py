@@ -6,6 +6,8 @@ import json
 import logging
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import requests
 from prometheus_client.parser import text_string_to_metric_families
@@ -200,3 +202,20 @@ def test_metrics_add_up_every_gunicorn_worker(tmp_path, database_url, keypair):
         database.dispose()
     assert {_requests_of(samples, STATUS_ROUTE) for samples in scrapes} == {40}
     assert all(s[("specstore_revisions", (("state", "LOADED"),))] == 1 for s in scrapes)
+
+
+def test_gunicorn_removes_the_metrics_folder_it_made(tmp_path, database_url, keypair):
+    from tests.support.server import Gunicorn, server_env
+
+    env = server_env(DATABASE_URL=database_url, RUNNER_WORKERS="0")
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    folders = Path(tempfile.gettempdir())
+    before = set(folders.glob("specstore-metrics-*"))
+    server = Gunicorn(env, tmp_path, workers=1)
+    try:
+        assert requests.get(server.url + "/metrics", timeout=10).status_code == 200
+        made = set(folders.glob("specstore-metrics-*")) - before
+        assert len(made) == 1 and any(next(iter(made)).iterdir())
+    finally:
+        server.stop()
+    assert not next(iter(made)).exists()

@@ -414,6 +414,7 @@ def test_a_resource_that_cannot_be_read_fails_with_the_reason(runner_app, keypai
     assert info["error_log"] == [
         f"resource gdp: {example_data}missing.csv cannot be read: HTTP 404"
     ]
+    assert status["errors"] == info["error_log"]
 
 
 def test_a_data_package_that_cannot_be_read_fails(runner_app, keypair, example_data):
@@ -587,3 +588,64 @@ def test_tabulator_options_reach_the_loader(runner_app, keypair, tmp_path):
         "columns": {"city": "TEXT", "café": "TEXT", "price": "FLOAT"},
         "rows": [("Paris", "Le Procope", 3.2), ("Zürich", "Grüß Gott", 4.5)],
     }
+
+
+def test_the_seeds_resource_info_is_planned_with_its_schemas(
+    runner_app, keypair, example_data, tmp_path
+):
+    """``inputs[0].parameters.resource_info`` (the original specstore's shape): name, path,
+    format and schema per resource; the declared types are the ones kept."""
+    client = runner_app.test_client()
+    spec = example_spec(example_data, dataset="info")
+    spec["inputs"][0]["parameters"] = {
+        "resource_info": [
+            {
+                "name": "gdp",
+                "path": "gdp-2019.csv",
+                "format": "csv",
+                "schema": {
+                    "fields": [
+                        {"name": "country", "type": "string"},
+                        {"name": "year", "type": "string"},
+                        {"name": "gdp_usd_bn", "type": "number"},
+                    ]
+                },
+            }
+        ]
+    }
+    spec["processing"] = []
+    spec["outputs"] = [{"kind": "sqlite"}]
+    assert upload(client, spec, keypair.token("alice")).status_code == 200
+    status = wait_for(_status(client, "info"))
+    assert status["state"] == "SUCCEEDED", status
+    table = sqlite_tables(tmp_path / "output" / "alice" / "info" / "info.sqlite")["gdp"]
+    assert table["columns"]["year"] == "TEXT"
+    assert [row[1] for row in table["rows"]] == ["2019", "2019", "2019"]
+
+
+def test_data_that_does_not_fit_its_schema_fails_naming_the_row_and_field(
+    runner_app, keypair, tmp_path
+):
+    served = tmp_path / "served"
+    served.mkdir()
+    (served / "years.csv").write_text("country,year\nFrance,2019\nItaly,19x9\n")
+    with StaticFiles(str(served)) as files:
+        spec = example_spec(files.url, dataset="years")
+        schema = {"fields": [{"name": "country"}, {"name": "year", "type": "integer"}]}
+        spec["inputs"][0]["parameters"] = {
+            "descriptor": {
+                "name": "years",
+                "resources": [{"name": "years", "path": "years.csv", "schema": schema}],
+            }
+        }
+        spec["processing"] = []
+        spec["outputs"] = []
+        client = runner_app.test_client()
+        assert upload(client, spec, keypair.token("alice")).status_code == 200
+        status = wait_for(_status(client, "years"))
+    assert status["state"] == "FAILED"
+    assert status["errors"] == [
+        "resource years, data row 2, field 'year': '19x9' is not a valid integer"
+    ]
+    # Nothing of the failed run is published.
+    assert not (tmp_path / "output" / "alice" / "years" / "datapackage").exists()
