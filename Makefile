@@ -6,10 +6,12 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # datapackage-pipelines pins Flask 1.x: it gets a virtualenv of its own.
 DPP_VENV ?= .venv-dpp
+# schemathesis pins a newer hypothesis than the suite's: a virtualenv of its own too.
+SCHEMATHESIS_VENV ?= .venv-schemathesis
 
 EXAMPLE_PORT ?= 8000
 
-.PHONY: help install install-dev dpp npm-tools run serve example test bench lint format postgres browser clean
+.PHONY: help install install-dev dpp schemathesis npm-tools run serve example test bench lint format postgres browser clean
 .DEFAULT_GOAL := help
 
 ## help: these commands, each with what it does
@@ -54,6 +56,14 @@ $(DPP_VENV)/.installed: requirements-dpp.txt dpp-plugin/pyproject.toml
 	$(DPP_VENV)/bin/pip install --quiet --no-deps -e ./dpp-plugin
 	touch $@
 
+## schemathesis: schemathesis in its own virtualenv (.venv-schemathesis), for the API's conformance test
+schemathesis: $(SCHEMATHESIS_VENV)/.installed
+
+$(SCHEMATHESIS_VENV)/.installed: requirements-schemathesis.txt
+	$(PYTHON) -m venv $(SCHEMATHESIS_VENV)
+	$(SCHEMATHESIS_VENV)/bin/pip install --quiet -r requirements-schemathesis.txt
+	touch $@
+
 ## npm-tools: what the tests take from the npm registry (verdaccio, datahub-client), as npm-tools/package-lock.json pins them
 npm-tools: npm-tools/node_modules/.installed
 
@@ -63,8 +73,9 @@ npm-tools/node_modules/.installed: npm-tools/package.json npm-tools/package-lock
 	touch $@
 
 ## test: lint, then the whole suite (SQLite, a real PostgreSQL, a real DPP, a real npm registry)
-test: install-dev postgres browser dpp npm-tools lint
-	SPECSTORE_DPP_VENV=$(abspath $(DPP_VENV)) $(BIN)/pytest
+test: install-dev postgres browser dpp schemathesis npm-tools lint
+	SPECSTORE_DPP_VENV=$(abspath $(DPP_VENV)) \
+	SPECSTORE_SCHEMATHESIS_VENV=$(abspath $(SCHEMATHESIS_VENV)) $(BIN)/pytest
 
 ## bench: specstore under gunicorn on PostgreSQL, driven by wrk; writes bench/results.md
 bench: install-dev postgres
@@ -91,4 +102,4 @@ browser:
 
 ## clean: remove the virtualenvs and installed tools
 clean:
-	rm -rf $(VENV) $(DPP_VENV) npm-tools/node_modules .tox .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) $(DPP_VENV) $(SCHEMATHESIS_VENV) npm-tools/node_modules .tox .pytest_cache .ruff_cache *.egg-info

@@ -7,20 +7,32 @@ returns a body from :mod:`specstore.representations`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import re
+import time
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import ClientDisconnected, HTTPException
+from werkzeug.routing import BaseConverter
 
 from . import representations
-from .errors import PayloadTooLarge, SpecstoreError, UnsupportedMediaType
-from .service import Page, SourceService, Viewer
+from .errors import (
+    BadRequest,
+    PayloadTooLarge,
+    RequestTimeout,
+    SpecstoreError,
+    TooManyRequests,
+    UnsupportedMediaType,
+)
+from .service import MAX_INTEGER, Page, SourceService, Viewer
 from .validation import (
     DOCUMENT_TYPES,
     JSON_TYPES,
     OPENAPI,
     SPEC_SCHEMA,
+    load_schema,
     parse_document,
     schema_text,
 )
@@ -28,6 +40,11 @@ from .validation import (
 log = logging.getLogger(__name__)
 
 bp = Blueprint("source", __name__, url_prefix="/source")
+BODY_CHUNK_BYTES = 64 * 1024
+# What may not be an owner id: the names of the routes beside /source/<owner>.
+RESERVED_OWNERS = tuple(
+    load_schema(SPEC_SCHEMA)["properties"]["meta"]["properties"]["ownerid"]["not"]["enum"]
+)
 
 
 def service() -> SourceService:
@@ -42,14 +59,71 @@ def _viewer() -> Viewer:
     return Viewer(service().verifier, _auth_token())
 
 
+def _revision_argument() -> int | None:
+    """``?revision=N``, if given: an integer in range, or a 400."""
+    given = request.args.get("revision")
+    if given is None:
+        return None
+    if not (given.isascii() and given.isdigit() and 1 <= int(given) <= MAX_INTEGER):
+        raise BadRequest(f"revision: must be an integer between 1 and {MAX_INTEGER}")
+    return int(given)
+
+
+def _raw_body() -> bytes:
+    """The whole body, read here in chunks, whatever way it is sent:
+
+    * over the limit: :class:`PayloadTooLarge`, whether its ``Content-Length`` says so
+      (checked before anything is read) or it comes chunked (werkzeug would cut it at the
+      limit without a word: it is read up to one byte past the limit);
+    * arriving slower than ``BODY_TIMEOUT`` in all (a client dripping it, or sending less
+      than its ``Content-Length``): :class:`RequestTimeout`, long before the server's own
+      worker timeout; the socket's timeout is kept to what is left, so no read waits past it.
+    """
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    seconds = current_app.config["BODY_TIMEOUT"]
+    expected = request.content_length
+    stream = request.stream if expected is not None else request.environ["wsgi.input"]
+    wanted = expected if expected is not None else limit + 1
+    sock = request.environ.get("gunicorn.socket") or request.environ.get("werkzeug.socket")
+    before = sock.gettimeout() if sock is not None else None
+    deadline = time.monotonic() + seconds
+    chunks, size = [], 0
+    try:
+        while size < wanted:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise RequestTimeout(f"the body did not arrive within {seconds:g} s")
+            if sock is not None:
+                sock.settimeout(remaining)
+            try:
+                chunk = stream.read(min(BODY_CHUNK_BYTES, wanted - size))
+            except (OSError, ClientDisconnected):
+                # The socket timed out (werkzeug's server calls that a disconnect), or the
+                # client is gone.
+                if time.monotonic() >= deadline - 0.1:
+                    raise RequestTimeout(f"the body did not arrive within {seconds:g} s") from None
+                raise BadRequest("the body ended before all of it arrived") from None
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    finally:
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.settimeout(before)
+    if expected is None and size > limit:
+        raise PayloadTooLarge(f"the body is larger than {limit} bytes")
+    return b"".join(chunks)
+
+
 def _body() -> Any:
     """The request body parsed as the document type it says it is."""
-    return parse_document(request.get_data(cache=False), request.mimetype)
+    return parse_document(_raw_body(), request.mimetype)
 
 
 def _event_body() -> Any:
     """An engine's event: recorded whatever its text holds (see ``storable``)."""
-    return parse_document(request.get_data(cache=False), request.mimetype, replace_unstorable=True)
+    return parse_document(_raw_body(), request.mimetype, replace_unstorable=True)
 
 
 def _check_body(accepted: frozenset[str], allow_missing: bool = False) -> None:
@@ -81,8 +155,7 @@ def upload() -> Any:
 def update() -> Any:
     _check_body(JSON_TYPES, allow_missing=True)
     token = request.args.get("token") or request.headers.get("X-Hook-Token")
-    revision = request.args.get("revision", type=int)
-    outcome = service().update(token, _event_body, revision)
+    outcome = service().update(token, _event_body, _revision_argument())
     return representations.updated(outcome)
 
 
@@ -101,19 +174,19 @@ def openapi() -> Response:
     return Response(schema_text(OPENAPI), mimetype="application/json")
 
 
-@bp.get("/<owner_id>")
+@bp.get("/<owner:owner_id>")
 def datasets(owner_id: str) -> Any:
     page = Page.parse(request.args.get("limit"), request.args.get("offset"))
     return representations.listing(service().list_datasets(owner_id, _viewer(), page))
 
 
-@bp.get("/<owner_id>/<dataset>/status")
+@bp.get("/<owner:owner_id>/<dataset>/status")
 def status(owner_id: str, dataset: str) -> Any:
     found = service().revision(owner_id, dataset, _viewer(), view="status")
     return representations.status(found)
 
 
-@bp.get("/<owner_id>/<dataset>/info")
+@bp.get("/<owner:owner_id>/<dataset>/info")
 def info(owner_id: str, dataset: str) -> Any:
     found = service().revision(owner_id, dataset, _viewer())
     body = representations.info(found, service().engine_record(found))
@@ -121,13 +194,13 @@ def info(owner_id: str, dataset: str) -> Any:
     return body
 
 
-@bp.get("/<owner_id>/<dataset>/<int:number>")
+@bp.get("/<owner:owner_id>/<dataset>/<int:number>")
 def revision_by_number(owner_id: str, dataset: str, number: int) -> Any:
     found = service().revision(owner_id, dataset, _viewer(), number, view="revision")
     return representations.revision(found)
 
 
-@bp.get("/<owner_id>/<dataset>/<any(latest, successful):which>")
+@bp.get("/<owner:owner_id>/<dataset>/<any(latest, successful):which>")
 def revision_by_name(owner_id: str, dataset: str, which: str) -> Any:
     found = service().revision(owner_id, dataset, _viewer(), which, view="revision")
     return representations.revision(found)
@@ -138,14 +211,15 @@ def _error_response(status: int, messages: list[str]) -> tuple[Response, int]:
 
 
 def _specstore_error(error: SpecstoreError) -> tuple[Response, int]:
-    return _error_response(error.status, error.messages)
+    response, status = _error_response(error.status, error.messages)
+    if isinstance(error, TooManyRequests):
+        response.headers["Retry-After"] = str(error.retry_after)
+    return response, status
 
 
 def _http_error(error: HTTPException) -> tuple[Response, int]:
     status = error.code or 500
     message = error.description or error.name
-    if status == 429:
-        message = f"too many requests: at most {message}, try again later"
     response, _ = _error_response(status, [message])
     for header, value in error.get_headers():
         if header in ("Allow", "Retry-After"):
@@ -158,7 +232,16 @@ def _unexpected_error(error: Exception) -> tuple[Response, int]:
     return _error_response(500, ["internal error"])
 
 
+class OwnerConverter(BaseConverter):
+    """An owner id in a path: not one of the names of the routes beside it, so that
+    ``GET /source/upload`` is ``/source/upload``'s 405, never a listing of an owner
+    ``upload`` (specs with such owners are refused at upload)."""
+
+    regex = r"(?!(?:" + "|".join(re.escape(name) for name in RESERVED_OWNERS) + r")(?:/|$))[^/]+"
+
+
 def init_app(app: Flask) -> None:
+    app.url_map.converters["owner"] = OwnerConverter
     app.register_blueprint(bp)
     app.register_error_handler(SpecstoreError, _specstore_error)
     app.register_error_handler(HTTPException, _http_error)

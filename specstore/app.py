@@ -14,8 +14,6 @@ from typing import Any
 from datapackage_pipelines_specstore.fetch import Limits
 from flask import Flask
 from flask_cors import CORS
-from flask_limiter import Limiter
-from flask_limiter.util import get_remote_address
 
 from . import api, dashboard, operations
 from .auth import LocalKeyPair, PublicKeySource, RemotePublicKey, StaticPublicKey, TokenVerifier
@@ -29,6 +27,7 @@ from .pipelines.reports import Reports
 from .pipelines.runner import EmbeddedRunner
 from .registry import Registry
 from .service import SourceService
+from .throttle import UploadThrottle
 from .validation import spec_validator
 
 Engine = DppDispatcher | EmbeddedRunner
@@ -168,7 +167,12 @@ def build(settings: Settings) -> Components:
     )
     service = SourceService(
         registry=registry,
-        verifier=TokenVerifier(keys, settings.auth_service),
+        verifier=TokenVerifier(keys, settings.auth_service, settings.auth_audience),
+        throttle=(
+            UploadThrottle(settings.upload_rate_limit, settings.rate_limit_storage_uri)
+            if settings.upload_rate_limit
+            else None
+        ),
         spec_validator=spec_validator(),
         hook_token=hook_token,
         planner=planner,
@@ -189,6 +193,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     components = build(settings)
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_content_length
+    app.config["BODY_TIMEOUT"] = settings.body_timeout
     app.json.sort_keys = False
     app.extensions["specstore"] = components.service
     app.extensions["specstore.components"] = components
@@ -201,15 +206,5 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     operations.init_app(app)
     app.register_blueprint(dashboard.bp)
     operations.configure_logging()
-    if settings.upload_rate_limit:
-        limiter = Limiter(
-            get_remote_address,
-            app=app,
-            storage_uri=settings.rate_limit_storage_uri,
-            headers_enabled=True,
-        )
-        app.view_functions["source.upload"] = limiter.limit(settings.upload_rate_limit)(
-            app.view_functions["source.upload"]
-        )
     app.before_request(components.start_engine)
     return app

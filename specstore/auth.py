@@ -186,17 +186,33 @@ def _reason(exc: jwt.InvalidTokenError) -> str:
         return "the token's signature does not verify"
     if isinstance(exc, jwt.MissingRequiredClaimError):
         return f"the token has no {exc.claim!r} claim"
+    if isinstance(exc, jwt.InvalidAudienceError):
+        return "the token is not for this audience (AUTH_AUDIENCE)"
     if isinstance(exc, jwt.DecodeError):
         return "the token is malformed"
     return f"the token is not valid: {exc}"
 
 
 class TokenVerifier:
-    def __init__(self, keys: PublicKeySource, service: str) -> None:
+    """Checks permission tokens: RS256 from the auth service's key, a ``userid``, the
+    ``service`` (when the token names one), and, with ``audience`` set, an ``aud`` that
+    names it. Without ``audience``, ``aud`` is not looked at (the DataHub auth service
+    sets none)."""
+
+    def __init__(self, keys: PublicKeySource, service: str, audience: str | None = None) -> None:
         self.keys = keys
         self.service = service
+        self.audience = audience
 
     def _decode(self, token: str, key: RSAPublicKey) -> dict[str, Any]:
+        if self.audience:
+            return jwt.decode(
+                token,
+                key=key,
+                algorithms=ALGORITHMS,
+                audience=self.audience,
+                options={"require": ["userid", "aud"]},
+            )
         return jwt.decode(
             token,
             key=key,

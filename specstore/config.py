@@ -52,6 +52,8 @@ class Settings:
     auth_server: str | None = None
     auth_public_key: str | None = None
     auth_service: str = "source"
+    # The ``aud`` permission tokens must name (None: ``aud`` is not checked).
+    auth_audience: str | None = None
     auth_timeout: float = 5.0
     auth_key_ttl: float = 3600.0
     auth_key_refresh_interval: float = 30.0
@@ -61,6 +63,8 @@ class Settings:
     hook_token: str | None = None
     output_dir: str = "./output"
     max_content_length: int = DEFAULT_MAX_CONTENT_LENGTH
+    # Seconds a request body may take to arrive, in all (well under gunicorn's timeout).
+    body_timeout: float = 10.0
     cors_origins: tuple[str, ...] = ("*",)
     host: str = "127.0.0.1"
     port: int = 5000
@@ -80,8 +84,8 @@ class Settings:
     unpacked_max_bytes: int = 1024 * 1024 * 1024
     # DPP: how long a revision handed over may go without an event before it is FAILED.
     dpp_silence_timeout: float = 6 * 3600.0
-    # Uploads per client (e.g. "60/minute"; None: no limit), counted in this storage.
-    upload_rate_limit: str | None = None
+    # Uploads per user (e.g. "120/minute"; None: no limit), counted in this storage.
+    upload_rate_limit: str | None = "120/minute"
     rate_limit_storage_uri: str = "memory://"
     # Named database connections for `rdbms` outputs: ENGINE_<NAME>=<SQLAlchemy URL>.
     engines: Mapping[str, str] = field(default_factory=dict)
@@ -206,6 +210,7 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "AUTH_SERVER": ("auth_server", _text),
     "AUTH_PUBLIC_KEY": ("auth_public_key", _public_key),
     "AUTH_SERVICE": ("auth_service", str.strip),
+    "AUTH_AUDIENCE": ("auth_audience", _text),
     "AUTH_TIMEOUT": ("auth_timeout", _positive_float),
     "AUTH_KEY_TTL": ("auth_key_ttl", _positive_float),
     "AUTH_KEY_REFRESH_INTERVAL": ("auth_key_refresh_interval", _positive_float),
@@ -215,6 +220,7 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "HOOK_TOKEN": ("hook_token", _text),
     "OUTPUT_DIR": ("output_dir", str.strip),
     "MAX_CONTENT_LENGTH": ("max_content_length", _positive_int),
+    "BODY_TIMEOUT": ("body_timeout", _positive_float),
     "CORS_ORIGINS": ("cors_origins", _origins),
     "HOST": ("host", str.strip),
     "PORT": ("port", _port),

@@ -47,6 +47,12 @@ class NotFound(SpecstoreError):
     status = 404
 
 
+class RequestTimeout(SpecstoreError):
+    """The request's body took too long to arrive."""
+
+    status = 408
+
+
 class PayloadTooLarge(SpecstoreError):
     """The request body is larger than allowed."""
 
@@ -57,6 +63,16 @@ class UnsupportedMediaType(SpecstoreError):
     """The request body's content type is not accepted."""
 
     status = 415
+
+
+class TooManyRequests(SpecstoreError):
+    """More requests than allowed; ``retry_after``: seconds until one more is."""
+
+    status = 429
+
+    def __init__(self, *messages: str, retry_after: int) -> None:
+        super().__init__(*messages)
+        self.retry_after = retry_after
 
 
 class ServiceUnavailable(SpecstoreError):

@@ -85,7 +85,7 @@ class Dataset(Base):
     name: Mapped[str] = mapped_column(String(SEGMENT_LENGTH))
     # The newest revision's number (0 until the first revision is inserted).
     last_revision: Mapped[int] = mapped_column(Integer, default=0)
-    # Copied from the newest revision's spec: who may see the dataset.
+    # The newest revision's: who may see the dataset (its status, info, listing).
     findability: Mapped[str] = mapped_column(String(16), default="published")
     created: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     modified: Mapped[dt.datetime] = mapped_column(UTCDateTime())
@@ -108,6 +108,8 @@ class Revision(Base):
     dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"))
     revision: Mapped[int] = mapped_column(Integer)
     spec: Mapped[dict[str, Any]] = mapped_column(JSONDocument)
+    # Who may see this revision: its spec's, kept whatever later revisions say.
+    findability: Mapped[str] = mapped_column(String(16))
     state: Mapped[str] = mapped_column(String(16))
     success: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
     # The engine's log tail, its error lines and its statistics, as last reported.

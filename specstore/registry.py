@@ -108,6 +108,7 @@ DATASET_COLUMNS = (
 REVISION_COLUMNS = (
     "id",
     "revision",
+    "findability",
     "state",
     "success",
     "logs",
@@ -123,10 +124,13 @@ REVISION_DOCUMENTS = ("spec", "pipelines")
 # What each kind of answer reads of a dataset and of its revision: nothing more.
 DATASET_KEY = ("owner_id", "name", "findability")
 VIEWS = {
-    "status": (DATASET_KEY, ("revision", "state", "errors", "logs", "modified", "stats")),
+    "status": (
+        DATASET_KEY,
+        ("revision", "findability", "state", "errors", "logs", "modified", "stats"),
+    ),
     "revision": (
         DATASET_KEY,
-        ("revision", "state", "spec", "created", "modified", "errors", "stats"),
+        ("revision", "findability", "state", "spec", "created", "modified", "errors", "stats"),
     ),
     "full": (DATASET_COLUMNS, REVISION_COLUMNS + REVISION_DOCUMENTS),
 }
@@ -174,6 +178,13 @@ def _listing_queries(by_owner: bool, include_hidden: bool) -> tuple[Select[Any],
         .offset(bindparam("offset"))
     )
     return page, select(func.count()).select_from(Dataset).where(*visible)
+
+
+@functools.cache
+def _findability_query() -> Select[Any]:
+    return select(Dataset.findability).where(
+        Dataset.owner_id == bindparam("owner_id"), Dataset.name == bindparam("name")
+    )
 
 
 @functools.cache
@@ -238,6 +249,7 @@ class Registry:
                     dataset_id=dataset_id,
                     revision=number,
                     spec=spec,
+                    findability=findability,
                     state=LOADED,
                     logs=[],
                     errors=[],
@@ -311,6 +323,12 @@ class Registry:
         if row is None:
             raise NotFound(f"no revision {which} of {owner_id}/{name}")
         return DatasetRevision.from_row(row)
+
+    def findability(self, owner_id: str, name: str) -> str | None:
+        """Who may see the dataset (its newest revision's findability); None: no dataset."""
+        query = _findability_query()
+        parameters = {"owner_id": owner_id, "name": name}
+        return self.database.read(lambda connection: connection.scalar(query, parameters))
 
     def list_datasets(
         self, owner_id: str | None, include_hidden: bool, limit: int, offset: int

@@ -29,6 +29,7 @@ from .registry import (
     Registry,
     RevisionRef,
 )
+from .throttle import UploadThrottle
 from .validation import SchemaValidator
 
 if TYPE_CHECKING:
@@ -40,8 +41,15 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_PAGE_SIZE = 500
+# The largest number a caller may send (revisions, offsets): the databases' integer.
+MAX_INTEGER = 2**31 - 1
 FINDABILITY_ALIASES = ("public", "publish")
 DEFAULT_PAGE_SIZE = 50
+
+
+def _may_see(findability: str | None, owner_id: str, userid: str | None) -> bool:
+    """Whether ``userid`` may see what has ``findability`` (None: it does not exist)."""
+    return findability is not None and (findability != PRIVATE or userid == owner_id)
 
 
 class Viewer:
@@ -80,8 +88,8 @@ class Page:
             raise BadRequest("limit and offset must be integers") from None
         if not 1 <= page.limit <= MAX_PAGE_SIZE:
             raise BadRequest(f"limit: must be between 1 and {MAX_PAGE_SIZE}")
-        if page.offset < 0:
-            raise BadRequest("offset: must not be negative")
+        if not 0 <= page.offset <= MAX_INTEGER:
+            raise BadRequest(f"offset: must be between 0 and {MAX_INTEGER}")
         return page
 
 
@@ -96,12 +104,14 @@ class SourceService:
         reports: Reports,
         engine: Engine | None = None,
         dashboard: DppDashboard | None = None,
+        throttle: UploadThrottle | None = None,
     ) -> None:
         self.registry = registry
         self.verifier = verifier
         self.spec_validator = spec_validator
         self.planner = planner
         self.reports = reports
+        self.throttle = throttle
         self.engine = engine
         self.dashboard = dashboard
         self._hook_token = hook_token
@@ -115,6 +125,8 @@ class SourceService:
         so anonymous requests cost no parsing.
         """
         identity = self.verifier.verify(token)
+        if self.throttle is not None:
+            self.throttle.hit(identity.userid)
         spec = parse()
         if not isinstance(spec, dict):
             raise BadRequest("the spec must be an object")
@@ -162,12 +174,32 @@ class SourceService:
         which: str | int = "latest",
         view: str = "full",
     ) -> DatasetRevision:
-        """A revision of a dataset the viewer may see (private ones: only its owner);
-        read for ``view`` (see ``Registry.revision``)."""
-        found = self.registry.revision(owner_id, dataset, which, view)
-        if found.dataset.findability == PRIVATE and viewer.userid != owner_id:
-            raise NotFound(f"no dataset {owner_id}/{dataset}")
-        return found
+        """A revision the viewer may see (a private one: only its owner); read for ``view``
+        (see ``Registry.revision``).
+
+        For whoever may not see it, a hidden revision is a missing one, word for word: a
+        dataset whose newest revision is private is ``no dataset`` on every route (its older
+        revisions too), an older private revision of a dataset they see is ``no revision``.
+        A token that does not verify is 401 first, whatever the dataset.
+        """
+        userid = viewer.userid
+        if isinstance(which, int) and not 1 <= which <= MAX_INTEGER:
+            raise BadRequest(f"revision: must be between 1 and {MAX_INTEGER}")
+        try:
+            found = self.registry.revision(owner_id, dataset, which, view)
+        except NotFound:
+            found = None
+        if found is not None:
+            dataset_findability = found.dataset.findability
+            if _may_see(dataset_findability, owner_id, userid) and _may_see(
+                found.revision.findability, owner_id, userid
+            ):
+                return found
+        else:
+            dataset_findability = self.registry.findability(owner_id, dataset)
+        if which != "latest" and _may_see(dataset_findability, owner_id, userid):
+            raise NotFound(f"no revision {which} of {owner_id}/{dataset}")
+        raise NotFound(f"no dataset {owner_id}/{dataset}")
 
     def engine_record(self, found: DatasetRevision) -> dict[str, Any] | None:
         """The engine's own record of the revision's run (DPP's dashboard), if it has one,
@@ -192,5 +224,6 @@ class SourceService:
     def list_datasets(self, owner_id: str | None, viewer: Viewer, page: Page) -> DatasetPage:
         """The owner's datasets (everyone's published ones when ``owner_id`` is None);
         private and unlisted ones only for the owner."""
-        include_hidden = owner_id is not None and viewer.userid == owner_id
+        userid = viewer.userid  # a token that does not verify: 401, whoever's listing
+        include_hidden = owner_id is not None and userid == owner_id
         return self.registry.list_datasets(owner_id, include_hidden, page.limit, page.offset)

@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 from jsonschema import Draft202012Validator
 
-from .errors import BadRequest, InvalidSpec
+from .errors import BadRequest, InvalidSpec, PayloadTooLarge
 
 SPEC_SCHEMA = "source-spec.schema.json"
 EVENT_SCHEMA = "pipeline-event.schema.json"
@@ -32,6 +32,19 @@ DOCUMENT_TYPES = JSON_TYPES | YAML_TYPES
 # they are walked stops it long before it costs anything.
 MAX_DEPTH = 64
 MAX_VALUES = 100_000
+# YAML costs far more to build than JSON (PyYAML resolves every scalar's type in
+# Python: about 15 us a value even with libyaml's parser), so a YAML document is
+# bounded before it is built: at most this many bytes and nodes, counted on libyaml's
+# event stream. Large specs (a README inline) come as JSON, as the DataHub client sends.
+MAX_YAML_BYTES = 1024 * 1024
+MAX_YAML_NODES = 20_000
+_YamlBase = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_NODE_EVENTS = (
+    yaml.ScalarEvent,
+    yaml.SequenceStartEvent,
+    yaml.MappingStartEvent,
+    yaml.AliasEvent,
+)
 
 
 @cache
@@ -45,8 +58,8 @@ def schema_text(name: str) -> str:
     return resources.files(__package__).joinpath("schemas", name).read_text("utf-8")
 
 
-class _SpecYamlLoader(yaml.SafeLoader):
-    """Safe YAML loading that yields only JSON values.
+class _SpecYamlLoader(_YamlBase):  # type: ignore[misc,valid-type]
+    """Safe YAML loading (libyaml's parser when PyYAML has it) that yields only JSON values.
 
     Timestamps stay the strings they were written as; binary data and sets,
     which JSON cannot hold, are refused.
@@ -84,7 +97,7 @@ def parse_document(data: bytes, media_type: str, replace_unstorable: bool = Fals
         raise BadRequest("the request body is empty")
     try:
         if media_type in YAML_TYPES:
-            document = yaml.load(data, Loader=_SpecYamlLoader)  # noqa: S506 - a SafeLoader subclass
+            document = _load_yaml(data)
         else:
             document = json.loads(data, parse_constant=_refuse_constant)
     except RecursionError:
@@ -97,6 +110,23 @@ def parse_document(data: bytes, media_type: str, replace_unstorable: bool = Fals
         raise BadRequest(f"the body is not valid JSON: {exc}") from None
     _check_json_values(document, refuse_unstorable=not replace_unstorable)
     return storable(document) if replace_unstorable else document
+
+
+def _load_yaml(data: bytes) -> Any:
+    if len(data) > MAX_YAML_BYTES:
+        raise PayloadTooLarge(
+            f"a YAML body is at most {MAX_YAML_BYTES} bytes: send larger specs as JSON"
+        )
+    nodes = 0
+    for event in yaml.parse(data, Loader=_YamlBase):
+        if isinstance(event, _NODE_EVENTS):
+            nodes += 1
+            if nodes > MAX_YAML_NODES:
+                raise BadRequest(
+                    f"a YAML document holds at most {MAX_YAML_NODES} values: send larger "
+                    "specs as JSON"
+                )
+    return yaml.load(data, Loader=_SpecYamlLoader)  # noqa: S506 - a SafeLoader subclass
 
 
 def _one_line(exc: Exception) -> str:
@@ -160,6 +190,15 @@ def _message(error: Any) -> str:
     schema = error.schema if isinstance(error.schema, dict) else {}
     if error.validator == "pattern" and schema.get("description"):
         return f"{error.instance!r} does not match: {schema['description']}"
+    alternatives = error.validator_value if error.validator == "anyOf" else None
+    if isinstance(alternatives, list) and all(
+        isinstance(one, dict) and list(one) == ["required"] for one in alternatives
+    ):
+        names = [name for one in alternatives for name in one["required"]]
+        return " or ".join(repr(name) for name in names) + " is required"
+    refused = error.validator_value if isinstance(error.validator_value, dict) else {}
+    if error.validator == "not" and refused.get("description"):
+        return f"{error.instance!r} is reserved: {refused['description']}"
     return error.message
 
 

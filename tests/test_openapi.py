@@ -43,7 +43,8 @@ def test_every_route_is_in_the_document(app, document):
         if rule.endpoint == "static":
             continue
         path = (
-            rule.rule.replace("<owner_id>", "{ownerid}")
+            rule.rule.replace("<owner:owner_id>", "{ownerid}")
+            .replace("<owner_id>", "{ownerid}")
             .replace("<dataset>", "{dataset}")
             .replace("<int:number>", "{revision}")
             .replace("<any(latest, successful):which>", "{revision}")

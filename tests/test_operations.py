@@ -86,7 +86,7 @@ def test_one_json_log_line_per_request_with_a_request_id(client, keypair, caplog
     assert second == {
         "request_id": "abc-123",
         "method": "GET",
-        "route": "/source/<owner_id>/<dataset>/status",
+        "route": "/source/<owner:owner_id>/<dataset>/status",
         "path": "/source/alice/gdp/status",
         "status": 200,
         "duration_ms": second["duration_ms"],
@@ -135,7 +135,7 @@ def _samples(text: str) -> dict[tuple[str, tuple], float]:
     }
 
 
-STATUS_ROUTE = "/source/<owner_id>/<dataset>/status"
+STATUS_ROUTE = "/source/<owner:owner_id>/<dataset>/status"
 
 
 def _requests_of(samples, route, status="200", method="GET"):

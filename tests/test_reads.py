@@ -135,7 +135,7 @@ def test_the_listing_is_newest_first_and_paged(client, keypair):
         ("limit=0", "limit: must be between 1 and 500"),
         ("limit=501", "limit: must be between 1 and 500"),
         ("limit=ten", "limit and offset must be integers"),
-        ("offset=-1", "offset: must not be negative"),
+        ("offset=-1", "offset: must be between 0 and 2147483647"),
     ],
 )
 def test_bad_listing_parameters_are_400(client, query, message):

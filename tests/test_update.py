@@ -172,15 +172,21 @@ def test_events_without_the_hook_token_change_nothing(
     assert stored_revisions(app) == [("alice", "gdp", 1, "LOADED")]
 
 
+NOT_AN_ID = (
+    "does not match: <ownerid>/<dataset>, or <ownerid>/<dataset>:<suffix> for a helper "
+    "pipeline, with or without a leading ./"
+)
+
+
 @pytest.mark.parametrize(
     ("payload", "message"),
     [
         ([], "(root): [] is not of type 'object'"),
         ({"pipeline_id": "./alice/gdp"}, "(root): 'event' is a required property"),
-        ({"event": "start"}, "pipeline_id: is required"),
+        ({"event": "start"}, "(root): 'pipeline_id' or 'pipeline' is required"),
         ({"pipeline_id": "./alice/gdp", "event": "explode"}, "event: 'explode' is not one of"),
-        ({"pipeline_id": "gdp", "event": "start"}, "pipeline_id: 'gdp' is not"),
-        ({"pipeline_id": "./a/b/c", "event": "start"}, "pipeline_id: './a/b/c' is not"),
+        ({"pipeline_id": "gdp", "event": "start"}, f"pipeline_id: 'gdp' {NOT_AN_ID}"),
+        ({"pipeline_id": "./a/b/c", "event": "start"}, f"pipeline_id: './a/b/c' {NOT_AN_ID}"),
         ({"pipeline_id": "./alice/gdp", "event": "finish"}, "(root): 'success' is a required"),
         (
             {"pipeline_id": "./alice/gdp", "event": "progress", "log": "one line"},

@@ -96,7 +96,7 @@ def url_problem(url: Any, allow: tuple[str, ...] = ()) -> str | None:
     host = (parsed.host or "").strip("[]").lower()
     if not host:
         return f"{url!r} has no host"
-    if not host.isascii():
+    if not (host.isascii() and (other.hostname or "").isascii()):
         return f"{url!r}: host names are ASCII (IDNA) only"
     if (other.scheme.lower(), (other.hostname or "").lower(), other_port) != (
         scheme,
