@@ -11,7 +11,7 @@ SCHEMATHESIS_VENV ?= .venv-schemathesis
 
 EXAMPLE_PORT ?= 8000
 
-.PHONY: help install install-dev dpp schemathesis npm-tools run serve example test bench lint format postgres browser clean
+.PHONY: help install install-dev dpp dpp-serve schemathesis npm-tools run serve example test bench lint format postgres redis browser clean
 .DEFAULT_GOAL := help
 
 ## help: these commands, each with what it does
@@ -49,12 +49,19 @@ serve: install
 ## dpp: datapackage-pipelines in its own virtualenv (.venv-dpp) with specstore's processors (dpp-plugin/)
 dpp: $(DPP_VENV)/.installed
 
-$(DPP_VENV)/.installed: requirements-dpp.txt dpp-plugin/pyproject.toml
+$(DPP_VENV)/.installed: requirements-dpp.txt dpp-plugin/pyproject.toml dpp-plugin/datapackage_pipelines_specstore/compat.py
 	$(PYTHON) -m venv $(DPP_VENV)
 	$(DPP_VENV)/bin/pip install --quiet "pip<24.1"
 	$(DPP_VENV)/bin/pip install --quiet -r requirements-dpp.txt
 	$(DPP_VENV)/bin/pip install --quiet --no-deps -e ./dpp-plugin
+	# celery 4 on Python 3.11 (see dpp-plugin/datapackage_pipelines_specstore/compat.py)
+	echo "import datapackage_pipelines_specstore.compat" > \
+	  "$$($(DPP_VENV)/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/datapackage_pipelines_specstore_compat.pth"
 	touch $@
+
+## dpp-serve: DPP's server mode on this machine (Redis, beat, workers, dashboard on 127.0.0.1:5050) for `make run` with DPP_PIPELINES_DIR=./dpp-pipelines
+dpp-serve: install dpp redis
+	$(BIN)/specstore dpp-serve --venv $(DPP_VENV) --root dpp-pipelines
 
 ## schemathesis: schemathesis in its own virtualenv (.venv-schemathesis), for the API's conformance test
 schemathesis: $(SCHEMATHESIS_VENV)/.installed
@@ -73,7 +80,7 @@ npm-tools/node_modules/.installed: npm-tools/package.json npm-tools/package-lock
 	touch $@
 
 ## test: lint, then the whole suite (SQLite, a real PostgreSQL, a real DPP, a real npm registry)
-test: install-dev postgres browser dpp schemathesis npm-tools lint
+test: install-dev postgres redis browser dpp schemathesis npm-tools lint
 	SPECSTORE_DPP_VENV=$(abspath $(DPP_VENV)) \
 	SPECSTORE_SCHEMATHESIS_VENV=$(abspath $(SCHEMATHESIS_VENV)) $(BIN)/pytest
 
@@ -95,6 +102,10 @@ format: install-dev
 ## postgres: make sure the PostgreSQL server binaries the tests start are installed
 postgres:
 	@scripts/ensure-postgres
+
+## redis: make sure Debian's redis-server is installed (DPP's server mode needs Redis)
+redis:
+	@scripts/ensure-redis
 
 ## browser: Debian's Chromium and chromedriver, for the dashboard test
 browser:

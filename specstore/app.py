@@ -25,6 +25,7 @@ from .pipelines.dpp import DppDashboard, DppDispatcher, DppPipelines
 from .pipelines.planner import OutputLayout, Planner
 from .pipelines.reports import Reports
 from .pipelines.runner import EmbeddedRunner
+from .pipelines.scheduler import Scheduler
 from .registry import Registry
 from .service import SourceService
 from .throttle import UploadThrottle
@@ -44,18 +45,23 @@ class Components:
     keys: PublicKeySource
     service: SourceService
     engine: Engine | None
+    scheduler: Scheduler | None
 
     def hook_token(self) -> str:
         return _hook_token_source(self.settings, self.installation)()
 
     def start_engine(self) -> None:
-        """Start running pipelines (and pick up what a stopped server left behind)."""
+        """Start running pipelines (and pick up what a stopped server left behind), and
+        the scheduler that re-runs datasets on their schedules."""
         if self.engine is not None:
             self.engine.start()
+        if self.scheduler is not None:
+            self.scheduler.start()
 
     def dpp_check(self) -> str:
-        """``off`` without DPP; ``ok`` when its folder is writable and its dashboard
-        answers; ``degraded`` otherwise."""
+        """``off`` without DPP; ``ok`` when its folder is writable, its dashboard answers
+        and no revision has waited for it longer than ``DPP_WAIT_ALERT``; ``degraded``
+        otherwise."""
         settings = self.settings
         if settings.engine_mode != "dpp":
             return "off"
@@ -66,9 +72,13 @@ class Components:
         dashboard = settings.dpp_url
         if dashboard and not HttpClient(DASHBOARD_TIMEOUT_SECONDS).answers(dashboard):
             return "degraded"
-        return "ok"
+        oldest = self.service.registry.oldest_waiting()
+        waited = (self.service.registry.clock() - oldest).total_seconds() if oldest else 0.0
+        return "degraded" if waited > settings.dpp_wait_alert else "ok"
 
     def close(self) -> None:
+        if self.scheduler is not None:
+            self.scheduler.stop()
         if self.engine is not None:
             self.engine.stop()
         self.database.dispose()
@@ -102,6 +112,7 @@ def _engine(
     planner: Planner,
     reports: Reports,
     hook_token: Callable[[], str],
+    dashboard: DppDashboard | None,
 ) -> Engine | None:
     if settings.engine_mode == "dpp":
         if not settings.dpp_pipelines_dir:
@@ -120,6 +131,8 @@ def _engine(
             DppPipelines(settings.dpp_pipelines_dir),
             hook_url,
             silence_timeout=settings.dpp_silence_timeout,
+            reconcile_after=settings.dpp_reconcile_after,
+            dashboard=dashboard,
         )
     if settings.runner_workers == 0:
         return None
@@ -157,14 +170,15 @@ def build(settings: Settings) -> Components:
         fetch_limits(settings),
         settings.npm_registry,
         run_timeout=settings.run_timeout,
+        schedule_min_interval=settings.schedule_min_interval,
     )
     reports = Reports(settings.output_dir, [settings.dpp_pipelines_dir or ""])
-    engine = _engine(settings, registry, planner, reports, hook_token)
     dashboard = (
         DppDashboard(HttpClient(DASHBOARD_TIMEOUT_SECONDS), settings.dpp_url)
         if settings.dpp_url
         else None
     )
+    engine = _engine(settings, registry, planner, reports, hook_token, dashboard)
     service = SourceService(
         registry=registry,
         verifier=TokenVerifier(keys, settings.auth_service, settings.auth_audience),
@@ -180,7 +194,8 @@ def build(settings: Settings) -> Components:
         engine=engine,
         dashboard=dashboard,
     )
-    return Components(settings, database, installation, keys, service, engine)
+    scheduler = Scheduler(registry, engine) if engine is not None else None
+    return Components(settings, database, installation, keys, service, engine, scheduler)
 
 
 def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import time
 from pathlib import Path
@@ -223,6 +224,69 @@ def _fail(messages: list[str]) -> None:
     for message in messages:
         click.echo(message, err=True)
     sys.exit(1)
+
+
+@main.command("dpp-serve")
+@click.option(
+    "--venv",
+    "venv",
+    default=".venv-dpp",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="DPP's virtualenv (make dpp builds one).",
+)
+@click.option(
+    "--root",
+    default="dpp-pipelines",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The pipelines folder: specstore's DPP_PIPELINES_DIR.",
+)
+@click.option("--workers", default=2, show_default=True, help="How many pipeline workers.")
+@click.option(
+    "--redis-host",
+    default="127.0.0.83",
+    show_default=True,
+    help="The loopback address Redis listens on (port 6379: DPP uses no other).",
+)
+@click.option("--dashboard-port", default=5050, show_default=True, help="The dashboard's port.")
+def dpp_serve(venv: Path, root: Path, workers: int, redis_host: str, dashboard_port: int) -> None:
+    """Run DPP's server mode on this machine, for trying specstore with it: Redis, celery
+    beat, the management worker, pipeline workers and the dashboard (on 127.0.0.1), until
+    interrupted. The DPP processes get this environment's ENGINE_* and NPM_* variables."""
+    from .pipelines.dpp_stack import DppStack, StackError
+
+    if not (venv / "bin" / "dpp").exists():
+        raise click.ClickException(f"no DPP in {venv}: run `make dpp`")
+    settings = configure()
+    environment = {f"ENGINE_{name}": url for name, url in settings.engines.items()}
+    environment.update(settings.npm_environment())
+    stack = DppStack(
+        venv=venv.resolve(),
+        root=root.resolve(),
+        workers=workers,
+        redis_host=redis_host,
+        dashboard_port=dashboard_port,
+        environment=environment,
+    )
+    try:
+        stack.start()
+    except StackError as exc:
+        stack.stop()
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"DPP runs pipelines from {stack.root} ({workers} workers); logs in {stack.log_dir}")
+    click.echo("Point specstore at it:")
+    click.echo(f"  export DPP_PIPELINES_DIR={stack.root} DPP_URL={stack.dashboard_url}")
+    # Stopped by SIGTERM as by Ctrl-C: the stack goes down with it.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        while stack.running():
+            time.sleep(1)
+        click.echo("a DPP process exited: stopping", err=True)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stack.stop()
 
 
 @main.group()

@@ -82,8 +82,14 @@ class Settings:
     download_timeout: float = 60.0
     # How many bytes an archive (zip, xlsx, ods, gzip) may unpack to.
     unpacked_max_bytes: int = 1024 * 1024 * 1024
-    # DPP: how long a revision handed over may go without an event before it is FAILED.
+    # DPP: how long a revision handed over may go without an event before it is FAILED,
+    # after how long without one it is checked against DPP's dashboard, and how long a
+    # revision may wait for DPP before readiness says DPP is behind.
     dpp_silence_timeout: float = 6 * 3600.0
+    dpp_reconcile_after: float = 120.0
+    dpp_wait_alert: float = 900.0
+    # The shortest interval a spec's schedule may ask for, in seconds.
+    schedule_min_interval: float = 600.0
     # Uploads per user (e.g. "120/minute"; None: no limit), counted in this storage.
     upload_rate_limit: str | None = "120/minute"
     rate_limit_storage_uri: str = "memory://"
@@ -230,6 +236,9 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "DOWNLOAD_TIMEOUT": ("download_timeout", _positive_float),
     "UNPACKED_MAX_BYTES": ("unpacked_max_bytes", _positive_int),
     "DPP_SILENCE_TIMEOUT": ("dpp_silence_timeout", _positive_float),
+    "DPP_RECONCILE_AFTER": ("dpp_reconcile_after", _positive_float),
+    "DPP_WAIT_ALERT": ("dpp_wait_alert", _positive_float),
+    "SCHEDULE_MIN_INTERVAL": ("schedule_min_interval", _positive_float),
     "UPLOAD_RATE_LIMIT": ("upload_rate_limit", _rate),
     "RATE_LIMIT_STORAGE_URI": ("rate_limit_storage_uri", str.strip),
     "RUN_TIMEOUT": ("run_timeout", _positive_float),

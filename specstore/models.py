@@ -78,6 +78,8 @@ class Dataset(Base):
         UniqueConstraint("owner_id", "name", name="uq_datasets_owner_id_name"),
         # The owner's listing: newest first, paged in SQL.
         Index("ix_datasets_owner_id_modified", "owner_id", "modified"),
+        # The scheduler's question: which datasets are due.
+        Index("ix_datasets_next_run", "next_run"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -96,6 +98,9 @@ class Dataset(Base):
     run_owner: Mapped[str | None] = mapped_column(String(160), nullable=True)
     run_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     run_process: Mapped[str | None] = mapped_column(String(160), nullable=True)
+    # The newest revision's schedule, in seconds, and when it is next due (None: none).
+    schedule_seconds: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    next_run: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 class Revision(Base):
@@ -110,6 +115,8 @@ class Revision(Base):
     spec: Mapped[dict[str, Any]] = mapped_column(JSONDocument)
     # Who may see this revision: its spec's, kept whatever later revisions say.
     findability: Mapped[str] = mapped_column(String(16))
+    # What made it: "upload", or "scheduled" (its dataset's schedule came due).
+    trigger: Mapped[str] = mapped_column(String(16))
     state: Mapped[str] = mapped_column(String(16))
     success: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
     # The engine's log tail, its error lines and its statistics, as last reported.

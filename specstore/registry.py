@@ -29,8 +29,11 @@ from .events import (
 )
 from .metrics import count_event
 from .models import Dataset, Revision
+from .schedules import schedule_seconds
 
 PUBLISHED, UNLISTED, PRIVATE = "published", "unlisted", "private"
+# What made a revision.
+UPLOAD, SCHEDULED = "upload", "scheduled"
 
 
 def utcnow() -> dt.datetime:
@@ -109,6 +112,7 @@ REVISION_COLUMNS = (
     "id",
     "revision",
     "findability",
+    "trigger",
     "state",
     "success",
     "logs",
@@ -126,11 +130,21 @@ DATASET_KEY = ("owner_id", "name", "findability")
 VIEWS = {
     "status": (
         DATASET_KEY,
-        ("revision", "findability", "state", "errors", "logs", "modified", "stats"),
+        ("revision", "findability", "trigger", "state", "errors", "logs", "modified", "stats"),
     ),
     "revision": (
         DATASET_KEY,
-        ("revision", "findability", "state", "spec", "created", "modified", "errors", "stats"),
+        (
+            "revision",
+            "findability",
+            "trigger",
+            "state",
+            "spec",
+            "created",
+            "modified",
+            "errors",
+            "stats",
+        ),
     ),
     "full": (DATASET_COLUMNS, REVISION_COLUMNS + REVISION_DOCUMENTS),
 }
@@ -204,25 +218,52 @@ def _revision_query(kind: str, view: str) -> Select[Any]:
     return query.where(Revision.revision == bindparam("number"))
 
 
+def _insert_revision(
+    session: Any, dataset_id: int, number: int, spec: dict[str, Any], trigger: str, now: dt.datetime
+) -> int:
+    """Insert revision ``number`` of a dataset, LOADED; its row id."""
+    revisions = Revision.__table__
+    return session.scalar(
+        revisions.insert()
+        .values(
+            dataset_id=dataset_id,
+            revision=number,
+            spec=spec,
+            findability=spec["meta"].get("findability", PUBLISHED),
+            trigger=trigger,
+            state=LOADED,
+            logs=[],
+            errors=[],
+            stats={},
+            created=now,
+            modified=now,
+        )
+        .returning(revisions.c.id)
+    )
+
+
 class Registry:
     def __init__(self, database: Database, clock: Callable[[], dt.datetime] = utcnow) -> None:
         self.database = database
         self.clock = clock
 
     def register_revision(self, spec: dict[str, Any]) -> RevisionRef:
-        """Store ``spec`` (already validated) as its dataset's next revision.
+        """Store ``spec`` (already validated) as its dataset's next revision, an upload.
 
         The dataset row is created with its counter at 1, or its counter bumped by
         one, by a single ``INSERT ... ON CONFLICT DO UPDATE ... RETURNING`` in the
         same transaction as the revision's insert: concurrent uploads of one
         dataset wait on that row and each gets the next number, with no gaps and
-        no duplicates.
+        no duplicates. The dataset's schedule becomes the spec's (due one interval from
+        now), or none.
         """
         meta = spec["meta"]
         owner_id, name = meta["ownerid"], meta["dataset"]
         findability = meta.get("findability", PUBLISHED)
+        seconds = schedule_seconds(spec.get("schedule"))
         now = self.clock()
-        datasets, revisions = Dataset.__table__, Revision.__table__
+        next_run = now + dt.timedelta(seconds=seconds) if seconds else None
+        datasets = Dataset.__table__
         with self.database.transaction(write=True) as session:
             insert = dialect_insert(session)(datasets)
             counted = insert.values(
@@ -232,34 +273,69 @@ class Registry:
                 findability=findability,
                 created=now,
                 modified=now,
+                schedule_seconds=seconds,
+                next_run=next_run,
             ).on_conflict_do_update(
                 index_elements=["owner_id", "name"],
                 set_={
                     "last_revision": datasets.c.last_revision + 1,
                     "findability": insert.excluded.findability,
                     "modified": insert.excluded.modified,
+                    "schedule_seconds": insert.excluded.schedule_seconds,
+                    "next_run": insert.excluded.next_run,
                 },
             )
             dataset_id, number = session.execute(
                 counted.returning(datasets.c.id, datasets.c.last_revision)
             ).one()
-            row_id = session.scalar(
-                revisions.insert()
-                .values(
-                    dataset_id=dataset_id,
-                    revision=number,
-                    spec=spec,
-                    findability=findability,
-                    state=LOADED,
-                    logs=[],
-                    errors=[],
-                    stats={},
-                    created=now,
-                    modified=now,
-                )
-                .returning(revisions.c.id)
-            )
+            row_id = _insert_revision(session, dataset_id, number, spec, UPLOAD, now)
             return RevisionRef(owner_id, name, number, row_id)
+
+    def fire_schedules(self, limit: int = 20) -> list[tuple[RevisionRef, dict[str, Any]]]:
+        """Add a ``scheduled`` revision, the same spec as the newest, to each dataset whose
+        schedule is due, and move its next due time on by one interval from now (a server
+        that was down does not make up for every interval it missed: it runs once).
+
+        Claiming a due time and adding its revision are one transaction, with the dataset
+        row locked: whichever server process gets there first fires it, and the others
+        find it no longer due. The revisions added, with their specs.
+        """
+        now = self.clock()
+        datasets, revisions = Dataset.__table__, Revision.__table__
+        fired = []
+        with self.database.transaction(write=True) as session:
+            due = session.execute(
+                select(
+                    datasets.c.id,
+                    datasets.c.owner_id,
+                    datasets.c.name,
+                    datasets.c.last_revision,
+                    datasets.c.schedule_seconds,
+                )
+                .where(datasets.c.next_run <= now)
+                .order_by(datasets.c.next_run)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            ).all()
+            for dataset_id, owner_id, name, last, seconds in due:
+                spec = session.scalar(
+                    select(revisions.c.spec).where(
+                        revisions.c.dataset_id == dataset_id, revisions.c.revision == last
+                    )
+                )
+                number = last + 1
+                session.execute(
+                    update(datasets)
+                    .where(datasets.c.id == dataset_id)
+                    .values(
+                        last_revision=number,
+                        modified=now,
+                        next_run=now + dt.timedelta(seconds=seconds),
+                    )
+                )
+                row_id = _insert_revision(session, dataset_id, number, spec, SCHEDULED, now)
+                fired.append((RevisionRef(owner_id, name, number, row_id), spec))
+        return fired
 
     def apply_event(
         self,
@@ -513,18 +589,40 @@ class Registry:
                 .values(lease_owner=None, lease_until=None)
             )
 
+    def oldest_waiting(self) -> dt.datetime | None:
+        """When the revision that has waited longest for its engine was handed over."""
+        query = select(func.min(Revision.queued)).where(Revision.state == REGISTERED)
+        return self.database.read(lambda connection: connection.scalar(query))
+
+    def orphaned_since(
+        self, states: tuple[str, ...], idle_since: dt.datetime
+    ) -> list[tuple[RevisionRef, dt.datetime]]:
+        """Like :meth:`orphaned`, with when each revision last changed."""
+        return self._orphaned(states, idle_since, False, with_modified=True)
+
     def orphaned(
         self, states: tuple[str, ...], idle_since: dt.datetime, newest_only: bool = False
     ) -> list[RevisionRef]:
         """Revisions in ``states`` (of each dataset's newest revision only, if asked) that
         no live runner holds and that have not changed since ``idle_since``: left behind
         by a process that stopped."""
+        return self._orphaned(states, idle_since, newest_only)
+
+    def _orphaned(
+        self,
+        states: tuple[str, ...],
+        idle_since: dt.datetime,
+        newest_only: bool,
+        with_modified: bool = False,
+    ) -> list[Any]:
         now = self.clock()
         joined = Revision.dataset_id == Dataset.id
         if newest_only:
             joined = and_(joined, Revision.revision == Dataset.last_revision)
         query = (
-            select(Dataset.owner_id, Dataset.name, Revision.revision, Revision.id)
+            select(
+                Dataset.owner_id, Dataset.name, Revision.revision, Revision.id, Revision.modified
+            )
             .join(Revision, joined)
             .where(
                 Revision.state.in_(states),
@@ -534,4 +632,7 @@ class Registry:
             .order_by(Revision.modified)
         )
         with self.database.transaction() as session:
-            return [RevisionRef(*row) for row in session.execute(query)]
+            rows = session.execute(query).all()
+        if with_modified:
+            return [(RevisionRef(*row[:4]), row[4]) for row in rows]
+        return [RevisionRef(*row[:4]) for row in rows]

@@ -57,6 +57,7 @@ def status(found: DatasetRevision) -> dict[str, Any]:
     revision = found.revision
     return {
         "state": revision.state,
+        "trigger": revision.trigger,
         "errors": list(revision.errors),
         "logs": list(revision.logs[-STATUS_LOG_LINES:]),
         "modified": iso(revision.modified),
@@ -85,7 +86,7 @@ def info(found: DatasetRevision, engine_record: dict[str, Any] | None = None) ->
         "error_log": list(revision.errors),
         "reason": "\n".join(revision.logs),
         "stats": revision.stats,
-        "trigger": None,
+        "trigger": revision.trigger,
         "queued": epoch(revision.queued),
         "started": epoch(revision.started),
         "ended": epoch(revision.ended),
@@ -106,6 +107,7 @@ def revision(found: DatasetRevision) -> dict[str, Any]:
     return {
         "id": found.flow_id,
         "revision": revision.revision,
+        "trigger": revision.trigger,
         "state": revision.state,
         "spec_contents": revision.spec,
         "created": iso(revision.created),

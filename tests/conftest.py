@@ -51,7 +51,7 @@ SPEC: dict[str, Any] = {
         {"input": "gdp", "output": "gdp-clean", "tabulator": {"headers": 2, "sheet": 1}}
     ],
     "outputs": [{"kind": "sqlite"}, {"kind": "zip", "parameters": {"out-file": "gdp.zip"}}],
-    "schedule": {"crontab": "0 0 * * *"},
+    "schedule": "every 1d",
 }
 
 

@@ -102,7 +102,7 @@ def test_pipelines_run_on_a_real_dpp_and_report_back(
 
     # DPP does not know the pipeline yet: info answers from specstore's records.
     info = _get(server, "/source/alice/gdp/info")
-    assert info["state"] == "REGISTERED" and info["trigger"] is None
+    assert info["state"] == "REGISTERED" and info["trigger"] == "upload"
 
     # Written the way every PostgreSQL host hands it out (SQLAlchemy alone would pick
     # psycopg 3, which is not installed): specstore's processor reads it with psycopg2.
@@ -136,7 +136,7 @@ def test_pipelines_run_on_a_real_dpp_and_report_back(
     info = _get(server, "/source/alice/gdp/info")
     assert info["id"] == "./alice/gdp"
     assert info["state"] == "SUCCEEDED"
-    assert info["trigger"] == "manual"
+    assert info["trigger"] == "upload" and info["dpp_trigger"] == "manual"
     assert info["cache_hash"]
     assert info["dirty"] is False
     assert info["last_success"] >= info["started"]

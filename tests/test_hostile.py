@@ -45,7 +45,7 @@ ANSWERS = {200, 400, 401, 403, 404, 413, 415}
 NARROWER_PATTERNS = {
     load_schema(SPEC_SCHEMA)["$defs"]["segment"]["pattern"]: "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,30}$",
     load_schema(SPEC_SCHEMA)["$defs"]["httpUrl"]["pattern"]: (
-        "^https?://[a-z0-9-]{1,12}(\\.[a-z]{2,6}){0,2}(:[1-9][0-9]{1,3})?(/[A-Za-z0-9._~-]{0,12}){0,3}$"
+        "^https?://[a-z0-9]{1,12}(\\.[a-z]{2,6}){0,2}(:[1-9][0-9]{1,3})?(/[A-Za-z0-9._~-]{0,12}){0,3}$"
     ),
 }
 

@@ -7,6 +7,7 @@ import logging
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import requests
@@ -60,6 +61,22 @@ def test_readyz_reports_a_missing_auth_key_and_dpp_as_degraded(make_app, keypair
         assert upload(client, make_spec(), keypair.token("alice")).status_code == 200
         assert client.get("/readyz").get_json()["auth"] == "ok"
     assert auth.requests == 1  # readiness never fetches the key
+
+
+def test_readyz_says_dpp_is_behind_when_a_revision_waits_too_long(make_app, keypair, tmp_path):
+    from tests.support.pipelines import carrying_its_package
+
+    app = make_app(dpp_pipelines_dir=str(tmp_path / "dpp"), dpp_wait_alert=1.0)
+    client = app.test_client()
+    assert client.get("/readyz").get_json()["dpp"] == "ok"
+    spec = carrying_its_package("http://files.test/")
+    assert upload(client, spec, keypair.token("alice")).status_code == 200
+    assert client.get("/source/alice/gdp/status").get_json()["state"] == "REGISTERED"
+    assert client.get("/readyz").get_json()["dpp"] == "ok"
+    time.sleep(1.5)
+    answer = client.get("/readyz")
+    assert answer.status_code == 200
+    assert answer.get_json()["dpp"] == "degraded"
 
 
 def _access_lines(caplog):

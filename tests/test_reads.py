@@ -24,7 +24,7 @@ def test_status_of_a_new_dataset(client, keypair):
 
     assert response.status_code == 200
     body = response.get_json()
-    assert set(body) == {"state", "errors", "logs", "modified", "stats"}
+    assert set(body) == {"state", "trigger", "errors", "logs", "modified", "stats"}
     assert body["state"] == "LOADED"
     assert body["errors"] == []
     assert body["logs"] == []
@@ -55,7 +55,7 @@ def test_info_is_the_seed_record_from_specstores_own_records(client, keypair):
     assert body["error_log"] == []
     assert body["reason"] == ""
     assert body["stats"] == {}
-    assert body["trigger"] is None
+    assert body["trigger"] == "upload"
     assert body["queued"] is body["started"] is body["ended"] is body["last_success"] is None
     assert body["pipeline"] is None
     assert body["source"] == spec
@@ -90,7 +90,8 @@ def test_revisions_by_number_latest_and_successful(client, keypair):
 
     second = client.get("/source/alice/gdp/2").get_json()
     assert set(second) == {
-        "id", "revision", "state", "spec_contents", "created", "modified", "errors", "stats"
+        "id", "revision", "trigger", "state", "spec_contents", "created", "modified", "errors",
+        "stats",
     }  # fmt: skip
     assert second["id"] == "alice/gdp/2"
     assert second["revision"] == 2

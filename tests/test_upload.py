@@ -37,9 +37,9 @@ def test_every_upload_is_a_new_consecutive_revision(client, app, keypair):
 
 def test_the_stored_spec_is_exactly_what_was_sent_unknown_keys_included(client, keypair):
     spec = make_spec()
-    spec["schedule"] = {"crontab": "*/5 * * * *"}
+    spec["schedule"] = "every 2w"
     spec["x-custom"] = {"anything": [1, 2.5, None, True]}
-    upload(client, spec, keypair.token("alice"))
+    assert upload(client, spec, keypair.token("alice")).status_code == 200
 
     stored = client.get("/source/alice/gdp/latest").get_json()["spec_contents"]
     assert stored == spec

@@ -31,7 +31,7 @@ from typing import Any
 
 import yaml
 
-from ..events import FAILED, LOADED, REGISTERED, RUNNING
+from ..events import FAILED, LOADED, REGISTERED, RUNNING, SUCCEEDED
 from ..http_client import HttpClient, PeerUnavailable
 from ..registry import Registry, RevisionRef
 from .planner import REVISION_KEY, Planner, given_descriptor
@@ -45,6 +45,8 @@ YamlLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 YamlDumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 SPEC_FILE = "pipeline-spec.yaml"
+# How much of DPP's log a revision brought up to date by reconciliation keeps.
+MAX_RECONCILED_LOG_LINES = 100
 LOCK_FILE = ".pipeline-spec.lock"  # DPP skips dot files
 
 
@@ -232,7 +234,6 @@ DASHBOARD_FIELDS = (
     "error_log",
     "reason",
     "stats",
-    "trigger",
     "dirty",
     "cache_hash",
     "queued",
@@ -262,6 +263,9 @@ class DppDashboard:
         if not isinstance(pipeline, dict) or pipeline.get(REVISION_KEY) != revision:
             return None
         found = {key: record[key] for key in DASHBOARD_FIELDS if key in record}
+        # specstore's trigger (upload, scheduled) stays; DPP's says why DPP ran it.
+        if "trigger" in record:
+            found["dpp_trigger"] = record["trigger"]
         if "state" in found:
             found["state"] = DPP_STATES.get(found["state"], found["state"])
         return found
@@ -272,9 +276,15 @@ class DppDispatcher:
 
     A spec that carries its data package is planned and handed over during the upload
     (no network involved); one that does not is planned in the background, where its
-    data package is fetched. A sweeper hands over what a stopped server stored but
-    never handed over, and ends FAILED the revisions DPP has said nothing about for
-    longer than ``silence_timeout`` (DPP never retries a hook that did not arrive).
+    data package is fetched. A sweeper, in every server process:
+
+    * hands over what a stopped server stored but never handed over (LOADED);
+    * reconciles: a revision DPP has sent no event about for ``reconcile_after`` is
+      looked up on DPP's dashboard (its record of the pipeline, if it is of this
+      revision) and brought to the state DPP recorded, so a hook that never arrived
+      (specstore restarting, say: DPP never retries one) leaves nothing waiting;
+    * ends FAILED, with the reason, a revision neither DPP's hooks nor its dashboard
+      have said anything about for ``silence_timeout``.
     """
 
     def __init__(
@@ -285,6 +295,8 @@ class DppDispatcher:
         pipelines: DppPipelines,
         hook_url: Callable[[int], str],
         silence_timeout: float,
+        reconcile_after: float = 120.0,
+        dashboard: DppDashboard | None = None,
         planners: int = 2,
         sweep_seconds: float | None = None,
     ) -> None:
@@ -292,8 +304,10 @@ class DppDispatcher:
         self.planner = planner
         self.reports = reports
         self.pipelines = pipelines
+        self.dashboard = dashboard
         self.silence_timeout = silence_timeout
-        self.sweep_seconds = sweep_seconds or min(30.0, silence_timeout / 2)
+        self.reconcile_after = min(reconcile_after, silence_timeout)
+        self.sweep_seconds = sweep_seconds or min(30.0, self.reconcile_after / 2)
         self._hook_url = hook_url
         self._planners = ThreadPoolExecutor(planners, thread_name_prefix="specstore-plan")
         self._lock = threading.Lock()
@@ -364,8 +378,13 @@ class DppDispatcher:
             if self._stopping.is_set():
                 return
             self._hand_over_guarded(ref, None)
+        quiet = now - dt.timedelta(seconds=self.reconcile_after)
         silent = now - dt.timedelta(seconds=self.silence_timeout)
-        for ref in self.registry.orphaned((REGISTERED, RUNNING), silent):
+        for ref, modified in self.registry.orphaned_since((REGISTERED, RUNNING), quiet):
+            if self._stopping.is_set():
+                return
+            if self.reconcile(ref) or modified >= silent:
+                continue
             log.warning("%s: no event from DPP for %g s", ref.flow_id, self.silence_timeout)
             self.registry.end(
                 ref,
@@ -375,6 +394,36 @@ class DppDispatcher:
                     "(DPP_SILENCE_TIMEOUT)"
                 ],
             )
+
+    def reconcile(self, ref: RevisionRef) -> bool:
+        """Bring ``ref`` to what DPP's dashboard recorded of its run: True when DPP has
+        ended it (and so it is ended here too). A run DPP says is going, which specstore
+        still had waiting, is RUNNING from now (once: a run that DPP says goes on for
+        ever ends by the silence timeout all the same)."""
+        if self.dashboard is None:
+            return False
+        pipeline_id = f"{ref.owner_id}/{ref.dataset}"
+        record = self.dashboard.record(pipeline_id, ref.revision)
+        state = (record or {}).get("state")
+        if state in (SUCCEEDED, FAILED):
+            log.info("%s: %s on DPP, by its dashboard", ref.flow_id, state)
+            lines = str(record.get("reason") or "").splitlines()[-MAX_RECONCILED_LOG_LINES:]
+            if lines:
+                emit(self.registry, self.reports, ref, pipeline_id, event="progress", log=lines)
+            emit(
+                self.registry,
+                self.reports,
+                ref,
+                pipeline_id,
+                event="finish",
+                success=state == SUCCEEDED,
+                stats=record.get("stats") or {},
+                errors=[str(line) for line in record.get("error_log") or []],
+            )
+            return True
+        if state == RUNNING:
+            emit(self.registry, self.reports, ref, pipeline_id, event="start")
+        return False
 
     def stop(self) -> None:
         self._stopping.set()

@@ -53,6 +53,7 @@ from datapackage_pipelines_specstore.steps import (
 )
 
 from ..events import FAILED, INVALID
+from ..schedules import describe, schedule_seconds
 
 if TYPE_CHECKING:
     from ..config import NpmRegistry
@@ -193,10 +194,12 @@ class Planner:
         limits: Limits,
         npm_registry: Callable[[str], NpmRegistry | None] = lambda name: None,
         run_timeout: float | None = None,
+        schedule_min_interval: float = 0.0,
     ) -> None:
         self.layout = layout
         self.limits = limits
         self.run_timeout = run_timeout
+        self.schedule_min_interval = schedule_min_interval
         self._engine_url = engine_url
         self._npm_registry = npm_registry
 
@@ -218,6 +221,12 @@ class Planner:
                 found.append(f"inputs[0].parameters['resource-mapping'][{name!r}]: {problem}")
         found += self._output_problems(spec)
         found += self._npm_problems(spec)
+        seconds = schedule_seconds(spec.get("schedule"))
+        if seconds is not None and seconds < self.schedule_min_interval:
+            found.append(
+                f"schedule: {spec['schedule']!r} is more often than this server runs datasets: "
+                f"{describe(self.schedule_min_interval)} at most (SCHEDULE_MIN_INTERVAL)"
+            )
         descriptor = given_descriptor(spec)
         if not found and descriptor is not None:
             try:
