@@ -11,6 +11,8 @@ import re
 
 SCHEDULE = re.compile(r"every ([1-9][0-9]{0,5})([mhdw])")
 UNIT_SECONDS = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+# The longest schedule: ten years (what the pattern allows runs past the calendar).
+MAX_SCHEDULE_SECONDS = 520 * UNIT_SECONDS["w"]
 
 
 def schedule_seconds(schedule: object) -> int | None:

@@ -269,8 +269,8 @@ def test_the_backslash_trick_is_refused_at_upload(engine, hostile, internal, key
     assert status == 400
     assert body["errors"] == [
         f"inputs[0].parameters['resource-mapping'].data: {trick!r} does not match: an http or "
-        "https URL: a host, a port from 0 to 65535 if any, and no white space, backslash or "
-        "control character"
+        "https URL: a host name (letters, digits, '-' and '.') or an IP address, a port from 0 "
+        "to 65535 if any, and printable ASCII after it, but for white space and backslash"
     ]
     assert engine.get(f"/source/alice/{spec['meta']['dataset']}/status")[0] == 404
     assert internal.requests == []

@@ -49,6 +49,19 @@ def test_a_schedule_more_often_than_the_server_allows_is_400(make_app, keypair):
     assert upload(client, spec, keypair.token("alice")).status_code == 200
 
 
+@pytest.mark.parametrize("schedule", ["every 521w", "every 3651d", "every 999999w"])
+def test_a_schedule_past_ten_years_is_400(client, keypair, schedule):
+    """A schedule so long that its due date would run past the calendar is refused."""
+    spec = make_spec()
+    spec["schedule"] = schedule
+    response = upload(client, spec, keypair.token("alice"))
+    assert response.status_code == 400
+    assert response.get_json()["errors"] == [f"schedule: {schedule!r} is longer than every 520w"]
+    assert client.get("/source/alice/gdp/status").status_code == 404
+    spec["schedule"] = "every 520w"
+    assert upload(client, spec, keypair.token("alice")).status_code == 200
+
+
 class Clock:
     def __init__(self) -> None:
         self.now = dt.datetime(2026, 11, 29, 12, 0, tzinfo=dt.UTC)

@@ -53,7 +53,7 @@ from datapackage_pipelines_specstore.steps import (
 )
 
 from ..events import FAILED, INVALID
-from ..schedules import describe, schedule_seconds
+from ..schedules import MAX_SCHEDULE_SECONDS, describe, schedule_seconds
 
 if TYPE_CHECKING:
     from ..config import NpmRegistry
@@ -226,6 +226,10 @@ class Planner:
             found.append(
                 f"schedule: {spec['schedule']!r} is more often than this server runs datasets: "
                 f"{describe(self.schedule_min_interval)} at most (SCHEDULE_MIN_INTERVAL)"
+            )
+        if seconds is not None and seconds > MAX_SCHEDULE_SECONDS:
+            found.append(
+                f"schedule: {spec['schedule']!r} is longer than {describe(MAX_SCHEDULE_SECONDS)}"
             )
         descriptor = given_descriptor(spec)
         if not found and descriptor is not None:
