@@ -116,10 +116,9 @@ class Database:
             self._read_engine = self.engine
         else:
             self._read_engine = make_engine(url, for_reads=True)
+        self._write_engine = self.engine.execution_options(**{_WRITE: True})
         self._reader = sessionmaker(self.engine, expire_on_commit=False)
-        self._writer = sessionmaker(
-            self.engine.execution_options(**{_WRITE: True}), expire_on_commit=False
-        )
+        self._writer = sessionmaker(self._write_engine, expire_on_commit=False)
 
     @property
     def dialect(self) -> str:
@@ -134,6 +133,14 @@ class Database:
         factory = self._writer if write else self._reader
         with _unavailable_as_503(), factory() as session, session.begin():
             yield session
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[Connection]:
+        """One write transaction on a Core connection, no ORM session: the hot write paths
+        (uploads, events) send their statements and nothing else. Committed when the block
+        ends, rolled back on any error; unreachable is :class:`ServiceUnavailable`."""
+        with _unavailable_as_503(), self._write_engine.begin() as connection:
+            yield connection
 
     def read(self, work: Callable[[Connection], T]) -> T:
         """The result of ``work``, which only reads, on a Core connection (no ORM
@@ -212,9 +219,11 @@ def alembic_config(url: str) -> AlembicConfig:
     return config
 
 
-def dialect_insert(session: Session) -> Callable[[Any], Any]:
-    """The ``insert`` of the session's database, the one with ``ON CONFLICT`` clauses."""
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+def dialect_insert(session: Session | Connection) -> Callable[[Any], Any]:
+    """The ``insert`` of the database ``session`` (or connection) is on, the one with
+    ``ON CONFLICT`` clauses."""
+    bind = session if isinstance(session, Connection) else session.get_bind()
+    dialect = postgresql if bind.dialect.name == "postgresql" else sqlite
     return dialect.insert
 
 

@@ -13,7 +13,6 @@ from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import Connection, Row, Select, and_, bindparam, func, or_, select, update
-from sqlalchemy.orm import defer
 
 from .db import Database, dialect_insert
 from .errors import NotFound
@@ -21,6 +20,7 @@ from .events import (
     FAILED,
     FINAL_STATES,
     LOADED,
+    QUEUE,
     REGISTERED,
     SUCCEEDED,
     PipelineEvent,
@@ -60,6 +60,27 @@ class RevisionRef:
     @property
     def flow_id(self) -> str:
         return flow_id(self.owner_id, self.dataset, self.revision)
+
+
+@dataclass(frozen=True)
+class Handover:
+    """What an engine made of a revision when it took it: the state it is in now
+    (REGISTERED: queued to run; INVALID or FAILED: it cannot run, ``errors`` say why), the
+    pipelines planned for it, the lease of the runner that holds it, whether the older
+    revisions still waiting are superseded by it, and how to take back what the engine
+    wrote outside the database, should the transaction that records it fail."""
+
+    state: str = REGISTERED
+    pipelines: dict[str, Any] | None = None
+    errors: tuple[str, ...] = ()
+    lease: tuple[str, dt.datetime] | None = None
+    supersedes: bool = False
+    undo: Callable[[], None] | None = None
+
+
+# An engine's first look at a new revision, inside the transaction that stores it; None:
+# the engine takes it later, outside (it needs the network, say).
+Prepare = Callable[[RevisionRef, dict[str, Any]], Handover | None]
 
 
 @dataclass(frozen=True)
@@ -125,6 +146,19 @@ REVISION_COLUMNS = (
     "ended",
 )
 REVISION_DOCUMENTS = ("spec", "pipelines")
+# What an event reads of a revision: its row id and number, then what an event may change.
+_TRACKED = (
+    "id",
+    "revision",
+    "state",
+    "success",
+    "logs",
+    "errors",
+    "stats",
+    "queued",
+    "started",
+    "ended",
+)
 # What each kind of answer reads of a dataset and of its revision: nothing more.
 DATASET_KEY = ("owner_id", "name", "findability")
 VIEWS = {
@@ -219,11 +253,17 @@ def _revision_query(kind: str, view: str) -> Select[Any]:
 
 
 def _insert_revision(
-    session: Any, dataset_id: int, number: int, spec: dict[str, Any], trigger: str, now: dt.datetime
+    connection: Any,
+    dataset_id: int,
+    number: int,
+    spec: dict[str, Any],
+    trigger: str,
+    now: dt.datetime,
 ) -> int:
-    """Insert revision ``number`` of a dataset, LOADED; its row id."""
+    """Insert revision ``number`` of a dataset, LOADED; its row id (``connection``: a Core
+    connection or an ORM session)."""
     revisions = Revision.__table__
-    return session.scalar(
+    return connection.scalar(
         revisions.insert()
         .values(
             dataset_id=dataset_id,
@@ -242,20 +282,86 @@ def _insert_revision(
     )
 
 
+def _record_handover(
+    connection: Connection, dataset_id: int, ref: RevisionRef, handover: Handover, now: dt.datetime
+) -> bool:
+    """Move revision ``ref`` on from LOADED as ``handover`` says; False when it was not
+    LOADED (nothing changes)."""
+    revisions = Revision.__table__
+    values: dict[str, Any] = {"state": handover.state, "modified": now}
+    if handover.pipelines is not None:
+        values["pipelines"] = handover.pipelines
+    if handover.lease is not None:
+        values["lease_owner"], values["lease_until"] = handover.lease
+    if handover.state in FINAL_STATES:
+        values.update(
+            success=handover.state == SUCCEEDED,
+            errors=list(handover.errors),
+            started=now,
+            ended=now,
+        )
+    else:
+        values["queued"] = now
+    moved = connection.execute(
+        update(revisions)
+        .where(revisions.c.id == ref.row_id, revisions.c.state == LOADED)
+        .values(**values)
+    ).rowcount
+    if not moved:
+        return False
+    if handover.state == REGISTERED:
+        count_event(QUEUE)
+        if handover.supersedes:
+            _supersede_waiting(connection, dataset_id, ref.revision, now)
+    connection.execute(
+        update(Dataset.__table__).where(Dataset.__table__.c.id == dataset_id).values(modified=now)
+    )
+    return True
+
+
+def _supersede_waiting(
+    connection: Connection, dataset_id: int, revision: int, now: dt.datetime
+) -> int:
+    """End the dataset's revisions older than ``revision`` still waiting to run (LOADED or
+    REGISTERED): FAILED, superseded. How many were ended."""
+    revisions = Revision.__table__
+    return connection.execute(
+        update(revisions)
+        .where(
+            revisions.c.dataset_id == dataset_id,
+            revisions.c.revision < revision,
+            revisions.c.state.in_((LOADED, REGISTERED)),
+        )
+        .values(
+            state=FAILED,
+            success=False,
+            errors=[f"superseded by revision {revision} before it ran"],
+            started=func.coalesce(revisions.c.started, now),
+            ended=now,
+            modified=now,
+        )
+    ).rowcount
+
+
 class Registry:
     def __init__(self, database: Database, clock: Callable[[], dt.datetime] = utcnow) -> None:
         self.database = database
         self.clock = clock
 
-    def register_revision(self, spec: dict[str, Any]) -> RevisionRef:
-        """Store ``spec`` (already validated) as its dataset's next revision, an upload.
+    def register_revision(
+        self, spec: dict[str, Any], prepare: Prepare | None = None
+    ) -> tuple[RevisionRef, Handover | None]:
+        """Store ``spec`` (already validated) as its dataset's next revision, an upload,
+        and let the engine take it (``prepare``), all in one transaction.
 
         The dataset row is created with its counter at 1, or its counter bumped by
-        one, by a single ``INSERT ... ON CONFLICT DO UPDATE ... RETURNING`` in the
-        same transaction as the revision's insert: concurrent uploads of one
-        dataset wait on that row and each gets the next number, with no gaps and
-        no duplicates. The dataset's schedule becomes the spec's (due one interval from
-        now), or none.
+        one, by a single ``INSERT ... ON CONFLICT DO UPDATE ... RETURNING``: concurrent
+        uploads of one dataset wait on that row and each gets the next number, with no
+        gaps and no duplicates. The dataset's schedule becomes the spec's (due one
+        interval from now), or none. ``prepare`` runs with the row locked; what it hands
+        back (see :class:`Handover`) is recorded in the same transaction, and its ``undo``
+        is called if that transaction fails. The revision, and the engine's handover
+        (None: the revision is LOADED, for the engine to take later).
         """
         meta = spec["meta"]
         owner_id, name = meta["ownerid"], meta["dataset"]
@@ -264,32 +370,54 @@ class Registry:
         now = self.clock()
         next_run = now + dt.timedelta(seconds=seconds) if seconds else None
         datasets = Dataset.__table__
-        with self.database.transaction(write=True) as session:
-            insert = dialect_insert(session)(datasets)
-            counted = insert.values(
-                owner_id=owner_id,
-                name=name,
-                last_revision=1,
-                findability=findability,
-                created=now,
-                modified=now,
-                schedule_seconds=seconds,
-                next_run=next_run,
-            ).on_conflict_do_update(
-                index_elements=["owner_id", "name"],
-                set_={
-                    "last_revision": datasets.c.last_revision + 1,
-                    "findability": insert.excluded.findability,
-                    "modified": insert.excluded.modified,
-                    "schedule_seconds": insert.excluded.schedule_seconds,
-                    "next_run": insert.excluded.next_run,
-                },
+        handover = None
+        try:
+            with self.database.writing() as connection:
+                insert = dialect_insert(connection)(datasets)
+                counted = insert.values(
+                    owner_id=owner_id,
+                    name=name,
+                    last_revision=1,
+                    findability=findability,
+                    created=now,
+                    modified=now,
+                    schedule_seconds=seconds,
+                    next_run=next_run,
+                ).on_conflict_do_update(
+                    index_elements=["owner_id", "name"],
+                    set_={
+                        "last_revision": datasets.c.last_revision + 1,
+                        "findability": insert.excluded.findability,
+                        "modified": insert.excluded.modified,
+                        "schedule_seconds": insert.excluded.schedule_seconds,
+                        "next_run": insert.excluded.next_run,
+                    },
+                )
+                dataset_id, number = connection.execute(
+                    counted.returning(datasets.c.id, datasets.c.last_revision)
+                ).one()
+                row_id = _insert_revision(connection, dataset_id, number, spec, UPLOAD, now)
+                ref = RevisionRef(owner_id, name, number, row_id)
+                handover = prepare(ref, spec) if prepare is not None else None
+                if handover is not None:
+                    _record_handover(connection, dataset_id, ref, handover, now)
+        except BaseException:
+            if handover is not None and handover.undo is not None:
+                handover.undo()
+            raise
+        return ref, handover
+
+    def hand_over(self, ref: RevisionRef, handover: Handover) -> bool:
+        """Record what the engine made of a LOADED revision it took (see :class:`Handover`),
+        in one transaction; False (nothing recorded) when it is LOADED no more."""
+        now = self.clock()
+        with self.database.writing() as connection:
+            dataset_id = connection.scalar(
+                select(Revision.dataset_id).where(Revision.id == ref.row_id)
             )
-            dataset_id, number = session.execute(
-                counted.returning(datasets.c.id, datasets.c.last_revision)
-            ).one()
-            row_id = _insert_revision(session, dataset_id, number, spec, UPLOAD, now)
-            return RevisionRef(owner_id, name, number, row_id)
+            return dataset_id is not None and _record_handover(
+                connection, dataset_id, ref, handover, now
+            )
 
     def fire_schedules(self, limit: int = 20) -> list[tuple[RevisionRef, dict[str, Any]]]:
         """Add a ``scheduled`` revision, the same spec as the newest, to each dataset whose
@@ -337,51 +465,61 @@ class Registry:
                 fired.append((RevisionRef(owner_id, name, number, row_id), spec))
         return fired
 
-    def apply_event(
-        self,
-        event: PipelineEvent,
-        plan: dict[str, Any] | None = None,
-    ) -> EventOutcome:
-        """Record an engine event on the revision it is for (the newest by default).
+    def apply_event(self, event: PipelineEvent, plan: dict[str, Any] | None = None) -> EventOutcome:
+        """Record an engine event on the revision it is for (the newest by default), and,
+        when an engine starts a revision it planned only then, its plan (``plan``).
 
-        An engine handing a revision over records, in the same transaction, the
-        pipelines it planned (``plan``).
+        One transaction: both rows read and locked in one statement (only the columns an
+        event changes: the spec and the plan stay in the database), then the columns
+        that changed written back.
         """
         pipeline = event.pipeline
         now = self.clock()
-        with self.database.transaction(write=True) as session:
-            named = (Dataset.owner_id == pipeline.owner_id, Dataset.name == pipeline.dataset)
-            number = event.revision or Dataset.last_revision
-            # Both rows, locked, in one round trip; the spec (the largest column, which
-            # no event changes) and the plan are left in the database.
-            row = session.execute(
-                select(Dataset, Revision)
+        datasets, revisions = Dataset.__table__, Revision.__table__
+        with self.database.writing() as connection:
+            named = (
+                datasets.c.owner_id == pipeline.owner_id,
+                datasets.c.name == pipeline.dataset,
+            )
+            number = event.revision or datasets.c.last_revision
+            row = connection.execute(
+                select(datasets.c.id, *(revisions.c[name] for name in _TRACKED))
                 .join(
-                    Revision,
-                    and_(Revision.dataset_id == Dataset.id, Revision.revision == number),
+                    revisions,
+                    and_(revisions.c.dataset_id == datasets.c.id, revisions.c.revision == number),
                 )
                 .where(*named)
-                .options(defer(Revision.spec), defer(Revision.pipelines))
                 .with_for_update()
             ).first()
             if row is None:
-                newest = session.scalar(select(Dataset.last_revision).where(*named))
+                newest = connection.scalar(select(datasets.c.last_revision).where(*named))
                 if newest is None:
                     raise NotFound(f"unknown pipeline {str(pipeline)!r}")
                 missing = event.revision or newest
                 raise NotFound(f"pipeline {str(pipeline)!r} has no revision {missing}")
-            dataset, revision = row
-            if plan is not None:
-                revision.pipelines = plan
-            applied = apply_event(revision, event, now)
+            dataset_id, row_id, revision, *tracked = row
+            before = dict(zip(_TRACKED[2:], tracked, strict=True))
+            target = SimpleNamespace(**before)
+            applied = apply_event(target, event, now)
             count_event(event.event)
+            changed = {name: value for name, value in vars(target).items() if value != before[name]}
+            if plan is not None:
+                changed["pipelines"] = plan
             if applied:
-                revision.modified = now
-                dataset.modified = now
-                if revision.state == SUCCEEDED:
-                    dataset.last_success = now
+                changed["modified"] = now
+            if changed:
+                connection.execute(
+                    update(revisions).where(revisions.c.id == row_id).values(**changed)
+                )
+            if applied:
+                dataset_changes = {"modified": now}
+                if target.state == SUCCEEDED:
+                    dataset_changes["last_success"] = now
+                connection.execute(
+                    update(datasets).where(datasets.c.id == dataset_id).values(**dataset_changes)
+                )
             return EventOutcome(
-                flow_id(dataset.owner_id, dataset.name, revision.revision), revision.state, applied
+                flow_id(pipeline.owner_id, pipeline.dataset, revision), target.state, applied
             )
 
     def revision(
@@ -472,27 +610,6 @@ class Registry:
                 update(Dataset).where(Dataset.id == revision.dataset_id).values(modified=now)
             )
             return True
-
-    def supersede_waiting(self, ref: RevisionRef) -> int:
-        """End the revisions of ``ref``'s dataset older than it that are still waiting to
-        run (LOADED or REGISTERED): FAILED, superseded. How many were ended."""
-        now = self.clock()
-        with self.database.transaction(write=True) as session:
-            dataset_id = select(Revision.dataset_id).where(Revision.id == ref.row_id)
-            waiting = session.scalars(
-                select(Revision)
-                .where(
-                    Revision.dataset_id == dataset_id.scalar_subquery(),
-                    Revision.revision < ref.revision,
-                    Revision.state.in_((LOADED, REGISTERED)),
-                )
-                .with_for_update()
-            ).all()
-            message = f"superseded by revision {ref.revision} before it ran"
-            ended = [revision for revision in waiting if end_run(revision, FAILED, [message], now)]
-            for revision in ended:
-                revision.modified = now
-            return len(ended)
 
     def claim(self, ref: RevisionRef, owner: str, until: dt.datetime) -> bool:
         """Take the lease on an unfinished revision, unless a live runner holds it."""

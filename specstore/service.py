@@ -141,12 +141,15 @@ class SourceService:
         problems = self.planner.problems(spec)
         if problems:
             raise InvalidSpec(*problems)
-        ref = self.registry.register_revision(spec)
-        if self.engine is not None:
+        engine = self.engine
+        ref, handover = self.registry.register_revision(
+            spec, engine.prepare if engine is not None else None
+        )
+        if engine is not None:
             try:
-                self.engine.dispatch(ref, spec)
+                engine.dispatch(ref, spec, handover)
             except Exception:
-                # Stored is stored: the engine's start-up sweep hands it over later.
+                # Stored is stored: the engine's sweep takes it over later.
                 log.exception("handing %s to the engine failed", ref.flow_id)
         return ref
 

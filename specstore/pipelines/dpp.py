@@ -25,6 +25,7 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from json.decoder import scanstring
 from pathlib import Path
 from typing import Any
@@ -33,10 +34,9 @@ import yaml
 
 from ..events import FAILED, LOADED, REGISTERED, RUNNING, SUCCEEDED
 from ..http_client import HttpClient, PeerUnavailable
-from ..registry import Registry, RevisionRef
-from .planner import REVISION_KEY, Planner, given_descriptor
+from ..registry import Handover, Registry, RevisionRef
+from .planner import REVISION_KEY, PlanError, Planner, given_descriptor
 from .reports import Reports, emit
-from .runner import plan_or_end
 
 log = logging.getLogger(__name__)
 
@@ -77,42 +77,76 @@ class DppPipelines:
         except FileNotFoundError:
             return {}
 
-    def write(self, owner_id: str, pipelines: dict[str, dict[str, Any]]) -> dict[str, int]:
+    def write(self, owner_id: str, pipelines: dict[str, dict[str, Any]]) -> Written:
         """Put ``pipelines`` (ids ``<ownerid>/<key>``) into the owner's spec file.
 
         A pipeline already there from a newer revision is left as it is; the answer
-        names those, with the newer revision's number. In the
-        usual case (a file this method wrote as JSON, one pipeline per line) the
-        other pipelines are carried over as lines of text, never parsed: the cost
-        of a write hardly grows with the number of the owner's datasets.
+        names those, with the newer revision's number, and keeps what the file held
+        before, for :meth:`take_back`. In the usual case (a file this method wrote as
+        JSON, one pipeline per line) the other pipelines are carried over as lines of
+        text, never parsed: the cost of a write grows with the size of the owner's file
+        (its datasets), not with what is in it.
         """
         directory = self.owner_dir(owner_id)
-        path = directory / SPEC_FILE
         with self._locked(directory):
-            try:
-                text = path.read_text(encoding="utf-8")
-            except FileNotFoundError:
-                text = ""
-            lines = _json_lines(text)
-            if lines is None:
-                # YAML (written by PyYAML, by hand, or by an older specstore): parse it whole
-                # and check each of its pipelines before it is written as JSON.
-                lines = {key: _line(key, value) for key, value in parse(text).items()}
-                unchecked = set(lines)
-            else:
-                unchecked = set()  # every line in the file was checked when it was written
-            newer = {}
+            lines, unchecked = self._lines(directory / SPEC_FILE)
+            written = Written(owner_id)
             for pipeline_id, details in pipelines.items():
                 key = pipeline_id.split("/", 1)[1]
                 there = _revision(lines[key]) if key in lines else 0
                 if there > details.get(REVISION_KEY, 0):
-                    newer[pipeline_id] = there
+                    written.newer[pipeline_id] = there
                     continue
+                written.previous[key] = lines.get(key)
+                written.revision = details.get(REVISION_KEY, 0)
                 lines[key] = _line(key, details)
                 unchecked.add(key)
-            if len(newer) < len(pipelines):
-                _replace(path, _text(lines, unchecked))
-            return newer
+            if written.previous:
+                _replace(directory / SPEC_FILE, _text(lines, unchecked))
+            return written
+
+    def take_back(self, written: Written) -> None:
+        """Put back what :meth:`write` replaced, where the file still holds what it wrote
+        (a write whose revision was never stored must not be run)."""
+        directory = self.owner_dir(written.owner_id)
+        with self._locked(directory):
+            lines, unchecked = self._lines(directory / SPEC_FILE)
+            for key, line in written.previous.items():
+                if key not in lines or _revision(lines[key]) != written.revision:
+                    continue
+                if line is None:
+                    del lines[key]
+                else:
+                    lines[key] = line
+            _replace(directory / SPEC_FILE, _text(lines, unchecked))
+
+    @staticmethod
+    def _lines(path: Path) -> tuple[dict[str, str], set[str]]:
+        """The pipelines in the file at ``path`` as JSON lines by key, and the keys whose
+        lines are not yet known to read the same through YAML."""
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            text = ""
+        lines = _json_lines(text)
+        if lines is None:
+            # YAML (written by PyYAML, by hand, or by an older specstore): parse it whole
+            # and check each of its pipelines before it is written as JSON.
+            lines = {key: _line(key, value) for key, value in parse(text).items()}
+            return lines, set(lines)
+        return lines, set()  # every line in the file was checked when it was written
+
+
+@dataclass
+class Written:
+    """What one :meth:`DppPipelines.write` did: the pipelines it left alone because the
+    file had them from a newer revision (``newer``, id -> that revision), and the lines it
+    replaced (``previous``, key -> line, None where there was none)."""
+
+    owner_id: str
+    newer: dict[str, int] = field(default_factory=dict)
+    previous: dict[str, str | None] = field(default_factory=dict)
+    revision: int = 0
 
 
 def parse(text: str) -> dict[str, Any]:
@@ -314,9 +348,21 @@ class DppDispatcher:
         self._started = False
         self._stopping = threading.Event()
 
-    def dispatch(self, ref: RevisionRef, spec: dict[str, Any] | None = None) -> None:
-        """Hand ``ref`` over: now when its spec (if the caller has it at hand) carries its
-        data package, else in the background."""
+    def prepare(self, ref: RevisionRef, spec: dict[str, Any]) -> Handover | None:
+        """Inside the upload's transaction: a spec that carries its data package is
+        planned and its pipelines written where DPP finds them (no network involved);
+        one that does not is left LOADED, to be planned in the background (None)."""
+        if given_descriptor(spec) is None:
+            return None
+        return self._take(ref, spec)
+
+    def dispatch(
+        self, ref: RevisionRef, spec: dict[str, Any] | None = None, handover: Handover | None = None
+    ) -> None:
+        """Hand ``ref`` over, unless its upload did (``handover``): now when its spec (if
+        the caller has it at hand) carries its data package, else in the background."""
+        if handover is not None:
+            return
         if spec is not None and given_descriptor(spec) is not None:
             self.hand_over(ref, spec)
         else:
@@ -329,26 +375,51 @@ class DppDispatcher:
             log.exception("handing %s to DPP failed", ref.flow_id)
 
     def hand_over(self, ref: RevisionRef, spec: dict[str, Any] | None = None) -> None:
-        """Plan ``ref``, write its pipelines where DPP finds them, then record the plan
-        and the queue event in one go."""
+        """Plan ``ref`` (fetching its data package if the spec does not carry it), write
+        its pipelines where DPP finds them, and record it all in one transaction."""
+        newer = self.registry.superseded_by(ref)
+        if newer is not None:
+            # Planning it would be for nothing, and might wait on the network.
+            self.registry.end(ref, FAILED, [f"superseded by revision {newer} before it ran"])
+            return
         if spec is None:
             spec = self.registry.spec_of(ref)
-        hooks = [self._hook_url(ref.revision)]
-        plan = plan_or_end(self.registry, self.planner, ref, spec, hooks)
-        if plan is None:
-            return
+        handover = self._take(ref, spec)
         try:
-            newer = self.pipelines.write(ref.owner_id, plan.pipelines)
+            recorded = self.registry.hand_over(ref, handover)
+        except BaseException:
+            if handover.undo is not None:
+                handover.undo()
+            raise
+        if not recorded and handover.undo is not None:
+            handover.undo()
+
+    def _take(self, ref: RevisionRef, spec: dict[str, Any]) -> Handover:
+        """Plan ``ref`` and write its files and pipelines: what it comes to."""
+        try:
+            descriptor = self.planner.descriptor(spec)
+            hooks = [self._hook_url(ref.revision)]
+            plan = self.planner.plan(spec, ref.revision, descriptor, hooks=hooks)
+            plan.write_attachments()
+        except PlanError as exc:
+            return Handover(exc.state, errors=tuple(exc.messages))
         except OSError as exc:
-            self.registry.end(ref, FAILED, [f"the pipeline could not be written for DPP: {exc}"])
-            return
-        if plan.main_id in newer:
-            message = f"superseded by revision {newer[plan.main_id]} before it ran"
-            self.registry.end(ref, FAILED, [message])
-            return
-        emit(self.registry, self.reports, ref, plan.main_id, plan.pipelines, event="queue")
+            message = f"the pipeline's files could not be written: {exc.strerror}"
+            return Handover(FAILED, errors=(message,))
+        try:
+            written = self.pipelines.write(ref.owner_id, plan.pipelines)
+        except OSError as exc:
+            return Handover(FAILED, errors=(f"the pipeline could not be written for DPP: {exc}",))
+        if plan.main_id in written.newer:
+            message = f"superseded by revision {written.newer[plan.main_id]} before it ran"
+            return Handover(FAILED, errors=(message,))
         # DPP runs what its files say: older revisions still waiting never will.
-        self.registry.supersede_waiting(ref)
+        return Handover(
+            REGISTERED,
+            pipelines=plan.pipelines,
+            supersedes=True,
+            undo=lambda: self.pipelines.take_back(written),
+        )
 
     def start(self) -> None:
         """Start the sweeper (once per process)."""

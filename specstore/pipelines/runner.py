@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..events import FAILED, LOADED, REGISTERED, RUNNING
-from ..registry import Registry, RevisionRef
+from ..registry import Handover, Registry, RevisionRef
 from .planner import Plan, PlanError, Planner
 from .reports import Reports, emit
 
@@ -146,12 +146,28 @@ class EmbeddedRunner:
 
     # -- taking work -----------------------------------------------------------------
 
-    def dispatch(self, ref: RevisionRef, spec: dict[str, Any] | None = None) -> None:
-        """Claim ``ref`` and queue it for a worker thread (which plans it when it runs)."""
+    def prepare(self, ref: RevisionRef, spec: dict[str, Any]) -> Handover | None:
+        """Inside the upload's transaction: the new revision is queued here, this process
+        holding its lease (it is planned when a worker runs it)."""
+        if self._stopping.is_set():
+            return None
+        return Handover(REGISTERED, lease=(self.identity, self._lease_end()))
+
+    def dispatch(
+        self, ref: RevisionRef, spec: dict[str, Any] | None = None, handover: Handover | None = None
+    ) -> None:
+        """Queue ``ref`` for a worker thread (which plans it when it runs): claimed and
+        queued now, unless its upload did both (``handover``)."""
         self.start()
-        if self._stopping.is_set() or not self._claim(ref):
+        if self._stopping.is_set():
             return
-        emit(self.registry, self.reports, ref, f"{ref.owner_id}/{ref.dataset}", event="queue")
+        if handover is not None and handover.lease is not None:
+            with self._lock:
+                self._held[ref.row_id] = ref
+        elif self._claim(ref):
+            emit(self.registry, self.reports, ref, f"{ref.owner_id}/{ref.dataset}", event="queue")
+        else:
+            return
         assert self._pool is not None
         self._pool.submit(self._run_guarded, ref)
 

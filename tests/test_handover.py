@@ -1,0 +1,164 @@
+"""An upload is stored and handed to its engine in one transaction, and never waits on the
+network: what needs a fetch to be planned is planned in the background, and a revision a
+stopped server left LOADED is planned by the next one. On SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import threading
+from collections.abc import Iterator
+
+import pytest
+import yaml
+from sqlalchemy import event, select, text, update
+
+from specstore.models import Revision
+from specstore.pipelines.dpp import SPEC_FILE
+from specstore.registry import Registry
+from tests.conftest import database_of, stored_datasets, stored_revisions, upload
+from tests.support.pipelines import carrying_its_package, example_spec, wait_for
+
+
+@contextlib.contextmanager
+def commits_on_this_thread(app) -> Iterator[list[str]]:
+    """The transactions this thread commits while the block runs (runner threads aside)."""
+    engine = database_of(app).engine
+    thread = threading.get_ident()
+    committed: list[str] = []
+
+    def on_commit(connection) -> None:
+        if threading.get_ident() == thread:
+            committed.append("commit")
+
+    event.listen(engine, "commit", on_commit)
+    try:
+        yield committed
+    finally:
+        event.remove(engine, "commit", on_commit)
+
+
+def _pipelines_file(root) -> dict:
+    return yaml.safe_load((root / "alice" / SPEC_FILE).read_text())
+
+
+def test_an_upload_carrying_its_package_is_planned_and_handed_to_dpp_in_one_transaction(
+    make_app, keypair, example_data, tmp_path
+):
+    root = tmp_path / "dpp"
+    app = make_app(dpp_pipelines_dir=str(root))
+    client = app.test_client()
+    upload(client, carrying_its_package(example_data), keypair.token("alice"))
+    with commits_on_this_thread(app) as committed:
+        response = upload(client, carrying_its_package(example_data), keypair.token("alice"))
+    assert response.status_code == 200, response.get_json()
+    assert committed == ["commit"]
+    # When the answer went out: revision 2 waits for DPP, its plan stored and its
+    # pipeline in DPP's file; revision 1, which DPP will never run, is superseded.
+    assert client.get("/source/alice/gdp/status").get_json()["state"] == "REGISTERED"
+    info = client.get("/source/alice/gdp/info").get_json()
+    assert info["revision"] == 2 and info["queued"] is not None
+    assert info["pipeline"]["specstore-revision"] == 2
+    assert _pipelines_file(root)["gdp"]["specstore-revision"] == 2
+    assert client.get("/source/alice/gdp/1").get_json()["errors"] == [
+        "superseded by revision 2 before it ran"
+    ]
+
+
+def test_an_upload_on_the_embedded_runner_is_queued_in_one_transaction(
+    make_app, keypair, example_data
+):
+    app = make_app(runner_workers=1)
+    client = app.test_client()
+    with commits_on_this_thread(app) as committed:
+        response = upload(client, example_spec(example_data), keypair.token("alice"))
+    assert response.status_code == 200, response.get_json()
+    assert committed == ["commit"]
+    revision = client.get("/source/alice/gdp/1").get_json()
+    assert revision["state"] in ("REGISTERED", "RUNNING", "SUCCEEDED"), revision
+    final = wait_for(lambda: client.get("/source/alice/gdp/status").get_json())
+    assert final["state"] == "SUCCEEDED", final
+
+
+@pytest.fixture
+def refused_handover(make_app):
+    """The database refuses, with an error, to record any revision as handed over."""
+    app = make_app()
+    database = database_of(app)
+    if database.dialect == "postgresql":
+        create = [
+            "CREATE FUNCTION refuse_handover() RETURNS trigger AS $$ BEGIN "
+            "RAISE EXCEPTION 'could not extend file: No space left on device'; END $$ "
+            "LANGUAGE plpgsql",
+            "CREATE TRIGGER refuse_handover BEFORE UPDATE ON revisions FOR EACH ROW "
+            "WHEN (NEW.state = 'REGISTERED') EXECUTE FUNCTION refuse_handover()",
+        ]
+        drop = ["DROP TRIGGER refuse_handover ON revisions", "DROP FUNCTION refuse_handover()"]
+    else:
+        create = [
+            "CREATE TRIGGER refuse_handover BEFORE UPDATE ON revisions "
+            "WHEN NEW.state = 'REGISTERED' BEGIN "
+            "SELECT RAISE(ABORT, 'database or disk is full'); END"
+        ]
+        drop = ["DROP TRIGGER refuse_handover"]
+
+    def run(statements: list[str]) -> None:
+        with database.engine.begin() as connection:
+            for statement in statements:
+                connection.execute(text(statement))
+
+    yield lambda: run(create)
+    with contextlib.suppress(Exception):
+        run(drop)
+
+
+def test_a_handover_the_database_refuses_takes_its_pipeline_back(
+    make_app, refused_handover, keypair, example_data, tmp_path
+):
+    """The pipeline file is written before the transaction commits; when the commit
+    fails, DPP's file is put back as it was, so DPP never runs a revision that was not
+    stored."""
+    root = tmp_path / "dpp"
+    app = make_app(dpp_pipelines_dir=str(root))
+    client = app.test_client()
+    first = upload(client, carrying_its_package(example_data), keypair.token("alice"))
+    assert first.status_code == 200
+    before = (root / "alice" / SPEC_FILE).read_bytes()
+
+    refused_handover()
+    for dataset in ("gdp", "another"):
+        response = upload(
+            client, carrying_its_package(example_data, dataset=dataset), keypair.token("alice")
+        )
+        assert response.status_code == 500
+        assert response.get_json()["errors"] == ["internal error"]
+
+    assert (root / "alice" / SPEC_FILE).read_bytes() == before
+    assert stored_revisions(app) == [("alice", "gdp", 1, "REGISTERED")]
+    assert stored_datasets(app) == [("alice", "gdp", 1)]
+
+
+def test_a_revision_a_stopped_server_left_loaded_is_planned_by_the_next(
+    make_app, keypair, example_data, tmp_path
+):
+    """Stored, not handed over (the server stopped in between): the next server's sweep
+    plans it and hands it to DPP."""
+    stopped = make_app()
+    spec = carrying_its_package(example_data)
+    Registry(database_of(stopped)).register_revision(spec)
+    long_ago = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
+    with database_of(stopped).transaction(write=True) as session:
+        session.execute(update(Revision).values(modified=long_ago))
+    assert stored_revisions(stopped) == [("alice", "gdp", 1, "LOADED")]
+
+    root = tmp_path / "dpp"
+    restarted = make_app(dpp_pipelines_dir=str(root))
+    restarted.extensions["specstore.components"].start_engine()
+    client = restarted.test_client()
+    status = wait_for(
+        lambda: client.get("/source/alice/gdp/status").get_json(), states=("REGISTERED",)
+    )
+    assert status["errors"] == []
+    assert _pipelines_file(root)["gdp"]["specstore-revision"] == 1
+    with database_of(restarted).transaction() as session:
+        assert session.scalar(select(Revision.pipelines)) is not None
