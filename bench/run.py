@@ -1,14 +1,19 @@
 """specstore's benchmark (`make bench`).
 
-specstore runs under gunicorn (2 sync workers) on a throw-away PostgreSQL holding
-a registry of DATASETS datasets with 3 revisions each; wrk, a separate process,
-drives each route for a few seconds per round. A minimal Flask app under the same
-gunicorn settings is measured in the same run as the baseline, and every figure
-is also given as a ratio to it (medians over the rounds: the machine is noisy).
-Then status latency is measured at 1,000, 10,000 and 100,000 datasets, and the
-workers' peak memory is read from /proc.
+specstore runs under gunicorn (2 sync workers, DPP mode: uploads plan and write
+pipeline files) on a throw-away PostgreSQL holding a registry of DATASETS datasets
+with 3 revisions each; wrk, a separate process, drives each route for SECONDS per run,
+at each concurrency (-c8 and -c32), for ROUNDS rounds. Uploads send the DataHub
+client's spec shape (its data package inline, with README and schemas), each owner's
+with the owner's token; one more upload run sends specs that need a fetch to be planned
+from a host that does not resolve. A minimal Flask app under the same gunicorn settings
+is measured in the same rounds as the baseline, and every figure is also given as a
+ratio to it (medians over the rounds: the machine is noisy). A mixed run has 64
+connections poll status while 8 upload. Then status latency is measured at 1,000,
+10,000 and 100,000 datasets, the workers' peak memory is read from /proc, and
+bench/layers.py says where the time of a status and of an upload goes.
 
-The table is printed and written to bench/results.md.
+The tables are printed and written to bench/results.md.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import json
 import os
 import platform
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -26,11 +32,13 @@ import tempfile
 import time
 from pathlib import Path
 
+import requests
 from sqlalchemy import create_engine, insert
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench import layers  # noqa: E402
 from specstore.db import Database  # noqa: E402
 from specstore.models import Dataset, Revision  # noqa: E402
 from tests.support.postgres import PostgresServer  # noqa: E402
@@ -40,27 +48,85 @@ from tests.support.tokens import KeyPair  # noqa: E402
 
 OWNERS = 100
 HOOK_TOKEN = "bench-hook-token"  # noqa: S105
+POLLED = "/source/owner-0/ds-0/status"  # the dataset a poller asks about with its ETag
 LUA = Path(__file__).parent / "lua"
-SPEC = {
-    "meta": {"version": 1, "ownerid": "%OWNER%", "owner": "Bench", "dataset": "%NAME%"},
+README = "# GDP\n\nGross domestic product by country and year, in current US dollars.\n" * 12
+TABLE_SCHEMA = {
+    "fields": [
+        {"name": "country", "type": "string"},
+        {"name": "year", "type": "integer"},
+        {"name": "gdp", "type": "number"},
+    ]
+}
+# The shape the DataHub client sends: its data package inline, README and schemas with it.
+CLIENT_SPEC = {
+    "meta": {
+        "version": 1,
+        "ownerid": "%OWNER%",
+        "owner": "Bench",
+        "dataset": "%NAME%",
+        "findability": "published",
+    },
     "inputs": [
         {
             "kind": "datapackage",
-            "url": "http://files.bench/datapackage.json",
+            "url": "http://rawstore.bench/owner/gdp/datapackage.json",
             "parameters": {
-                "resource-mapping": {"gdp": "http://files.bench/gdp.csv"},
-                "descriptor": {"name": "gdp", "resources": [{"name": "gdp", "path": "gdp.csv"}]},
+                "resource-mapping": {
+                    "data/gdp.csv": "http://rawstore.bench/9f86d081884c7d65?Signature=bench"
+                },
+                "descriptor": {
+                    "name": "gdp",
+                    "title": "GDP",
+                    "readme": README,
+                    "resources": [
+                        {
+                            "name": "gdp",
+                            "path": "data/gdp.csv",
+                            "format": "csv",
+                            "mediatype": "text/csv",
+                            "encoding": "utf-8",
+                            "schema": TABLE_SCHEMA,
+                        }
+                    ],
+                },
             },
         }
     ],
-    "processing": [{"input": "gdp", "output": "gdp", "tabulator": {"headers": 1}}],
-    "outputs": [{"kind": "sqlite"}, {"kind": "zip", "parameters": {"out-file": "gdp.zip"}}],
+    "processing": [
+        {"input": "gdp", "output": "gdp", "tabulator": {"delimiter": ","}, "schema": TABLE_SCHEMA}
+    ],
+    "outputs": [{"kind": "zip", "parameters": {"out-file": "dataset.zip"}}, {"kind": "sqlite"}],
+}
+# No descriptor, and a host that does not resolve: planning it needs a fetch that fails.
+UNREACHABLE_SPEC = {
+    "meta": {"version": 1, "ownerid": "%OWNER%", "owner": "Bench", "dataset": "%NAME%"},
+    "inputs": [
+        {"kind": "datapackage", "url": "http://rawstore.unreachable.invalid/datapackage.json"}
+    ],
+    "outputs": [{"kind": "sqlite"}],
+}
+# What the issue this benchmark answers asks of each route, as a ratio to the baseline at -c8.
+TARGETS = {
+    "upload, new dataset": 0.10,
+    "upload, new revision": 0.10,
+    "update event": 0.25,
+    "status": 0.42,
+    "info": 0.38,
+    "listing of 50": 0.25,
 }
 
 
-def spec_for(owner: str, name: str) -> dict:
-    text = json.dumps(SPEC).replace("%OWNER%", owner).replace("%NAME%", name)
+def spec_for(owner: str, name: str, template: dict = CLIENT_SPEC) -> dict:
+    text = json.dumps(template).replace("%OWNER%", owner).replace("%NAME%", name)
     return json.loads(text)
+
+
+def body_template(template: dict) -> str:
+    """The spec's JSON with ``%s`` for its owner and its name, in that order."""
+    text = json.dumps(template).replace("%", "%%")
+    assert text.index("%%OWNER%%") < text.index("%%NAME%%")
+    return text.replace('"%%OWNER%%"', '"%s"').replace('"%%NAME%%"', '"%s"')
 
 
 def load_registry(url: str, start: int, stop: int) -> None:
@@ -94,6 +160,8 @@ def load_registry(url: str, start: int, stop: int) -> None:
                         {
                             "dataset_id": dataset_id,
                             "revision": revision,
+                            "findability": "published",
+                            "trigger": "upload",
                             "spec": spec,
                             "state": "RUNNING" if revision == 3 else "SUCCEEDED",
                             "success": None if revision == 3 else True,
@@ -122,27 +190,77 @@ def peak_memory_mib(server: Gunicorn) -> list[float]:
     return peaks
 
 
-def wrk(url: str, seconds: int, connections: int, script: str, env: dict[str, str]) -> dict:
-    result = subprocess.run(
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """The CPU time (user and system) process ``pid`` used so far; 0 when it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+class CpuMeter:
+    """CPU time used by the specstore (or baseline) server's workers, by PostgreSQL's
+    processes, and by wrk, between two readings."""
+
+    def __init__(self, postgres: PostgresServer) -> None:
+        pid_file = postgres.data / "postmaster.pid"
+        self.postmaster = int(pid_file.read_text().split()[0])
+
+    def reading(self, server: Gunicorn) -> dict[str, dict[int, float]]:
+        workers = [child.pid for child in children(server.process.pid)]
+        database = [self.postmaster, *(child.pid for child in children(self.postmaster))]
+        return {
+            "server": {pid: cpu_seconds(pid) for pid in workers},
+            "postgres": {pid: cpu_seconds(pid) for pid in database},
+            "wrk": {
+                0: resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime
+                + resource.getrusage(resource.RUSAGE_CHILDREN).ru_stime
+            },
+        }
+
+    def used(self, before: dict, server: Gunicorn) -> dict[str, float]:
+        after = self.reading(server)
+        return {
+            part: sum(seconds - before[part].get(pid, 0.0) for pid, seconds in after[part].items())
+            for part in after
+        }
+
+
+def start_wrk(
+    url: str, seconds: int, connections: int, script: str, env: dict[str, str]
+) -> subprocess.Popen[str]:
+    return subprocess.Popen(
         [
             "wrk",
             "-t2",
             f"-c{connections}",
             f"-d{seconds}s",
+            "--timeout",
+            "10s",
             "--latency",
             "-s",
             str(LUA / script),
             url,
         ],
         env={**os.environ, **env},
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=seconds + 60,
-        check=True,
     )
-    out = result.stdout
+
+
+def wrk_result(process: subprocess.Popen[str], seconds: int) -> dict:
+    out, err = process.communicate(timeout=seconds + 60)
+    if process.returncode != 0:
+        raise RuntimeError(f"wrk failed ({process.returncode}): {err}")
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    total = int(re.search(r"(\d+) requests in", out).group(1))
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    timeouts = re.search(r"timeout (\d+)", out)
 
     def percentile(label: str) -> float:
         value, unit = re.search(rf"\s{label}%\s+([\d.]+)(us|ms|s)", out).groups()
@@ -150,21 +268,46 @@ def wrk(url: str, seconds: int, connections: int, script: str, env: dict[str, st
 
     return {
         "rps": rate,
+        "requests": total,
         "p50": percentile("50"),
         "p99": percentile("99"),
-        "non_2xx": int(errors.group(1)) if errors else 0,
+        "failed": (int(errors.group(1)) if errors else 0)
+        + (int(timeouts.group(1)) if timeouts else 0),
     }
+
+
+def wrk(
+    url: str,
+    seconds: int,
+    connections: int,
+    script: str,
+    env: dict[str, str],
+    meter: tuple[CpuMeter, Gunicorn] | None = None,
+) -> dict:
+    """One wrk run; with ``meter``, also the CPU microseconds per request the server's
+    workers, PostgreSQL and wrk used."""
+    before = meter[0].reading(meter[1]) if meter else None
+    result = wrk_result(start_wrk(url, seconds, connections, script, env), seconds)
+    if meter:
+        used = meter[0].used(before, meter[1])
+        result["cpu"] = {part: used[part] / result["requests"] * 1e6 for part in used}
+    return result
+
+
+def median_of(runs: list[dict], key: str) -> float:
+    return statistics.median(run[key] for run in runs)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--datasets", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--seconds", type=int, default=5)
-    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", default="8,32")
     parser.add_argument("--scaling", default="1000,10000,100000")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results.md"))
     args = parser.parse_args()
+    levels = [int(part) for part in args.connections.split(",")]
 
     keys = KeyPair.generate()
     work = Path(tempfile.mkdtemp(prefix="specstore-bench-"))
@@ -186,31 +329,48 @@ def main() -> int:
             "DPP_PIPELINES_DIR": str(work / "dpp"),
             "PUBLIC_URL": "http://specstore.bench/",
             "PROMETHEUS_MULTIPROC_DIR": str(work),
+            # Uploads per user are limited by default; the benchmark measures the route.
+            "UPLOAD_RATE_LIMIT": "off",
         }
         specstore = Gunicorn({**os.environ, **env}, work, workers=2)
         baseline = Gunicorn(
             {**os.environ, "BASELINE_DATABASE_URL": url}, work, workers=2, app="bench.baseline:app"
         )
         servers += [specstore, baseline]
+        meter = CpuMeter(postgres)
 
-        token = keys.token("owner-0")
+        tokens = ",".join(keys.token(f"owner-{number}") for number in range(OWNERS))
         common = {"BENCH_DATASETS": str(args.datasets), "BENCH_OWNERS": str(OWNERS)}
-        upload_body = json.dumps(spec_for("owner-0", "NAME")).replace('"NAME"', '"%s"')
+        uploads = {"BENCH_BODY": body_template(CLIENT_SPEC), "BENCH_TOKENS": tokens}
+        unreachable = {"BENCH_BODY": body_template(UNREACHABLE_SPEC), "BENCH_TOKENS": tokens}
         event_body = '{"pipeline_id": "%s", "event": "progress", "log": ["%s"]}'
         scenarios = {
             "status": ("get.lua", "/", {"BENCH_PATH": "/source/owner-%d/ds-%d/status"}),
+            "status, 304 to its ETag": (
+                "get.lua",
+                "/",
+                {
+                    "BENCH_PATH": POLLED,
+                    "BENCH_IF_NONE_MATCH": "",  # the ETag of the moment, before each run
+                },
+            ),
             "info": ("get.lua", "/", {"BENCH_PATH": "/source/owner-%d/ds-%d/info"}),
             "revision/latest": ("get.lua", "/", {"BENCH_PATH": "/source/owner-%d/ds-%d/latest"}),
             "listing of 50": ("get.lua", "/", {"BENCH_PATH": "/source/owner-%d?limit=50&n=%d"}),
             "upload, new dataset": (
                 "post.lua",
                 "/source/upload",
-                {"BENCH_MODE": "new", "BENCH_BODY": upload_body, "BENCH_TOKEN": token},
+                {"BENCH_MODE": "new", **uploads},
             ),
             "upload, new revision": (
                 "post.lua",
                 "/source/upload",
-                {"BENCH_MODE": "existing", "BENCH_BODY": upload_body, "BENCH_TOKEN": token},
+                {"BENCH_MODE": "existing", **uploads},
+            ),
+            "upload, unreachable URL, no descriptor": (
+                "post.lua",
+                "/source/upload",
+                {"BENCH_MODE": "new", **unreachable},
             ),
             "update event": (
                 "post.lua",
@@ -219,53 +379,87 @@ def main() -> int:
             ),
         }
         floor = "floor: Flask + the status query"
-        results: dict[str, list[dict]] = {name: [] for name in ["baseline", floor, *scenarios]}
+        names = ["baseline", floor, *scenarios]
+        results: dict[tuple[str, int], list[dict]] = {
+            (name, level): [] for name in names for level in levels
+        }
+        mixed: dict[str, list[dict]] = {"status": [], "upload": []}
         for round_number in range(args.rounds):
             salt = f"r{round_number}-{int(time.time())}"
-            results["baseline"].append(
-                wrk(
-                    baseline.url + "/ping",
-                    args.seconds,
-                    args.connections,
-                    "get.lua",
-                    {**common, "BENCH_PATH": "/ping?o=%d&d=%d"},
+            for level in levels:
+                results[("baseline", level)].append(
+                    wrk(
+                        baseline.url + "/ping",
+                        args.seconds,
+                        level,
+                        "get.lua",
+                        {**common, "BENCH_PATH": "/ping?o=%d&d=%d"},
+                        (meter, baseline),
+                    )
                 )
+                results[(floor, level)].append(
+                    wrk(
+                        baseline.url + "/",
+                        args.seconds,
+                        level,
+                        "get.lua",
+                        {**common, "BENCH_PATH": "/floor/owner-%d/ds-%d"},
+                        (meter, baseline),
+                    )
+                )
+                for name, (script, path, extra) in scenarios.items():
+                    if "BENCH_IF_NONE_MATCH" in extra:
+                        polled = requests.get(specstore.url + POLLED, timeout=10)
+                        extra = {**extra, "BENCH_IF_NONE_MATCH": polled.headers["ETag"]}
+                    measured = wrk(
+                        specstore.url + path,
+                        args.seconds,
+                        level,
+                        script,
+                        {**common, **extra, "BENCH_SALT": f"{salt}-c{level}"},
+                        (meter, specstore),
+                    )
+                    results[(name, level)].append(measured)
+            # The mixed run: 64 connections poll status while 8 upload.
+            polling = start_wrk(
+                specstore.url + "/",
+                args.seconds,
+                64,
+                "get.lua",
+                {**common, "BENCH_PATH": "/source/owner-%d/ds-%d/status"},
             )
-            results[floor].append(
-                wrk(
-                    baseline.url + "/",
-                    args.seconds,
-                    args.connections,
-                    "get.lua",
-                    {**common, "BENCH_PATH": "/floor/owner-%d/ds-%d"},
-                )
+            uploading = start_wrk(
+                specstore.url + "/source/upload",
+                args.seconds,
+                8,
+                "post.lua",
+                {**common, "BENCH_MODE": "new", "BENCH_SALT": f"{salt}-mixed", **uploads},
             )
-            for name, (script, path, extra) in scenarios.items():
-                measured = wrk(
-                    specstore.url + path,
-                    args.seconds,
-                    args.connections,
-                    script,
-                    {**common, **extra, "BENCH_SALT": salt},
-                )
-                results[name].append(measured)
+            mixed["status"].append(wrk_result(polling, args.seconds))
+            mixed["upload"].append(wrk_result(uploading, args.seconds))
             print(f"round {round_number + 1} of {args.rounds} done")
 
         memory = peak_memory_mib(specstore)
-        base_rps = [run["rps"] for run in results["baseline"]]
         rows = []
-        for name, runs in results.items():
-            ratios = [run["rps"] / base for run, base in zip(runs, base_rps, strict=True)]
-            rows.append(
-                (
-                    name,
-                    statistics.median(run["rps"] for run in runs),
-                    statistics.median(run["p50"] for run in runs),
-                    statistics.median(run["p99"] for run in runs),
-                    statistics.median(ratios),
-                    sum(run["non_2xx"] for run in runs),
-                )
-            )
+        for name in names:
+            row = {"name": name, "failed": 0}
+            for level in levels:
+                runs = results[(name, level)]
+                bases = results[("baseline", level)]
+                row[level] = {
+                    "rps": median_of(runs, "rps"),
+                    "p99": median_of(runs, "p99"),
+                    "ratio": statistics.median(
+                        run["rps"] / base["rps"] for run, base in zip(runs, bases, strict=True)
+                    ),
+                }
+                row["failed"] += sum(run["failed"] for run in runs)
+            first = results[(name, levels[0])]
+            row["cpu"] = {
+                part: statistics.median(run["cpu"][part] for run in first)
+                for part in ("server", "postgres", "wrk")
+            }
+            rows.append(row)
 
         # Status latency as the registry grows, in a database of its own.
         growing = postgres.create_database("growing")
@@ -281,7 +475,7 @@ def main() -> int:
                 wrk(
                     grown.url + "/",
                     args.seconds,
-                    args.connections,
+                    levels[0],
                     "get.lua",
                     {
                         "BENCH_DATASETS": str(size),
@@ -291,15 +485,12 @@ def main() -> int:
                 )
                 for _ in range(args.rounds)
             ]
-            scaling.append(
-                (
-                    size,
-                    {
-                        key: statistics.median(run[key] for run in runs)
-                        for key in ("rps", "p50", "p99")
-                    },
-                )
-            )
+            scaling.append((size, {key: median_of(runs, key) for key in ("rps", "p50", "p99")}))
+        for server in servers:
+            server.stop()
+        servers.clear()
+        costs = layers.measure(url, args.datasets, OWNERS)
+        upload_costs = layers.upload_costs(url, spec_for)
     finally:
         for server in servers:
             server.stop()
@@ -307,18 +498,54 @@ def main() -> int:
 
     lines = [
         f"Measured {dt.date.today().isoformat()} on {platform.machine()}, {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}, PostgreSQL 15; gunicorn 2 sync workers; wrk -t2 "
-        f"-c{args.connections}, {args.seconds} s per run, {args.rounds} rounds, medians; "
-        f"{args.datasets:,} datasets x 3 revisions.",
+        f"Python {platform.python_version()}, PostgreSQL 15; gunicorn 2 sync workers, DPP mode; "
+        f"wrk -t2, {args.seconds} s per run, {args.rounds} rounds, medians; "
+        f"{args.datasets:,} datasets x 3 revisions. Ratio: requests/s over the baseline's "
+        "at the same concurrency in the same round.",
         "",
-        "| route | requests/s | p50 ms | p99 ms | ratio to baseline | non-2xx |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        "| route | "
+        + " | ".join(f"-c{level} req/s | -c{level} p99 ms | -c{level} ratio" for level in levels)
+        + " | target ratio (-c8) | failed |",
+        "| --- | " + " | ".join("---: | ---: | ---:" for _ in levels) + " | ---: | ---: |",
     ]
-    for name, rps, p50, p99, ratio, non_2xx in rows:
-        lines.append(f"| {name} | {rps:,.0f} | {p50:.2f} | {p99:.2f} | {ratio:.2f} | {non_2xx} |")
+    for row in rows:
+        cells = " | ".join(
+            f"{row[level]['rps']:,.0f} | {row[level]['p99']:.2f} | {row[level]['ratio']:.2f}"
+            for level in levels
+        )
+        target = f">= {TARGETS[row['name']]:.2f}" if row["name"] in TARGETS else ""
+        lines.append(f"| {row['name']} | {cells} | {target} | {row['failed']} |")
     lines += [
         "",
-        "| datasets in the registry | status requests/s | status p50 ms | status p99 ms |",
+        f"CPU time per request at -c{levels[0]} (µs; medians of the rounds), read from /proc: "
+        "the server's workers (specstore's, or the baseline's for the baseline and the floor), "
+        "PostgreSQL's processes, and wrk:",
+        "",
+        "| route | server | PostgreSQL | wrk | all |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for row in rows:
+        cpu = row["cpu"]
+        lines.append(
+            f"| {row['name']} | {cpu['server']:,.0f} | {cpu['postgres']:,.0f} | "
+            f"{cpu['wrk']:,.0f} | {sum(cpu.values()):,.0f} |"
+        )
+    lines += [
+        "",
+        "Mixed: 64 connections poll status while 8 upload (new datasets), at once:",
+        "",
+        "| | requests/s | p50 ms | p99 ms | failed |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for name, runs in mixed.items():
+        lines.append(
+            f"| {name} | {median_of(runs, 'rps'):,.0f} | {median_of(runs, 'p50'):.2f} | "
+            f"{median_of(runs, 'p99'):.2f} | {sum(run['failed'] for run in runs)} |"
+        )
+    lines += [
+        "",
+        f"| datasets in the registry | status requests/s (-c{levels[0]}) | status p50 ms "
+        "| status p99 ms |",
         "| ---: | ---: | ---: | ---: |",
     ]
     for size, measured in scaling:
@@ -326,6 +553,16 @@ def main() -> int:
             f"| {size:,} | {measured['rps']:,.0f} | {measured['p50']:.2f} | {measured['p99']:.2f} |"
         )
     lines += [
+        "",
+        "Where the time goes, in one process (no HTTP; bench/layers.py), microseconds per request:",
+        "",
+        "| status | µs |",
+        "| --- | ---: |",
+        *(f"| {what} | {micros:,.0f} |" for what, micros in costs),
+        "",
+        "| upload (the client's spec, DPP mode) | µs |",
+        "| --- | ---: |",
+        *(f"| {what} | {micros:,.0f} |" for what, micros in upload_costs),
         "",
         f"Peak memory per specstore worker (VmHWM): {', '.join(f'{m:.0f} MiB' for m in memory)}.",
     ]

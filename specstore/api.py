@@ -8,6 +8,7 @@ returns a body from :mod:`specstore.representations`.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import re
 import time
@@ -174,36 +175,52 @@ def openapi() -> Response:
     return Response(schema_text(OPENAPI), mimetype="application/json")
 
 
+def _conditional(body: dict[str, Any]) -> Response:
+    """A read's answer with an ``ETag`` (a hash of the body): a poller that sends it
+    back in ``If-None-Match`` gets ``304 Not Modified`` and no body while nothing changed.
+    Caches must ask again each time (``no-cache``), and the answer depends on the token."""
+    data = current_app.json.dumps(body).encode("utf-8")
+    etag = hashlib.sha1(data, usedforsecurity=False).hexdigest()
+    if request.if_none_match.contains(etag):
+        response = Response(status=304)
+    else:
+        response = Response(data, mimetype="application/json")
+    response.headers.update(
+        {"ETag": f'"{etag}"', "Cache-Control": "no-cache", "Vary": "Auth-Token"}
+    )
+    return response
+
+
 @bp.get("/<owner:owner_id>")
-def datasets(owner_id: str) -> Any:
+def datasets(owner_id: str) -> Response:
     page = Page.parse(request.args.get("limit"), request.args.get("offset"))
-    return representations.listing(service().list_datasets(owner_id, _viewer(), page))
+    return _conditional(representations.listing(service().list_datasets(owner_id, _viewer(), page)))
 
 
 @bp.get("/<owner:owner_id>/<dataset>/status")
-def status(owner_id: str, dataset: str) -> Any:
+def status(owner_id: str, dataset: str) -> Response:
     found = service().revision(owner_id, dataset, _viewer(), view="status")
-    return representations.status(found)
+    return _conditional(representations.status(found))
 
 
 @bp.get("/<owner:owner_id>/<dataset>/info")
-def info(owner_id: str, dataset: str) -> Any:
+def info(owner_id: str, dataset: str) -> Response:
     found = service().revision(owner_id, dataset, _viewer())
     body = representations.info(found, service().engine_record(found))
     body["pipeline"] = service().shown_pipeline(found, body["pipeline"])
-    return body
+    return _conditional(body)
 
 
 @bp.get("/<owner:owner_id>/<dataset>/<int:number>")
-def revision_by_number(owner_id: str, dataset: str, number: int) -> Any:
+def revision_by_number(owner_id: str, dataset: str, number: int) -> Response:
     found = service().revision(owner_id, dataset, _viewer(), number, view="revision")
-    return representations.revision(found)
+    return _conditional(representations.revision(found))
 
 
 @bp.get("/<owner:owner_id>/<dataset>/<any(latest, successful):which>")
-def revision_by_name(owner_id: str, dataset: str, which: str) -> Any:
+def revision_by_name(owner_id: str, dataset: str, which: str) -> Response:
     found = service().revision(owner_id, dataset, _viewer(), which, view="revision")
-    return representations.revision(found)
+    return _conditional(representations.revision(found))
 
 
 def _error_response(status: int, messages: list[str]) -> tuple[Response, int]:

@@ -215,7 +215,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     CORS(
         app,
         origins=list(settings.cors_origins),
-        expose_headers=["Retry-After"],
+        expose_headers=["Retry-After", "ETag"],
     )
     api.init_app(app)
     operations.init_app(app)

@@ -13,8 +13,9 @@ from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import Connection, Row, Select, and_, bindparam, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
-from .db import Database, dialect_insert
+from .db import Database
 from .errors import NotFound
 from .events import (
     FAILED,
@@ -229,6 +230,13 @@ def _listing_queries(by_owner: bool, include_hidden: bool) -> tuple[Select[Any],
 
 
 @functools.cache
+def _last_revision_query() -> Select[Any]:
+    return select(Dataset.last_revision).where(
+        Dataset.owner_id == bindparam("owner_id"), Dataset.name == bindparam("name")
+    )
+
+
+@functools.cache
 def _findability_query() -> Select[Any]:
     return select(Dataset.findability).where(
         Dataset.owner_id == bindparam("owner_id"), Dataset.name == bindparam("name")
@@ -252,6 +260,51 @@ def _revision_query(kind: str, view: str) -> Select[Any]:
     return query.where(Revision.revision == bindparam("number"))
 
 
+# The statements of the write paths are built once, their values bound at execution:
+# SQLAlchemy neither builds nor keys them again on every upload.
+
+
+def _bound(table: Any, names: tuple[str, ...]) -> dict[str, Any]:
+    """``{column: bindparam}`` for ``names``, each parameter ``v_<column>``, of its type."""
+    return {name: bindparam(f"v_{name}", type_=table.c[name].type) for name in names}
+
+
+@functools.cache
+def _upsert_dataset(dialect: str) -> Any:
+    """A new dataset with its counter at 1, or the counter bumped by one (and the
+    dataset's findability and schedule the new revision's); its id and the counter."""
+    datasets = Dataset.__table__
+    insert = (postgresql if dialect == "postgresql" else sqlite).insert(datasets)
+    columns = ("owner_id", "name", "findability", "created", "modified")
+    columns += ("schedule_seconds", "next_run")
+    return (
+        insert.values(last_revision=1, **_bound(datasets, columns))
+        .on_conflict_do_update(
+            index_elements=["owner_id", "name"],
+            set_={
+                "last_revision": datasets.c.last_revision + 1,
+                "findability": insert.excluded.findability,
+                "modified": insert.excluded.modified,
+                "schedule_seconds": insert.excluded.schedule_seconds,
+                "next_run": insert.excluded.next_run,
+            },
+        )
+        .returning(datasets.c.id, datasets.c.last_revision)
+    )
+
+
+@functools.cache
+def _insert_revision_statement() -> Any:
+    revisions = Revision.__table__
+    columns = ("dataset_id", "revision", "spec", "findability", "trigger", "created")
+    return (
+        revisions.insert()
+        .values(state=LOADED, logs=[], errors=[], stats={}, **_bound(revisions, columns))
+        .values(modified=bindparam("v_created", type_=revisions.c.created.type))
+        .returning(revisions.c.id)
+    )
+
+
 def _insert_revision(
     connection: Any,
     dataset_id: int,
@@ -262,32 +315,39 @@ def _insert_revision(
 ) -> int:
     """Insert revision ``number`` of a dataset, LOADED; its row id (``connection``: a Core
     connection or an ORM session)."""
-    revisions = Revision.__table__
     return connection.scalar(
-        revisions.insert()
-        .values(
-            dataset_id=dataset_id,
-            revision=number,
-            spec=spec,
-            findability=spec["meta"].get("findability", PUBLISHED),
-            trigger=trigger,
-            state=LOADED,
-            logs=[],
-            errors=[],
-            stats={},
-            created=now,
-            modified=now,
-        )
-        .returning(revisions.c.id)
+        _insert_revision_statement(),
+        {
+            "v_dataset_id": dataset_id,
+            "v_revision": number,
+            "v_spec": spec,
+            "v_findability": spec["meta"].get("findability", PUBLISHED),
+            "v_trigger": trigger,
+            "v_created": now,
+        },
+    )
+
+
+@functools.cache
+def _handover_statement(columns: tuple[str, ...]) -> Any:
+    revisions = Revision.__table__
+    return (
+        update(revisions)
+        .where(revisions.c.id == bindparam("row_id"), revisions.c.state == LOADED)
+        .values(**_bound(revisions, columns))
     )
 
 
 def _record_handover(
-    connection: Connection, dataset_id: int, ref: RevisionRef, handover: Handover, now: dt.datetime
+    connection: Connection,
+    dataset_id: int,
+    ref: RevisionRef,
+    handover: Handover,
+    now: dt.datetime,
+    touch_dataset: bool = True,
 ) -> bool:
-    """Move revision ``ref`` on from LOADED as ``handover`` says; False when it was not
-    LOADED (nothing changes)."""
-    revisions = Revision.__table__
+    """Move revision ``ref`` on from LOADED as ``handover`` says (and the dataset's last
+    change to now, unless the caller did); False when it was not LOADED (nothing changes)."""
     values: dict[str, Any] = {"state": handover.state, "modified": now}
     if handover.pipelines is not None:
         values["pipelines"] = handover.pipelines
@@ -302,21 +362,81 @@ def _record_handover(
         )
     else:
         values["queued"] = now
-    moved = connection.execute(
-        update(revisions)
-        .where(revisions.c.id == ref.row_id, revisions.c.state == LOADED)
-        .values(**values)
-    ).rowcount
+    statement = _handover_statement(tuple(values))
+    parameters = {f"v_{name}": value for name, value in values.items()}
+    moved = connection.execute(statement, {"row_id": ref.row_id, **parameters}).rowcount
     if not moved:
         return False
     if handover.state == REGISTERED:
         count_event(QUEUE)
-        if handover.supersedes:
+        if handover.supersedes and ref.revision > 1:
             _supersede_waiting(connection, dataset_id, ref.revision, now)
-    connection.execute(
-        update(Dataset.__table__).where(Dataset.__table__.c.id == dataset_id).values(modified=now)
-    )
+    if touch_dataset:
+        connection.execute(
+            _dataset_update_statement(("v_modified",)),
+            {"dataset_id": dataset_id, "v_modified": now},
+        )
     return True
+
+
+@functools.cache
+def _event_target_statement(by_number: bool) -> Any:
+    """The dataset's id and what an event may change of one of its revisions (the one
+    numbered ``number``, or the newest), both rows locked."""
+    datasets, revisions = Dataset.__table__, Revision.__table__
+    number = bindparam("number") if by_number else datasets.c.last_revision
+    return (
+        select(datasets.c.id, *(revisions.c[name] for name in _TRACKED))
+        .join(
+            revisions,
+            and_(revisions.c.dataset_id == datasets.c.id, revisions.c.revision == number),
+        )
+        .where(datasets.c.owner_id == bindparam("owner_id"), datasets.c.name == bindparam("name"))
+        .with_for_update()
+    )
+
+
+@functools.cache
+def _revision_update_statement(columns: tuple[str, ...]) -> Any:
+    revisions = Revision.__table__
+    return (
+        update(revisions)
+        .where(revisions.c.id == bindparam("row_id"))
+        .values(**_bound(revisions, columns))
+    )
+
+
+@functools.cache
+def _dataset_update_statement(parameters: tuple[str, ...]) -> Any:
+    datasets = Dataset.__table__
+    columns = tuple(name.removeprefix("v_") for name in parameters)
+    return (
+        update(datasets)
+        .where(datasets.c.id == bindparam("dataset_id"))
+        .values(**_bound(datasets, columns))
+    )
+
+
+@functools.cache
+def _supersede_statement() -> Any:
+    revisions = Revision.__table__
+    now = bindparam("now", type_=revisions.c.ended.type)
+    return (
+        update(revisions)
+        .where(
+            revisions.c.dataset_id == bindparam("w_dataset_id"),
+            revisions.c.revision < bindparam("w_revision"),
+            revisions.c.state.in_((LOADED, REGISTERED)),
+        )
+        .values(
+            state=FAILED,
+            success=False,
+            errors=bindparam("errors", type_=revisions.c.errors.type),
+            started=func.coalesce(revisions.c.started, now),
+            ended=now,
+            modified=now,
+        )
+    )
 
 
 def _supersede_waiting(
@@ -324,23 +444,13 @@ def _supersede_waiting(
 ) -> int:
     """End the dataset's revisions older than ``revision`` still waiting to run (LOADED or
     REGISTERED): FAILED, superseded. How many were ended."""
-    revisions = Revision.__table__
-    return connection.execute(
-        update(revisions)
-        .where(
-            revisions.c.dataset_id == dataset_id,
-            revisions.c.revision < revision,
-            revisions.c.state.in_((LOADED, REGISTERED)),
-        )
-        .values(
-            state=FAILED,
-            success=False,
-            errors=[f"superseded by revision {revision} before it ran"],
-            started=func.coalesce(revisions.c.started, now),
-            ended=now,
-            modified=now,
-        )
-    ).rowcount
+    parameters = {
+        "w_dataset_id": dataset_id,
+        "w_revision": revision,
+        "errors": [f"superseded by revision {revision} before it ran"],
+        "now": now,
+    }
+    return connection.execute(_supersede_statement(), parameters).rowcount
 
 
 class Registry:
@@ -369,38 +479,26 @@ class Registry:
         seconds = schedule_seconds(spec.get("schedule"))
         now = self.clock()
         next_run = now + dt.timedelta(seconds=seconds) if seconds else None
-        datasets = Dataset.__table__
         handover = None
         try:
             with self.database.writing() as connection:
-                insert = dialect_insert(connection)(datasets)
-                counted = insert.values(
-                    owner_id=owner_id,
-                    name=name,
-                    last_revision=1,
-                    findability=findability,
-                    created=now,
-                    modified=now,
-                    schedule_seconds=seconds,
-                    next_run=next_run,
-                ).on_conflict_do_update(
-                    index_elements=["owner_id", "name"],
-                    set_={
-                        "last_revision": datasets.c.last_revision + 1,
-                        "findability": insert.excluded.findability,
-                        "modified": insert.excluded.modified,
-                        "schedule_seconds": insert.excluded.schedule_seconds,
-                        "next_run": insert.excluded.next_run,
-                    },
-                )
                 dataset_id, number = connection.execute(
-                    counted.returning(datasets.c.id, datasets.c.last_revision)
+                    _upsert_dataset(connection.dialect.name),
+                    {
+                        "v_owner_id": owner_id,
+                        "v_name": name,
+                        "v_findability": findability,
+                        "v_created": now,
+                        "v_modified": now,
+                        "v_schedule_seconds": seconds,
+                        "v_next_run": next_run,
+                    },
                 ).one()
                 row_id = _insert_revision(connection, dataset_id, number, spec, UPLOAD, now)
                 ref = RevisionRef(owner_id, name, number, row_id)
                 handover = prepare(ref, spec) if prepare is not None else None
                 if handover is not None:
-                    _record_handover(connection, dataset_id, ref, handover, now)
+                    _record_handover(connection, dataset_id, ref, handover, now, False)
         except BaseException:
             if handover is not None and handover.undo is not None:
                 handover.undo()
@@ -475,24 +573,14 @@ class Registry:
         """
         pipeline = event.pipeline
         now = self.clock()
-        datasets, revisions = Dataset.__table__, Revision.__table__
+        named = {"owner_id": pipeline.owner_id, "name": pipeline.dataset}
         with self.database.writing() as connection:
-            named = (
-                datasets.c.owner_id == pipeline.owner_id,
-                datasets.c.name == pipeline.dataset,
-            )
-            number = event.revision or datasets.c.last_revision
             row = connection.execute(
-                select(datasets.c.id, *(revisions.c[name] for name in _TRACKED))
-                .join(
-                    revisions,
-                    and_(revisions.c.dataset_id == datasets.c.id, revisions.c.revision == number),
-                )
-                .where(*named)
-                .with_for_update()
+                _event_target_statement(event.revision is not None),
+                {**named, "number": event.revision},
             ).first()
             if row is None:
-                newest = connection.scalar(select(datasets.c.last_revision).where(*named))
+                newest = connection.scalar(_last_revision_query(), named)
                 if newest is None:
                     raise NotFound(f"unknown pipeline {str(pipeline)!r}")
                 missing = event.revision or newest
@@ -508,15 +596,17 @@ class Registry:
             if applied:
                 changed["modified"] = now
             if changed:
+                parameters = {f"v_{name}": value for name, value in changed.items()}
                 connection.execute(
-                    update(revisions).where(revisions.c.id == row_id).values(**changed)
+                    _revision_update_statement(tuple(changed)), {"row_id": row_id, **parameters}
                 )
             if applied:
-                dataset_changes = {"modified": now}
+                dataset_changes = {"v_modified": now}
                 if target.state == SUCCEEDED:
-                    dataset_changes["last_success"] = now
+                    dataset_changes["v_last_success"] = now
                 connection.execute(
-                    update(datasets).where(datasets.c.id == dataset_id).values(**dataset_changes)
+                    _dataset_update_statement(tuple(dataset_changes)),
+                    {"dataset_id": dataset_id, **dataset_changes},
                 )
             return EventOutcome(
                 flow_id(pipeline.owner_id, pipeline.dataset, revision), target.state, applied

@@ -217,3 +217,50 @@ def test_unknown_routes_and_methods_are_json(client):
     assert wrong.status_code == 405
     assert wrong.get_json()["success"] is False
     assert "POST" in wrong.headers["Allow"]
+
+
+@pytest.mark.parametrize(
+    "route",
+    [
+        "/source/alice/gdp/status",
+        "/source/alice/gdp/info",
+        "/source/alice/gdp/1",
+        "/source/alice/gdp/latest",
+        "/source/alice",
+    ],
+)
+def test_reads_answer_304_to_the_etag_of_an_unchanged_answer(client, keypair, route):
+    """A front end polling every 2 s sends back the ETag it was given: while nothing
+    changed, 304 with no body; once the revision moves on, 200 with the new answer."""
+    upload(client, make_spec(), keypair.token("alice"))
+    first = client.get(route)
+    assert first.status_code == 200
+    etag = first.headers["ETag"]
+    assert first.headers["Cache-Control"] == "no-cache"
+    assert first.headers["Vary"] == "Auth-Token"
+
+    again = client.get(route, headers={"If-None-Match": etag})
+    assert again.status_code == 304
+    assert again.get_data() == b""
+    assert again.headers["ETag"] == etag
+
+    post_event(client, {"pipeline_id": "./alice/gdp", "event": "start"})
+    changed = client.get(route, headers={"If-None-Match": etag})
+    assert changed.status_code == 200
+    assert changed.headers["ETag"] != etag
+    assert changed.get_json() != first.get_json()
+    assert changed.get_json() == client.get(route).get_json()
+
+
+def test_the_owners_etag_tells_a_stranger_nothing_about_a_private_dataset(
+    client, keypair, other_keypair
+):
+    upload(client, make_spec(findability="private"), keypair.token("alice"))
+    owner = client.get("/source/alice/gdp/status", headers={"Auth-Token": keypair.token("alice")})
+    assert owner.status_code == 200
+    stranger = client.get(
+        "/source/alice/gdp/status", headers={"If-None-Match": owner.headers["ETag"]}
+    )
+    assert stranger.status_code == 404
+    assert stranger.get_json()["errors"] == ["no dataset alice/gdp"]
+    assert "ETag" not in stranger.headers

@@ -30,7 +30,8 @@ def test_a_schedule_outside_the_accepted_forms_is_400(client, app, keypair, sche
     if isinstance(schedule, str):
         assert message == (
             f"schedule: {schedule!r} does not match: every <N><m|h|d|w> (minutes, hours, days, "
-            "weeks), e.g. every 1d: how often the dataset is processed again"
+            "weeks), e.g. every 1d: how often the dataset is processed again, from the "
+            "server's SCHEDULE_MIN_INTERVAL (every 10m by default) to ten years (every 520w)"
         )
     assert stored_revisions(app) == []
 

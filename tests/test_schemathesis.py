@@ -3,7 +3,8 @@ document's links (so that the dataset routes are reached with datasets just uplo
 against ``python server.py``.
 
 schemathesis runs from its own virtualenv (``make schemathesis``; SPECSTORE_SCHEMATHESIS_VENV
-points elsewhere); its configuration and hooks are in ``tests/schemathesis/``.
+points elsewhere); its configuration and hooks are in ``tests/schemathesis/``. A failed
+run's report names its seed: SPECSTORE_SCHEMATHESIS_SEED replays it.
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ from pathlib import Path
 
 import pytest
 
+from specstore.schedules import MAX_SCHEDULE_SECONDS
 from tests.conftest import HOOK_TOKEN
 from tests.support.server import ROOT, server_env
 
 HERE = ROOT / "tests" / "schemathesis"
+SCHEDULE_MIN_INTERVAL = "600"
 
 
 def _schemathesis() -> Path:
@@ -36,6 +39,7 @@ def test_the_server_does_what_its_openapi_document_says(start_server, keypair, t
         HOOK_TOKEN=HOOK_TOKEN,
         RUNNER_WORKERS="0",
         UPLOAD_RATE_LIMIT="off",
+        SCHEDULE_MIN_INTERVAL=SCHEDULE_MIN_INTERVAL,
         # What the hooks fit generated specs to (tests/schemathesis/hooks.py).
         ENGINE_WAREHOUSE="sqlite://",
         NPM_PUBLIC_REGISTRY="http://npm.test/",
@@ -48,7 +52,10 @@ def test_the_server_does_what_its_openapi_document_says(start_server, keypair, t
         "PYTHONPATH": str(HERE),
         "SPECSTORE_TOKEN": keypair.token("alice"),
         "SPECSTORE_HOOK_TOKEN": HOOK_TOKEN,
+        "SPECSTORE_SCHEDULE_WINDOW": f"{SCHEDULE_MIN_INTERVAL}:{MAX_SCHEDULE_SECONDS}",
     }
+    # A failure's report names its seed; SPECSTORE_SCHEMATHESIS_SEED replays that run.
+    seed = os.environ.get("SPECSTORE_SCHEMATHESIS_SEED")
     result = subprocess.run(
         [
             str(st),
@@ -62,6 +69,7 @@ def test_the_server_does_what_its_openapi_document_says(start_server, keypair, t
             "40",
             "--request-timeout",
             "30",
+            *(["--seed", seed] if seed else []),
         ],
         env=env,
         capture_output=True,

@@ -1,14 +1,17 @@
--- POST a JSON body: BENCH_BODY has %s for a name (and may have a second %s for a
--- log line); BENCH_MODE says which name:
--- "new" (a dataset nobody uploaded yet), "existing" (one of owner-0's datasets),
--- "event" (any dataset, for /source/update).
+-- POST a JSON body with two %s. BENCH_MODE says what they are:
+-- "new": an owner and a dataset nobody uploaded yet (owners taken in turn),
+-- "existing": an owner and one of its datasets in the registry,
+-- "event": a pipeline id (any dataset) and a log line, for /source/update.
+-- Uploads carry the owner's token: BENCH_TOKENS holds one per owner, comma-separated.
 local datasets = tonumber(os.getenv("BENCH_DATASETS"))
 local owners = tonumber(os.getenv("BENCH_OWNERS"))
 local mode = os.getenv("BENCH_MODE")
 local body = os.getenv("BENCH_BODY")
 local salt = os.getenv("BENCH_SALT")
-local headers = {["Content-Type"] = "application/json"}
-if os.getenv("BENCH_TOKEN") then headers["Auth-Token"] = os.getenv("BENCH_TOKEN") end
+local tokens = {}
+for token in string.gmatch(os.getenv("BENCH_TOKENS") or "", "[^,]+") do
+  table.insert(tokens, token)
+end
 
 local counter = 0
 function setup(thread)
@@ -19,15 +22,22 @@ end
 local sent = 0
 request = function()
   sent = sent + 1
-  local name
+  local headers = {["Content-Type"] = "application/json"}
+  local owner, first, second
   if mode == "new" then
-    name = string.format("new-%s-%d-%d", salt, tid, sent)
+    owner = (tid * 7919 + sent) % owners
+    first = string.format("owner-%d", owner)
+    second = string.format("new-%s-%d-%d", salt, tid, sent)
   elseif mode == "existing" then
-    name = string.format("ds-%d", math.random(0, datasets / owners - 1) * owners)
+    local i = math.random(0, datasets - 1)
+    owner = i % owners
+    first = string.format("owner-%d", owner)
+    second = string.format("ds-%d", i)
   else
     local i = math.random(0, datasets - 1)
-    name = string.format("owner-%d/ds-%d", i % owners, i)
+    first = string.format("owner-%d/ds-%d", i % owners, i)
+    second = string.format("step %s %d %d", salt, tid, sent)
   end
-  local line = string.format("step %s %d %d", salt, tid, sent)
-  return wrk.format("POST", nil, headers, string.format(body, name, line))
+  if owner ~= nil then headers["Auth-Token"] = tokens[owner + 1] end
+  return wrk.format("POST", nil, headers, string.format(body, first, second))
 end

@@ -1,0 +1,273 @@
+"""Where the time of a read and of an upload goes, in one process (the WSGI app called
+directly: no HTTP, no gunicorn), on a throw-away PostgreSQL.
+
+* ``status``, whole and with one layer taken off at a time (a layer's cost is what the
+  route saves without it), then its query through SQLAlchemy alone and by psycopg2
+  alone, the floor's way. Metrics are kept as under gunicorn (prometheus-client's
+  multi-process files), the access log written to a file as gunicorn's standard error.
+* an upload of the DataHub client's spec shape in DPP mode, whole, then each of its
+  steps alone.
+
+Run by ``make bench`` (``bench/run.py``), or alone: ``python bench/layers.py``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+REQUESTS = 2000
+ROUNDS = 5
+
+
+def _environ(path: str) -> dict:
+    return {
+        "REQUEST_METHOD": "GET",
+        "PATH_INFO": path,
+        "QUERY_STRING": "",
+        "SERVER_NAME": "bench",
+        "SERVER_PORT": "80",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "HTTP_HOST": "bench",
+        "wsgi.url_scheme": "http",
+        "wsgi.input": io.BytesIO(),
+        "wsgi.errors": sys.stderr,
+        "wsgi.multithread": False,
+        "wsgi.multiprocess": True,
+        "wsgi.run_once": False,
+    }
+
+
+def microseconds_per_call(call: Callable[[int], object], requests: int = REQUESTS) -> float:
+    """The median over ROUNDS of the mean time of one call, in microseconds."""
+    rounds = []
+    for number in range(ROUNDS):
+        started = time.perf_counter()
+        for index in range(number * requests, (number + 1) * requests):
+            call(index)
+        rounds.append((time.perf_counter() - started) / requests * 1e6)
+    return statistics.median(rounds)
+
+
+@contextlib.contextmanager
+def without(app, name: str) -> Iterator[None]:
+    """The app with the after-request function ``name`` (and its before-request
+    partner) taken off for the block."""
+    before = {key: list(value) for key, value in app.before_request_funcs.items()}
+    after = {key: list(value) for key, value in app.after_request_funcs.items()}
+    try:
+        for functions in app.after_request_funcs.values():
+            functions[:] = [f for f in functions if name not in getattr(f, "__qualname__", "")]
+        if name == "_log_request":
+            for functions in app.before_request_funcs.values():
+                functions[:] = [f for f in functions if f.__name__ != "_start_request"]
+        yield
+    finally:
+        app.before_request_funcs.clear()
+        app.before_request_funcs.update(before)
+        app.after_request_funcs.clear()
+        app.after_request_funcs.update(after)
+
+
+def measure(url: str, datasets: int, owners: int) -> list[tuple[str, float]]:
+    """(what, microseconds per status request) for the whole route and without each layer."""
+    import psycopg2
+    from sqlalchemy.engine import make_url
+
+    from specstore.app import create_app
+
+    work = Path(tempfile.mkdtemp(prefix="specstore-layers-"))
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(work)
+    access = logging.getLogger("specstore.access")
+    access.handlers[:] = [logging.FileHandler(work / "access.log")]
+    access.propagate = False
+    app = create_app(database_url=url, runner_workers=0, upload_rate_limit=None)
+
+    def path(index: int) -> str:
+        number = index % datasets
+        return f"/source/owner-{number % owners}/ds-{number}/status"
+
+    def status(index: int) -> None:
+        body = app(_environ(path(index)), lambda status, headers: None)
+        b"".join(body)
+        body.close()
+
+    status(0)
+    found = [("status, whole", microseconds_per_call(status))]
+    for label, name in (
+        ("without the access log line, request id and metrics", "_log_request"),
+        ("without CORS", "cors_after_request"),
+    ):
+        with without(app, name):
+            found.append((label, microseconds_per_call(status)))
+
+    service = app.extensions["specstore"]
+
+    def registry_read(index: int) -> None:
+        number = index % datasets
+        service.registry.revision(f"owner-{number % owners}", f"ds-{number}", view="status")
+
+    found.append(
+        ("the status query through SQLAlchemy alone", microseconds_per_call(registry_read))
+    )
+
+    parts = make_url(url)
+    connection = psycopg2.connect(
+        host=parts.host, port=parts.port, user=parts.username, dbname=parts.database
+    )
+    connection.autocommit = True
+    cursor = connection.cursor()
+    query = (
+        "SELECT d.owner_id, d.name, d.findability, r.revision, r.findability, r.trigger, "
+        "r.state, r.errors, r.logs, r.modified, r.stats FROM datasets d JOIN revisions r "
+        "ON r.dataset_id = d.id AND r.revision = d.last_revision "
+        "WHERE d.owner_id = %s AND d.name = %s"
+    )
+
+    def bare_query(index: int) -> None:
+        number = index % datasets
+        cursor.execute(query, (f"owner-{number % owners}", f"ds-{number}"))
+        cursor.fetchone()
+
+    found.append(("the same query by psycopg2 alone", microseconds_per_call(bare_query)))
+    connection.close()
+    app.extensions["specstore.components"].close()
+    return found
+
+
+UPLOADS = 400
+
+
+def upload_costs(url: str, spec_for: Callable[[str, str], dict]) -> list[tuple[str, float]]:
+    """(what, microseconds per upload): an upload of a new dataset (owners in turn, so each
+    owner's pipeline file grows to about 100 datasets), whole, then each step alone."""
+    import json
+
+    from specstore.app import create_app
+    from specstore.events import REGISTERED
+    from specstore.pipelines.dpp import DppPipelines
+    from specstore.pipelines.planner import given_descriptor
+    from specstore.registry import Handover
+    from specstore.validation import parse_document, spec_validator
+    from tests.support.tokens import KeyPair
+
+    keys = KeyPair.generate()
+    work = Path(tempfile.mkdtemp(prefix="specstore-layers-"))
+    app = create_app(
+        database_url=url,
+        runner_workers=0,
+        upload_rate_limit=None,
+        auth_public_key=keys.public_pem,
+        dpp_pipelines_dir=str(work / "dpp"),
+        output_dir=str(work / "output"),
+        hook_token="layers",  # noqa: S106
+    )
+    owners = 20
+    tokens = [keys.token(f"owner-{number}") for number in range(owners)]
+
+    def body(index: int, prefix: str) -> bytes:
+        owner = index % owners
+        return json.dumps(spec_for(f"owner-{owner}", f"{prefix}-{index}")).encode()
+
+    def upload(index: int) -> None:
+        data = body(index, "whole")
+        environ = {
+            **_environ("/source/upload"),
+            "REQUEST_METHOD": "POST",
+            "CONTENT_TYPE": "application/json",
+            "CONTENT_LENGTH": str(len(data)),
+            "HTTP_AUTH_TOKEN": tokens[index % owners],
+            "wsgi.input": io.BytesIO(data),
+        }
+        answered = []
+        result = app(environ, lambda status, headers: answered.append(status))
+        b"".join(result)
+        result.close()
+        assert answered == ["200 OK"], answered
+
+    service = app.extensions["specstore"]
+    planner = service.planner
+    spec = spec_for("owner-0", "steps")
+    data = body(0, "steps")
+    plan = planner.plan(spec, 1, given_descriptor(spec), hooks=["http://specstore/hook"])
+    pipelines = DppPipelines(work / "steps")
+
+    def write(index: int) -> None:
+        pipelines.write(
+            f"owner-{index % owners}",
+            {f"owner-{index % owners}/d-{index}": plan.pipelines[plan.main_id]},
+        )
+
+    def store(index: int) -> None:
+        handover = Handover(REGISTERED, pipelines=plan.pipelines, supersedes=True)
+        service.registry.register_revision(
+            spec_for(f"owner-{index % owners}", f"store-{index}"), lambda ref, spec: handover
+        )
+
+    found = [
+        ("upload, whole", microseconds_per_call(upload, UPLOADS)),
+        (
+            "the token's RS256 signature checked",
+            microseconds_per_call(lambda index: service.verifier.verify(tokens[index % owners])),
+        ),
+        (
+            "the body parsed and checked against the JSON Schema",
+            microseconds_per_call(
+                lambda index: spec_validator().check(parse_document(data, "application/json")),
+                UPLOADS,
+            ),
+        ),
+        (
+            "the checks beyond the schema",
+            microseconds_per_call(lambda index: planner.problems(spec), UPLOADS),
+        ),
+        (
+            "planned",
+            microseconds_per_call(
+                lambda index: planner.plan(spec, 1, given_descriptor(spec), hooks=["h"]), UPLOADS
+            ),
+        ),
+        (
+            "the owner's pipeline file written (about 100 datasets in it)",
+            microseconds_per_call(write, UPLOADS),
+        ),
+        (
+            "stored and recorded as handed over: one transaction",
+            microseconds_per_call(store, UPLOADS),
+        ),
+    ]
+    app.extensions["specstore.components"].close()
+    return found
+
+
+def main() -> int:
+    from bench.run import OWNERS, load_registry, spec_for
+    from specstore.db import Database
+    from tests.support.postgres import PostgresServer
+
+    postgres = PostgresServer()
+    postgres.start()
+    try:
+        url = postgres.create_database("layers")
+        Database(url).upgrade()
+        load_registry(url, 0, 10_000)
+        for what, micros in measure(url, 10_000, OWNERS) + upload_costs(url, spec_for):
+            print(f"{what}: {micros:,.0f} µs")
+    finally:
+        postgres.destroy()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
