@@ -19,6 +19,7 @@ from hypothesis_jsonschema import from_schema
 from specstore.config import NpmRegistry, configure
 from specstore.validation import EVENT_SCHEMA, SPEC_SCHEMA, load_schema
 from tests.conftest import make_spec, post_event, stored_revisions, upload
+from tests.support.fitting import SCHEDULE_WINDOW, fit_spec
 from tests.support.net import StaticFiles
 from tests.support.pipelines import example_spec, wait_for
 
@@ -150,23 +151,9 @@ def test_fuzz_every_valid_spec_is_stored(make_app, keypair, spec):
     app = make_app(
         engines={"WAREHOUSE": "sqlite://"},
         npm_registries={"PUBLIC": NpmRegistry("http://npm.test/", "t", scope="hub")},
+        schedule_min_interval=SCHEDULE_WINDOW[0],
     )
-    spec["meta"]["ownerid"] = "alice"
-    # What the schema cannot say: connection and npm credential names must be ones the
-    # server has, a spec has one npm output at most, and a data package it carries must
-    # be one that can be planned (tests/test_pipelines.py has those rules).
-    for source in spec["inputs"]:
-        for key in ("descriptor", "resource_info"):
-            (source.get("parameters") or {}).pop(key, None)
-    outputs = spec.get("outputs", [])
-    npm_outputs = [output for output in outputs if output["kind"] == "npm"]
-    for extra in npm_outputs[1:]:
-        outputs.remove(extra)
-    for output in outputs:
-        if output["kind"] == "rdbms":
-            output["parameters"]["engine"] = "warehouse"
-        if output["kind"] == "npm" and "credentials" in output.get("parameters", {}):
-            output["parameters"]["credentials"] = "public"
+    fit_spec(spec)
     before = len(stored_revisions(app))
     response = upload(app.test_client(), _encode(spec), keypair.token("alice"), "application/json")
     body = _documented_shape(response)

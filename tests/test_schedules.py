@@ -11,8 +11,11 @@ import time
 import pytest
 import requests
 
+from specstore.config import configure
 from specstore.registry import Registry
+from specstore.schedules import MAX_SCHEDULE_SECONDS
 from tests.conftest import database_of, make_spec, stored_revisions, upload
+from tests.support.fitting import SCHEDULE_WINDOW, fitted_schedule
 from tests.support.pipelines import carrying_its_package, wait_for
 
 
@@ -164,3 +167,12 @@ def test_a_scheduled_revision_runs_on_the_embedded_runner_once_with_two_servers(
     # No double: one revision for the one due time (the next is a minute away).
     latest = requests.get(servers[0].url + "/source/alice/scheduled/latest", timeout=10).json()
     assert latest["revision"] == 2
+
+
+def test_generated_specs_are_fitted_to_the_servers_own_schedule_window():
+    # tests/support/fitting.py fits the fuzzers' specs (hypothesis's, schemathesis's)
+    # to the window a server has by default.
+    assert (configure({}).schedule_min_interval, MAX_SCHEDULE_SECONDS) == SCHEDULE_WINDOW
+    assert fitted_schedule("every 3m") == "every 10m"
+    assert fitted_schedule("every 904910w") == "every 520w"
+    assert fitted_schedule("every 999999m") == "every 999999m"

@@ -15,12 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from specstore.schedules import MAX_SCHEDULE_SECONDS
 from tests.conftest import HOOK_TOKEN
+from tests.support.fitting import SCHEDULE_WINDOW
 from tests.support.server import ROOT, server_env
 
 HERE = ROOT / "tests" / "schemathesis"
-SCHEDULE_MIN_INTERVAL = "600"
 
 
 def _schemathesis() -> Path:
@@ -39,8 +38,8 @@ def test_the_server_does_what_its_openapi_document_says(start_server, keypair, t
         HOOK_TOKEN=HOOK_TOKEN,
         RUNNER_WORKERS="0",
         UPLOAD_RATE_LIMIT="off",
-        SCHEDULE_MIN_INTERVAL=SCHEDULE_MIN_INTERVAL,
-        # What the hooks fit generated specs to (tests/schemathesis/hooks.py).
+        # What the hooks fit generated specs to (tests/support/fitting.py).
+        SCHEDULE_MIN_INTERVAL=str(SCHEDULE_WINDOW[0]),
         ENGINE_WAREHOUSE="sqlite://",
         NPM_PUBLIC_REGISTRY="http://npm.test/",
         NPM_PUBLIC_TOKEN="not-used",
@@ -49,10 +48,9 @@ def test_the_server_does_what_its_openapi_document_says(start_server, keypair, t
     env = {
         **server_env(),
         "NO_COLOR": "1",
-        "PYTHONPATH": str(HERE),
+        "PYTHONPATH": os.pathsep.join([str(HERE), str(ROOT)]),
         "SPECSTORE_TOKEN": keypair.token("alice"),
         "SPECSTORE_HOOK_TOKEN": HOOK_TOKEN,
-        "SPECSTORE_SCHEDULE_WINDOW": f"{SCHEDULE_MIN_INTERVAL}:{MAX_SCHEDULE_SECONDS}",
     }
     # A failure's report names its seed; SPECSTORE_SCHEMATHESIS_SEED replays that run.
     seed = os.environ.get("SPECSTORE_SCHEMATHESIS_SEED")
