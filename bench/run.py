@@ -445,7 +445,12 @@ def main() -> int:
                     args.seconds,
                     8,
                     "post.lua",
-                    {**common, "BENCH_MODE": "new", "BENCH_SALT": f"{salt}-{kind}", **uploads},
+                    {
+                        **common,
+                        "BENCH_MODE": "new",
+                        "BENCH_SALT": f"{salt}-mixed-{pause}",
+                        **uploads,
+                    },
                 )
                 mixed[(kind, "status")].append(wrk_result(reading, args.seconds))
                 mixed[(kind, "upload")].append(wrk_result(uploading, args.seconds))
@@ -585,6 +590,15 @@ def main() -> int:
     table = "\n".join(lines)
     print(table)
     Path(args.out).write_text(table + "\n")
+    # A run whose requests failed measured something else than the route: say so.
+    failed = [row["name"] for row in rows if row["failed"]] + [
+        f"mixed {kind}: {part}"
+        for (kind, part), runs in mixed.items()
+        if any(r["failed"] for r in runs)
+    ]
+    if failed:
+        print(f"requests failed in: {', '.join(failed)}", file=sys.stderr)
+        return 1
     return 0
 
 

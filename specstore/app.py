@@ -133,6 +133,7 @@ def _engine(
             silence_timeout=settings.dpp_silence_timeout,
             reconcile_after=settings.dpp_reconcile_after,
             dashboard=dashboard,
+            backlog=settings.dpp_planning_backlog,
         )
     if settings.runner_workers == 0:
         return None

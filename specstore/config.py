@@ -88,6 +88,9 @@ class Settings:
     dpp_silence_timeout: float = 6 * 3600.0
     dpp_reconcile_after: float = 120.0
     dpp_wait_alert: float = 900.0
+    # DPP: how many revisions that need a fetch to be planned may wait in one process
+    # for its planners; past that they wait LOADED, in the database, for the sweeper.
+    dpp_planning_backlog: int = 64
     # The shortest interval a spec's schedule may ask for, in seconds.
     schedule_min_interval: float = 600.0
     # Uploads per user (e.g. "120/minute"; None: no limit), counted in this storage.
@@ -238,6 +241,7 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "DPP_SILENCE_TIMEOUT": ("dpp_silence_timeout", _positive_float),
     "DPP_RECONCILE_AFTER": ("dpp_reconcile_after", _positive_float),
     "DPP_WAIT_ALERT": ("dpp_wait_alert", _positive_float),
+    "DPP_PLANNING_BACKLOG": ("dpp_planning_backlog", _positive_int),
     "SCHEDULE_MIN_INTERVAL": ("schedule_min_interval", _positive_float),
     "UPLOAD_RATE_LIMIT": ("upload_rate_limit", _rate),
     "RATE_LIMIT_STORAGE_URI": ("rate_limit_storage_uri", str.strip),

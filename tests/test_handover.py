@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import socket
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -162,3 +164,48 @@ def test_a_revision_a_stopped_server_left_loaded_is_planned_by_the_next(
     assert _pipelines_file(root)["gdp"]["specstore-revision"] == 1
     with database_of(restarted).transaction() as session:
         assert session.scalar(select(Revision.pipelines)) is not None
+
+
+def test_uploads_past_the_planners_backlog_wait_loaded_for_the_sweep(make_app, keypair, tmp_path):
+    """More uploads that need a fetch than one process's planners and their backlog
+    take: the rest are held nowhere in memory, they wait LOADED in the database, and the
+    sweep plans them like any other LOADED revision."""
+    with socket.socket() as silent:
+        # A server that takes connections (the kernel does) and never answers: every
+        # fetch from it runs to the deadline.
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/"
+        app = make_app(
+            dpp_pipelines_dir=str(tmp_path / "dpp"), dpp_planning_backlog=1, download_timeout=1
+        )
+        client = app.test_client()
+        names = [f"waiting-{number}" for number in range(6)]
+        started = time.monotonic()
+        for name in names:
+            response = upload(client, example_spec(url, dataset=name), keypair.token("alice"))
+            assert response.status_code == 200, response.get_json()
+        assert time.monotonic() - started < 1, "the uploads were meant to come within a second"
+
+        def states() -> list[str]:
+            return [state for _, _, _, state in sorted(stored_revisions(app))]
+
+        # Two planners and one waiting: the first three, each cut off at the 1 s deadline.
+        timed_out = f"the data package {url}datapackage.json took longer than 1 s"
+        for name in names[:3]:
+            status = wait_for(lambda name=name: client.get(f"/source/alice/{name}/status").json)
+            assert (status["state"], status["errors"]) == ("FAILED", [timed_out])
+        # Time for two more deadlines: no planner takes the rest up.
+        time.sleep(2.5)
+        assert states() == ["FAILED"] * 3 + ["LOADED"] * 3
+
+        long_ago = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
+        with database_of(app).transaction(write=True) as session:
+            session.execute(
+                update(Revision).where(Revision.state == "LOADED").values(modified=long_ago)
+            )
+        app.extensions["specstore.components"].engine.sweep()
+        assert states() == ["FAILED"] * 6
+        for name in names[3:]:
+            status = client.get(f"/source/alice/{name}/status").json
+            assert status["errors"] == [timed_out]

@@ -310,9 +310,13 @@ class DppDispatcher:
 
     A spec that carries its data package is planned and handed over during the upload
     (no network involved); one that does not is planned in the background, where its
-    data package is fetched. A sweeper, in every server process:
+    data package is fetched, by ``planners`` threads with at most ``backlog`` revisions
+    waiting for them: past that, a revision stays LOADED in the database for the sweeper,
+    so that a flood of such uploads holds no more memory than that. A sweeper, in every
+    server process:
 
-    * hands over what a stopped server stored but never handed over (LOADED);
+    * hands over what a stopped server stored, or this one had no room to plan, but
+      never handed over (LOADED);
     * reconciles: a revision DPP has sent no event about for ``reconcile_after`` is
       looked up on DPP's dashboard (its record of the pipeline, if it is of this
       revision) and brought to the state DPP recorded, so a hook that never arrived
@@ -332,6 +336,7 @@ class DppDispatcher:
         reconcile_after: float = 120.0,
         dashboard: DppDashboard | None = None,
         planners: int = 2,
+        backlog: int = 64,
         sweep_seconds: float | None = None,
     ) -> None:
         self.registry = registry
@@ -344,6 +349,7 @@ class DppDispatcher:
         self.sweep_seconds = sweep_seconds or min(30.0, self.reconcile_after / 2)
         self._hook_url = hook_url
         self._planners = ThreadPoolExecutor(planners, thread_name_prefix="specstore-plan")
+        self._room = threading.BoundedSemaphore(planners + backlog)
         self._lock = threading.Lock()
         self._started = False
         self._stopping = threading.Event()
@@ -365,8 +371,16 @@ class DppDispatcher:
             return
         if spec is not None and given_descriptor(spec) is not None:
             self.hand_over(ref, spec)
+        elif self._room.acquire(blocking=False):
+            self._planners.submit(self._plan_in_background, ref, spec)
         else:
-            self._planners.submit(self._hand_over_guarded, ref, spec)
+            log.info("%s: the planners are busy; it waits LOADED for the sweeper", ref.flow_id)
+
+    def _plan_in_background(self, ref: RevisionRef, spec: dict[str, Any] | None) -> None:
+        try:
+            self._hand_over_guarded(ref, spec)
+        finally:
+            self._room.release()
 
     def _hand_over_guarded(self, ref: RevisionRef, spec: dict[str, Any] | None) -> None:
         try:
