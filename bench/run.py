@@ -5,7 +5,9 @@ pipeline files) on a throw-away PostgreSQL holding a registry of DATASETS datase
 with 3 revisions each; wrk, a separate process, drives each route for SECONDS per run,
 at each concurrency (-c8 and -c32), for ROUNDS rounds. Uploads send the DataHub
 client's spec shape (its data package inline, with README and schemas), each owner's
-with the owner's token; one more upload run sends specs that need a fetch to be planned
+with the owner's token: new revisions of the registry's datasets, and new datasets of
+owners of their own (the registry the reads ask about stays as it was loaded); one more
+upload run sends specs that need a fetch to be planned
 from a host that does not resolve. A minimal Flask app under the same gunicorn settings
 is measured in the same rounds as the baseline, and every figure is also given as a
 ratio to it (medians over the rounds: the machine is noisy). Two mixed runs have 64
@@ -343,10 +345,11 @@ def main() -> int:
         servers += [specstore, baseline]
         meter = CpuMeter(postgres)
 
-        tokens = ",".join(keys.token(f"owner-{number}") for number in range(OWNERS))
+        owners = ",".join(keys.token(f"owner-{number}") for number in range(OWNERS))
+        uploaders = ",".join(keys.token(f"uploader-{number}") for number in range(OWNERS))
         common = {"BENCH_DATASETS": str(args.datasets), "BENCH_OWNERS": str(OWNERS)}
-        uploads = {"BENCH_BODY": body_template(CLIENT_SPEC), "BENCH_TOKENS": tokens}
-        unreachable = {"BENCH_BODY": body_template(UNREACHABLE_SPEC), "BENCH_TOKENS": tokens}
+        uploads = {"BENCH_BODY": body_template(CLIENT_SPEC), "BENCH_TOKENS": uploaders}
+        unreachable = {"BENCH_BODY": body_template(UNREACHABLE_SPEC), "BENCH_TOKENS": uploaders}
         event_body = '{"pipeline_id": "%s", "event": "progress", "log": ["%s"]}'
         scenarios = {
             "status": ("get.lua", "/", {"BENCH_PATH": "/source/owner-%d/ds-%d/status"}),
@@ -369,7 +372,7 @@ def main() -> int:
             "upload, new revision": (
                 "post.lua",
                 "/source/upload",
-                {"BENCH_MODE": "existing", **uploads},
+                {"BENCH_MODE": "existing", **uploads, "BENCH_TOKENS": owners},
             ),
             "upload, unreachable URL, no descriptor": (
                 "post.lua",

@@ -1,8 +1,11 @@
 -- POST a JSON body with two %s. BENCH_MODE says what they are:
--- "new": an owner and a dataset nobody uploaded yet (owners taken in turn),
+-- "new": an uploader (uploader-<n>, taken in turn, so that the owners whose datasets the
+--        read runs ask about keep the registry they were loaded with) and a dataset
+--        nobody uploaded yet,
 -- "existing": an owner and one of its datasets in the registry,
 -- "event": a pipeline id (any dataset) and a log line, for /source/update.
--- Uploads carry the owner's token: BENCH_TOKENS holds one per owner, comma-separated.
+-- Uploads carry the owner's token: BENCH_TOKENS holds one per owner (or uploader),
+-- comma-separated.
 local datasets = tonumber(os.getenv("BENCH_DATASETS"))
 local owners = tonumber(os.getenv("BENCH_OWNERS"))
 local mode = os.getenv("BENCH_MODE")
@@ -26,7 +29,7 @@ request = function()
   local owner, first, second
   if mode == "new" then
     owner = (tid * 7919 + sent) % owners
-    first = string.format("owner-%d", owner)
+    first = string.format("uploader-%d", owner)
     second = string.format("new-%s-%d-%d", salt, tid, sent)
   elseif mode == "existing" then
     local i = math.random(0, datasets - 1)
