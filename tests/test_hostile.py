@@ -19,7 +19,7 @@ from hypothesis_jsonschema import from_schema
 from specstore.config import NpmRegistry, configure
 from specstore.validation import EVENT_SCHEMA, SPEC_SCHEMA, load_schema
 from tests.conftest import make_spec, post_event, stored_revisions, upload
-from tests.support.fitting import SCHEDULE_WINDOW, fit_spec
+from tests.support.fitting import NPM_DATASET_MAX, SCHEDULE_WINDOW, fit_spec
 from tests.support.net import StaticFiles
 from tests.support.pipelines import example_spec, wait_for
 
@@ -159,6 +159,21 @@ def test_fuzz_every_valid_spec_is_stored(make_app, keypair, spec):
     body = _documented_shape(response)
     assert response.status_code == 200, body
     assert len(stored_revisions(app)) == before + 1
+
+
+def test_the_longest_names_fitted_to_an_npm_output_are_stored(make_app, keypair):
+    # The fuzzers' fitting (tests/support/fitting.py) keeps npm package names within
+    # npm's limit, against the server's own check.
+    app = make_app(npm_registries={"PUBLIC": NpmRegistry("http://npm.test/", "t", scope="hub")})
+    spec = make_spec(dataset="Z" * 128)
+    spec["outputs"] = [{"kind": "npm", "parameters": {"credentials": "public"}}]
+    refused = upload(app.test_client(), copy.deepcopy(spec), keypair.token("alice"))
+    assert refused.status_code == 400
+    assert "longer than 214 characters" in refused.get_json()["errors"][0]
+    fit_spec(spec)
+    response = upload(app.test_client(), spec, keypair.token("alice"))
+    assert response.status_code == 200, response.get_json()
+    assert stored_revisions(app) == [("alice", "Z" * NPM_DATASET_MAX, 1, "LOADED")]
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)

@@ -10,6 +10,9 @@ tests/schemathesis/hooks.py) fit what they made to a test server configured with
   one npm output at most);
 * the schedule window ``SCHEDULE_WINDOW``: the server's SCHEDULE_MIN_INTERVAL (the
   default) to ten years;
+* npm package names within npm's 214 characters: with an npm output, a dataset name
+  of at most ``NPM_DATASET_MAX`` characters (its package is ``@hub/alice-<dataset>``,
+  where a character npm does not take is written as three);
 
 and zip outputs get files of their own, inline data packages (whose planning the
 schema does not describe; tests/test_pipelines.py has its rules) are dropped.
@@ -27,6 +30,8 @@ OWNER = "alice"
 ENGINE = "warehouse"
 NPM_CREDENTIALS = "public"
 SCHEDULE_WINDOW = (600, 520 * 7 * 86400)
+NPM_SCOPE = "hub"
+NPM_DATASET_MAX = (214 - len(f"@{NPM_SCOPE}/{OWNER}-")) // 3
 _UNIT_SECONDS = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
@@ -57,6 +62,7 @@ def fit_spec(spec: Any) -> None:
     if not isinstance(spec.get("outputs"), list):
         return
     outputs, npm, zips = [], False, 0
+    meta = spec.get("meta")
     for output in spec["outputs"]:
         kind = output.get("kind")
         parameters = output.setdefault("parameters", {}) if kind != "sqlite" else None
@@ -68,6 +74,8 @@ def fit_spec(spec: Any) -> None:
             npm = True
             if "credentials" in parameters:
                 parameters["credentials"] = NPM_CREDENTIALS
+            if isinstance(meta, dict) and isinstance(meta.get("dataset"), str):
+                meta["dataset"] = meta["dataset"][:NPM_DATASET_MAX]
         elif kind == "zip":
             zips += 1
             parameters["out-file"] = f"output-{zips}.zip"
