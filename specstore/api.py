@@ -8,7 +8,6 @@ returns a body from :mod:`specstore.representations`.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import re
 import time
@@ -177,18 +176,13 @@ def openapi() -> Response:
 
 def _conditional(body: dict[str, Any]) -> Response:
     """A read's answer with an ``ETag`` (a hash of the body): a poller that sends it
-    back in ``If-None-Match`` gets ``304 Not Modified`` and no body while nothing changed.
-    Caches must ask again each time (``no-cache``), and the answer depends on the token."""
-    data = current_app.json.dumps(body).encode("utf-8")
-    etag = hashlib.sha1(data, usedforsecurity=False).hexdigest()
-    if request.if_none_match.contains(etag):
-        response = Response(status=304)
-    else:
-        response = Response(data, mimetype="application/json")
-    response.headers.update(
-        {"ETag": f'"{etag}"', "Cache-Control": "no-cache", "Vary": "Auth-Token"}
-    )
-    return response
+    back in ``If-None-Match`` gets ``304 Not Modified`` and no body while nothing changed
+    (werkzeug's conditional responses). Caches must ask again each time (``no-cache``),
+    and the answer depends on the token."""
+    response = Response(current_app.json.dumps(body), mimetype="application/json")
+    response.add_etag()
+    response.headers.update({"Cache-Control": "no-cache", "Vary": "Auth-Token"})
+    return response.make_conditional(request)
 
 
 @bp.get("/<owner:owner_id>")
