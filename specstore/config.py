@@ -17,6 +17,8 @@ from typing import Any
 from datapackage_pipelines_specstore.steps import sqlalchemy_url
 from limits import parse_many
 
+from .db import database_url
+
 DEFAULT_DATABASE_URL = "sqlite:///specstore.db"
 # Large enough for a data package descriptor with its README inlined, as the DataHub
 # client sends it.
@@ -215,7 +217,7 @@ def _rate(value: str) -> str | None:
 
 # Environment variable -> (Settings field, coercer).
 _VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
-    "DATABASE_URL": ("database_url", lambda value: sqlalchemy_url(value.strip())),
+    "DATABASE_URL": ("database_url", lambda value: database_url(value.strip())),
     "AUTH_SERVER": ("auth_server", _text),
     "AUTH_PUBLIC_KEY": ("auth_public_key", _public_key),
     "AUTH_SERVICE": ("auth_service", str.strip),

@@ -59,6 +59,22 @@ def _sqlite_engine(url: str) -> Engine:
     return engine
 
 
+# PostgreSQL URLs as hosts hand them out, and the driver specstore's own database is
+# served with: psycopg 3, which prepares a statement on the server once a connection
+# has run it a few times, so PostgreSQL stops parsing and planning the same few queries
+# on every request (an explicit ``postgresql+psycopg2://`` is served as it says).
+_PLAIN_POSTGRESQL = ("postgres://", "postgresql://")
+POSTGRESQL_DRIVER = "postgresql+psycopg://"
+
+
+def database_url(url: str) -> str:
+    """``url`` with the driver named that specstore's database is served with."""
+    for prefix in _PLAIN_POSTGRESQL:
+        if url.startswith(prefix):
+            return POSTGRESQL_DRIVER + url.removeprefix(prefix)
+    return url
+
+
 def make_engine(url: str, for_reads: bool = False) -> Engine:
     """The engine for ``url``.
 
@@ -69,6 +85,7 @@ def make_engine(url: str, for_reads: bool = False) -> Engine:
     round trips); :meth:`Database.read` runs its work again on a fresh connection
     when a connection turns out to be dead, which is safe because it only reads.
     """
+    url = database_url(url)
     if make_url(url).get_backend_name() == "sqlite":
         return _sqlite_engine(url)
     engine = create_engine(
@@ -110,7 +127,7 @@ class Database:
     """The engine and the way to run a transaction against it."""
 
     def __init__(self, url: str, engine: Engine | None = None) -> None:
-        self.url = url
+        self.url = url = database_url(url)
         self.engine = engine or make_engine(url)
         if engine is not None or self.engine.dialect.name == "sqlite":
             self._read_engine = self.engine

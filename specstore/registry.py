@@ -80,7 +80,10 @@ class Handover:
 
 
 # An engine's first look at a new revision, inside the transaction that stores it; None:
-# the engine takes it later, outside (it needs the network, say).
+# the engine takes it later, outside (it needs the network, say). It comes before the
+# revision's row is written (the row is written once, as the handover leaves it), so the
+# ref it is given has no row id yet: UNSTORED.
+UNSTORED = 0
 Prepare = Callable[[RevisionRef, dict[str, Any]], Handover | None]
 
 
@@ -294,15 +297,14 @@ def _upsert_dataset(dialect: str) -> Any:
 
 
 @functools.cache
-def _insert_revision_statement() -> Any:
+def _insert_revision_statement(handed_over: tuple[str, ...] = ()) -> Any:
+    """A new revision: LOADED, or with the columns its engine's handover sets."""
     revisions = Revision.__table__
     columns = ("dataset_id", "revision", "spec", "findability", "trigger", "created")
-    return (
-        revisions.insert()
-        .values(state=LOADED, logs=[], errors=[], stats={}, **_bound(revisions, columns))
-        .values(modified=bindparam("v_created", type_=revisions.c.created.type))
-        .returning(revisions.c.id)
-    )
+    values: dict[str, Any] = {"state": LOADED, "logs": [], "errors": [], "stats": {}}
+    values["modified"] = bindparam("v_created", type_=revisions.c.created.type)
+    values.update(_bound(revisions, columns + handed_over))
+    return revisions.insert().values(**values).returning(revisions.c.id)
 
 
 def _insert_revision(
@@ -312,11 +314,13 @@ def _insert_revision(
     spec: dict[str, Any],
     trigger: str,
     now: dt.datetime,
+    handover: Handover | None = None,
 ) -> int:
-    """Insert revision ``number`` of a dataset, LOADED; its row id (``connection``: a Core
-    connection or an ORM session)."""
+    """Insert revision ``number`` of a dataset, LOADED or as ``handover`` says; its row id
+    (``connection``: a Core connection or an ORM session)."""
+    handed_over = _handover_values(handover, now) if handover is not None else {}
     return connection.scalar(
-        _insert_revision_statement(),
+        _insert_revision_statement(tuple(handed_over)),
         {
             "v_dataset_id": dataset_id,
             "v_revision": number,
@@ -324,6 +328,7 @@ def _insert_revision(
             "v_findability": spec["meta"].get("findability", PUBLISHED),
             "v_trigger": trigger,
             "v_created": now,
+            **{f"v_{name}": value for name, value in handed_over.items()},
         },
     )
 
@@ -338,16 +343,8 @@ def _handover_statement(columns: tuple[str, ...]) -> Any:
     )
 
 
-def _record_handover(
-    connection: Connection,
-    dataset_id: int,
-    ref: RevisionRef,
-    handover: Handover,
-    now: dt.datetime,
-    touch_dataset: bool = True,
-) -> bool:
-    """Move revision ``ref`` on from LOADED as ``handover`` says (and the dataset's last
-    change to now, unless the caller did); False when it was not LOADED (nothing changes)."""
+def _handover_values(handover: Handover, now: dt.datetime) -> dict[str, Any]:
+    """The revision's columns as ``handover`` leaves it."""
     values: dict[str, Any] = {"state": handover.state, "modified": now}
     if handover.pipelines is not None:
         values["pipelines"] = handover.pipelines
@@ -362,21 +359,40 @@ def _record_handover(
         )
     else:
         values["queued"] = now
+    return values
+
+
+def _record_handover(
+    connection: Connection,
+    dataset_id: int,
+    ref: RevisionRef,
+    handover: Handover,
+    now: dt.datetime,
+) -> bool:
+    """Move revision ``ref`` on from LOADED as ``handover`` says, and the dataset's last
+    change to now; False when it was not LOADED (nothing changes)."""
+    values = _handover_values(handover, now)
     statement = _handover_statement(tuple(values))
     parameters = {f"v_{name}": value for name, value in values.items()}
     moved = connection.execute(statement, {"row_id": ref.row_id, **parameters}).rowcount
     if not moved:
         return False
+    _handed_over(connection, dataset_id, ref, handover, now)
+    connection.execute(
+        _dataset_update_statement(("v_modified",)),
+        {"dataset_id": dataset_id, "v_modified": now},
+    )
+    return True
+
+
+def _handed_over(
+    connection: Connection, dataset_id: int, ref: RevisionRef, handover: Handover, now: dt.datetime
+) -> None:
+    """What follows a revision's handover: queued, it supersedes the older ones waiting."""
     if handover.state == REGISTERED:
         count_event(QUEUE)
         if handover.supersedes and ref.revision > 1:
             _supersede_waiting(connection, dataset_id, ref.revision, now)
-    if touch_dataset:
-        connection.execute(
-            _dataset_update_statement(("v_modified",)),
-            {"dataset_id": dataset_id, "v_modified": now},
-        )
-    return True
 
 
 @functools.cache
@@ -468,10 +484,11 @@ class Registry:
         one, by a single ``INSERT ... ON CONFLICT DO UPDATE ... RETURNING``: concurrent
         uploads of one dataset wait on that row and each gets the next number, with no
         gaps and no duplicates. The dataset's schedule becomes the spec's (due one
-        interval from now), or none. ``prepare`` runs with the row locked; what it hands
-        back (see :class:`Handover`) is recorded in the same transaction, and its ``undo``
-        is called if that transaction fails. The revision, and the engine's handover
-        (None: the revision is LOADED, for the engine to take later).
+        interval from now), or none. ``prepare`` runs with the row locked; the revision's
+        row is then inserted once, as what it hands back (see :class:`Handover`) leaves it,
+        in the same transaction, and its ``undo`` is called if that transaction fails.
+        The revision, and the engine's handover (None: the revision is LOADED, for the
+        engine to take later).
         """
         meta = spec["meta"]
         owner_id, name = meta["ownerid"], meta["dataset"]
@@ -494,11 +511,14 @@ class Registry:
                         "v_next_run": next_run,
                     },
                 ).one()
-                row_id = _insert_revision(connection, dataset_id, number, spec, UPLOAD, now)
+                if prepare is not None:
+                    handover = prepare(RevisionRef(owner_id, name, number, UNSTORED), spec)
+                row_id = _insert_revision(
+                    connection, dataset_id, number, spec, UPLOAD, now, handover
+                )
                 ref = RevisionRef(owner_id, name, number, row_id)
-                handover = prepare(ref, spec) if prepare is not None else None
                 if handover is not None:
-                    _record_handover(connection, dataset_id, ref, handover, now, False)
+                    _handed_over(connection, dataset_id, ref, handover, now)
         except BaseException:
             if handover is not None and handover.undo is not None:
                 handover.undo()

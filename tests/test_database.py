@@ -145,20 +145,31 @@ def test_a_write_on_a_connection_in_constant_use_fails_once_then_succeeds(
 
 @pytest.mark.parametrize("scheme", ["postgresql", "postgres"])
 def test_postgresql_urls_as_hosts_hand_them_out_work(postgres_server, keypair, scheme):
-    """``postgresql://`` and ``postgres://`` (no driver named; SQLAlchemy alone would pick
-    psycopg 3, which is not installed) are served with psycopg2."""
+    """``postgresql://`` and ``postgres://`` (no driver named) are served with psycopg 3,
+    which prepares the statements a connection runs again and again."""
     url = postgres_server.create_database(f"plain_{scheme}")
-    plain = url.replace("postgresql+psycopg2://", f"{scheme}://")
+    plain = url.replace("postgresql://", f"{scheme}://")
     settings = configure(
         {"DATABASE_URL": plain}, auth_public_key=keypair.public_pem, runner_workers=0
     )
-    assert settings.database_url == url
+    assert settings.database_url == url.replace("postgresql://", "postgresql+psycopg://")
     app = create_app(settings)
     try:
         app.extensions["specstore.components"].database.upgrade()
         client = app.test_client()
         response = upload(client, example_spec("http://files.test/"), keypair.token("alice"))
         assert response.status_code == 200, response.get_json()
-        assert client.get("/source/alice/gdp/status").get_json()["state"] == "LOADED"
+        for _ in range(6):
+            assert client.get("/source/alice/gdp/status").get_json()["state"] == "LOADED"
+        # The status query, run again and again on one pooled connection, is prepared.
+        database = app.extensions["specstore.components"].database
+        prepared = database.read(
+            lambda connection: (
+                connection.exec_driver_sql("SELECT statement FROM pg_prepared_statements")
+                .scalars()
+                .all()
+            )
+        )
+        assert any("FROM datasets JOIN revisions" in statement for statement in prepared), prepared
     finally:
         app.extensions["specstore.components"].close()

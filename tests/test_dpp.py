@@ -105,9 +105,10 @@ def test_pipelines_run_on_a_real_dpp_and_report_back(
     assert info["state"] == "REGISTERED" and info["trigger"] == "upload"
 
     # Written the way every PostgreSQL host hands it out (SQLAlchemy alone would pick
-    # psycopg 3, which is not installed): specstore's processor reads it with psycopg2.
-    plain = warehouse.replace("postgresql+psycopg2://", "postgresql://")
-    ran = dpp.run("alice/gdp", ENGINE_WAREHOUSE=plain)
+    # psycopg 3, which DPP's virtualenv does not have): specstore's processor reads it
+    # with psycopg2.
+    assert warehouse.startswith("postgresql://")
+    ran = dpp.run("alice/gdp", ENGINE_WAREHOUSE=warehouse)
     assert ran.returncode == 0, ran.stdout + ran.stderr
     status = wait_for(lambda: _get(server, "/source/alice/gdp/status"), timeout=30)
     assert status["state"] == "SUCCEEDED", status

@@ -84,7 +84,8 @@ def test_an_upload_on_the_embedded_runner_is_queued_in_one_transaction(
 
 @pytest.fixture
 def refused_handover(make_app):
-    """The database refuses, with an error, to record any revision as handed over."""
+    """The database refuses, with an error, to record any revision as handed over (an
+    upload's row inserted REGISTERED, or a LOADED one moved on)."""
     app = make_app()
     database = database_of(app)
     if database.dialect == "postgresql":
@@ -92,17 +93,18 @@ def refused_handover(make_app):
             "CREATE FUNCTION refuse_handover() RETURNS trigger AS $$ BEGIN "
             "RAISE EXCEPTION 'could not extend file: No space left on device'; END $$ "
             "LANGUAGE plpgsql",
-            "CREATE TRIGGER refuse_handover BEFORE UPDATE ON revisions FOR EACH ROW "
+            "CREATE TRIGGER refuse_handover BEFORE INSERT OR UPDATE ON revisions FOR EACH ROW "
             "WHEN (NEW.state = 'REGISTERED') EXECUTE FUNCTION refuse_handover()",
         ]
         drop = ["DROP TRIGGER refuse_handover ON revisions", "DROP FUNCTION refuse_handover()"]
     else:
         create = [
-            "CREATE TRIGGER refuse_handover BEFORE UPDATE ON revisions "
+            f"CREATE TRIGGER refuse_handover_{event} BEFORE {event} ON revisions "
             "WHEN NEW.state = 'REGISTERED' BEGIN "
             "SELECT RAISE(ABORT, 'database or disk is full'); END"
+            for event in ("INSERT", "UPDATE")
         ]
-        drop = ["DROP TRIGGER refuse_handover"]
+        drop = ["DROP TRIGGER refuse_handover_INSERT", "DROP TRIGGER refuse_handover_UPDATE"]
 
     def run(statements: list[str]) -> None:
         with database.engine.begin() as connection:

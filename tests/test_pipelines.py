@@ -50,7 +50,7 @@ def warehouse(postgres_server):
 @pytest.fixture
 def runner_app(make_app, warehouse, tmp_path):
     # ENGINE_<NAME> as PostgreSQL hosts hand it out: postgres://, no driver named.
-    plain = warehouse.replace("postgresql+psycopg2://", "postgres://")
+    plain = warehouse.replace("postgresql://", "postgres://")
     engines = configure({"ENGINE_WAREHOUSE": plain}).engines
     return make_app(runner_workers=2, engines=engines)
 

@@ -38,7 +38,7 @@ import re
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote, urljoin, urlsplit
 
@@ -54,6 +54,7 @@ from datapackage_pipelines_specstore.steps import (
 
 from ..events import FAILED, INVALID
 from ..schedules import MAX_SCHEDULE_SECONDS, describe, schedule_seconds
+from ..validation import SchemaValidator
 
 if TYPE_CHECKING:
     from ..config import NpmRegistry
@@ -130,7 +131,8 @@ class Plan:
             target.parent.mkdir(parents=True, exist_ok=True)
             handle, temporary = tempfile.mkstemp(prefix=".plan-", dir=target.parent)
             with os.fdopen(handle, "w", encoding="utf-8") as out:
-                json.dump(value, out, ensure_ascii=False)
+                # dumps, not dump: json.dump streams through the pure-Python encoder.
+                out.write(json.dumps(value, ensure_ascii=False))
             os.replace(temporary, target)
 
 
@@ -179,11 +181,26 @@ class OutputLayout:
     def dataset_dir(self, owner_id: str, dataset: str) -> Path:
         return self.confined(self.root / owner_id / dataset)
 
+    def revision_paths(self, owner_id: str, dataset: str, revision: int) -> RevisionPaths:
+        """Where a revision's run works and what it leaves: the dataset's folder resolved
+        (and checked) once."""
+        folder = self.dataset_dir(owner_id, dataset)
+        return RevisionPaths(
+            folder, folder / STAGING_DIR / str(revision), folder / PLANS_DIR / f"{revision}.json"
+        )
+
     def staging(self, owner_id: str, dataset: str, revision: int) -> Path:
-        return self.dataset_dir(owner_id, dataset) / STAGING_DIR / str(revision)
+        return self.revision_paths(owner_id, dataset, revision).staging
 
     def metadata(self, owner_id: str, dataset: str, revision: int) -> Path:
-        return self.dataset_dir(owner_id, dataset) / PLANS_DIR / f"{revision}.json"
+        return self.revision_paths(owner_id, dataset, revision).metadata
+
+
+@dataclass(frozen=True)
+class RevisionPaths:
+    folder: Path  # the dataset's: its published outputs
+    staging: Path  # the run's work, published into the folder when it succeeds
+    metadata: Path  # the descriptor's properties, for the run's last step
 
 
 class Planner:
@@ -343,7 +360,8 @@ class Planner:
         meta = spec["meta"]
         owner_id, dataset = meta["ownerid"], meta["dataset"]
         main_id = pipeline_id(owner_id, dataset)
-        staging = self.layout.staging(owner_id, dataset, revision)
+        paths = self.layout.revision_paths(owner_id, dataset, revision)
+        staging = paths.staging
         resources = self.resources(spec, descriptor)
         tables = [resource for resource in resources if resource.table]
         run_limit = {"run-timeout": self.run_timeout} if self.run_timeout else {}
@@ -387,8 +405,7 @@ class Planner:
             }
             for resource in tables
         ]
-        metadata_file = self.layout.metadata(owner_id, dataset, revision)
-        steps += self._outputs(spec, owner_id, dataset, revision, staging, metadata_file, resources)
+        steps += self._outputs(spec, owner_id, dataset, revision, paths, resources)
         details: dict[str, Any] = {
             "title": f"{owner_id}/{dataset} revision {revision}",
             REVISION_KEY: revision,
@@ -397,7 +414,7 @@ class Planner:
         if hooks:
             details["hooks"] = list(hooks)
         metadata = _metadata(dataset, descriptor, resources)
-        return Plan(main_id, {main_id: details}, {str(metadata_file): metadata})
+        return Plan(main_id, {main_id: details}, {str(paths.metadata): metadata})
 
     def resources(self, spec: Mapping[str, Any], descriptor: Mapping[str, Any]) -> list[Resource]:
         """Every resource of the input as it will be planned; PlanError when one cannot be."""
@@ -504,10 +521,10 @@ class Planner:
         owner_id: str,
         dataset: str,
         revision: int,
-        staging: Path,
-        metadata_file: Path,
+        paths: RevisionPaths,
         resources: list[Resource],
     ) -> list[dict[str, Any]]:
+        staging, metadata_file = paths.staging, paths.metadata
         tables = {
             resource.name: {"resource-name": resource.name}
             for resource in resources
@@ -548,7 +565,7 @@ class Planner:
             finish["zips"] = zips
         publish = {
             "staging": str(staging),
-            "target": str(self.layout.dataset_dir(owner_id, dataset)),
+            "target": str(paths.folder),
             "revision": revision,
         }
         if self.run_timeout:
@@ -673,10 +690,11 @@ def _file_path(name: str, path: str, format: str) -> str:
 
 
 def _plain_file(folder: Path, name: str) -> Path:
-    path = (folder / name).resolve()
-    if path.parent != folder.resolve():
+    """``name`` in ``folder`` (a run's staging folder, made new for the run), where
+    ``name`` must be one path component: no separator, not ``.`` or ``..``."""
+    if name in ("", ".", "..") or PurePosixPath(name).name != name:
         raise PlanError(INVALID, f"the output file name {name!r} is not a plain file name")
-    return path
+    return folder / name
 
 
 def _check_names(planned: list[Resource]) -> None:
@@ -700,23 +718,20 @@ def _check_names(planned: list[Resource]) -> None:
 
 
 @functools.cache
-def _table_schema_validator() -> Any:
+def _table_schema_validator() -> SchemaValidator:
     from importlib import resources
-
-    from jsonschema.validators import validator_for
 
     profile = json.loads(
         resources.files("tableschema").joinpath("profiles", "table-schema.json").read_text("utf-8")
     )
-    return validator_for(profile)(profile)
+    return SchemaValidator(profile)
 
 
 def _schema_problem(schema: Any) -> str | None:
     """Why ``schema`` is not a Table Schema that can be applied, or None."""
     if not isinstance(schema, dict) or not isinstance(schema.get("fields"), list):
         return "is not a Table Schema (an object with a list of fields)"
-    error = next(iter(_table_schema_validator().iter_errors(schema)), None)
-    if error is not None:
-        where = "/".join(str(part) for part in error.absolute_path) or "(root)"
-        return f"is not a valid Table Schema: {where}: {error.message}"
+    problems = _table_schema_validator().errors(schema)
+    if problems:
+        return f"is not a valid Table Schema: {problems[0]}"
     return None

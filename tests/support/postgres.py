@@ -86,7 +86,8 @@ class PostgresServer:
             raise PostgresUnavailable(f"{exc}\n{log}") from exc
 
     def url(self, database: str = "postgres") -> str:
-        return f"postgresql+psycopg2://postgres@127.0.0.1:{self.port}/{database}"
+        """As PostgreSQL hosts hand URLs out: no driver named (each user picks its own)."""
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
 
     def create_database(self, name: str) -> str:
         self._run(
