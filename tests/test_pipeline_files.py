@@ -9,6 +9,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from specstore.pipelines import dpp
 from specstore.pipelines.dpp import JSON_MARK, SPEC_FILE, DppPipelines, render
 from specstore.pipelines.planner import REVISION_KEY
 
@@ -146,3 +147,57 @@ def test_any_sequence_of_writes_leaves_a_file_pyyaml_reads_as_the_newest_pipelin
         files.write("alice", {f"alice/{key}": value for key, value in versioned.items()})
         expected.update(versioned)
     assert yaml.safe_load((root / "alice" / SPEC_FILE).read_text()) == expected
+
+
+def test_a_file_as_specstore_left_it_is_edited_without_parsing_the_other_pipelines(
+    tmp_path, monkeypatch
+):
+    files = DppPipelines(tmp_path)
+    files.write("alice", {f"alice/ds-{i}": {"pipeline": [i], REVISION_KEY: 1} for i in range(50)})
+
+    def parsed_whole(*_args):
+        raise AssertionError("the owner's file was parsed whole")
+
+    monkeypatch.setattr(dpp, "_json_lines", parsed_whole)
+    monkeypatch.setattr(dpp, "parse", parsed_whole)
+    files.write("alice", {"alice/ds-7": {"pipeline": ["new"], REVISION_KEY: 2}})
+    files.write("alice", {"alice/ds-07": {"pipeline": ["between"], REVISION_KEY: 1}})
+    files.write("alice", {"alice/zz": {"pipeline": ["last"], REVISION_KEY: 1}})
+    older = files.write("alice", {"alice/ds-7": {"pipeline": ["old"], REVISION_KEY: 1}})
+    assert older.newer == {"alice/ds-7": 2} and not older.previous
+    monkeypatch.undo()
+
+    text = (tmp_path / "alice" / SPEC_FILE).read_text()
+    expected = {f"ds-{i}": {"pipeline": [i], REVISION_KEY: 1} for i in range(50)}
+    expected["ds-7"] = {"pipeline": ["new"], REVISION_KEY: 2}
+    expected["ds-07"] = {"pipeline": ["between"], REVISION_KEY: 1}
+    expected["zz"] = {"pipeline": ["last"], REVISION_KEY: 1}
+    assert json.loads(text) == yaml.safe_load(text) == expected
+    # Still sorted by key, one pipeline per line: the form a whole rewrite gives.
+    assert text == render(expected)
+
+
+def test_a_file_edited_by_hand_after_specstore_wrote_it_is_read_whole(tmp_path):
+    files = DppPipelines(tmp_path)
+    files.write("alice", {"alice/gdp": {"pipeline": [], REVISION_KEY: 1}})
+    path = tmp_path / "alice" / SPEC_FILE
+    # Flow-style YAML in the JSON form's frame, one pipeline over two lines.
+    path.write_text('{\n"gdp": {"pipeline": [],\n"' + REVISION_KEY + '": 1},\n"manual": {}\n}\n')
+    files.write("alice", {"alice/gdp": {"pipeline": ["next"], REVISION_KEY: 2}})
+    assert yaml.safe_load(path.read_text()) == {
+        "gdp": {"pipeline": ["next"], REVISION_KEY: 2},
+        "manual": {},
+    }
+
+
+def test_a_taken_back_write_leaves_the_file_as_it_was(tmp_path):
+    files = DppPipelines(tmp_path)
+    files.write("alice", {f"alice/ds-{i}": {"pipeline": [i], REVISION_KEY: 1} for i in range(5)})
+    path = tmp_path / "alice" / SPEC_FILE
+    before = path.read_text()
+    written = files.write("alice", {"alice/ds-2": {"pipeline": ["x"], REVISION_KEY: 2}})
+    files.take_back(written)
+    assert path.read_text() == before
+    added = files.write("alice", {"alice/new": {"pipeline": [], REVISION_KEY: 1}})
+    files.take_back(added)
+    assert path.read_text() == before

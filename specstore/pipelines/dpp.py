@@ -14,6 +14,7 @@ never reads half a file.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import datetime as dt
 import fcntl
@@ -61,14 +62,14 @@ class DppPipelines:
         return path
 
     @contextlib.contextmanager
-    def _locked(self, directory: Path) -> Iterator[None]:
+    def _locked(self, directory: Path) -> Iterator[_SpecFile]:
         directory.mkdir(parents=True, exist_ok=True)
-        with open(directory / LOCK_FILE, "a") as lock:
+        lock = os.open(directory / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+            yield _SpecFile(directory / SPEC_FILE, lock)
+        finally:
+            os.close(lock)  # which lets go of the lock too
 
     def read(self, owner_id: str) -> dict[str, Any]:
         path = self.owner_dir(owner_id) / SPEC_FILE
@@ -82,59 +83,142 @@ class DppPipelines:
 
         A pipeline already there from a newer revision is left as it is; the answer
         names those, with the newer revision's number, and keeps what the file held
-        before, for :meth:`take_back`. In the usual case (a file this method wrote as
-        JSON, one pipeline per line) the other pipelines are carried over as lines of
-        text, never parsed: the cost of a write grows with the size of the owner's file
-        (its datasets), not with what is in it.
+        before, for :meth:`take_back`. In the usual case (the file exactly as specstore
+        last wrote it, see :class:`_SpecFile`) the other pipelines are carried over as
+        bytes, never parsed, and the pipeline's line is found by bisection on the sorted
+        keys: a write costs a copy of the file, however many datasets the owner has.
         """
-        directory = self.owner_dir(owner_id)
-        with self._locked(directory):
-            lines, unchecked = self._lines(directory / SPEC_FILE)
+        with self._locked(self.owner_dir(owner_id)) as file:
             written = Written(owner_id)
+            lines = file.trusted_lines()
+            if lines is not None and _put_lines(lines, pipelines, written):
+                if written.previous:
+                    file.replace(JSON_MARK_BYTES + b",\n".join(lines) + b"\n}\n")
+                return written
+            written = Written(owner_id)
+            parsed, unchecked = file.lines()
             for pipeline_id, details in pipelines.items():
                 key = pipeline_id.split("/", 1)[1]
-                there = _revision(lines[key]) if key in lines else 0
+                there = _revision(parsed[key]) if key in parsed else 0
                 if there > details.get(REVISION_KEY, 0):
                     written.newer[pipeline_id] = there
                     continue
-                written.previous[key] = lines.get(key)
+                written.previous[key] = parsed.get(key)
                 written.revision = details.get(REVISION_KEY, 0)
-                lines[key] = _line(key, details)
+                parsed[key] = _line(key, details)
                 unchecked.add(key)
             if written.previous:
-                _replace(directory / SPEC_FILE, _text(lines, unchecked))
+                file.replace(_text(parsed, unchecked).encode("utf-8"))
             return written
 
     def take_back(self, written: Written) -> None:
         """Put back what :meth:`write` replaced, where the file still holds what it wrote
         (a write whose revision was never stored must not be run)."""
-        directory = self.owner_dir(written.owner_id)
-        with self._locked(directory):
-            lines, unchecked = self._lines(directory / SPEC_FILE)
+        with self._locked(self.owner_dir(written.owner_id)) as file:
+            lines, unchecked = file.lines()
             for key, line in written.previous.items():
                 if key not in lines or _revision(lines[key]) != written.revision:
                     continue
                 if line is None:
                     del lines[key]
+                    unchecked.discard(key)
                 else:
                     lines[key] = line
-            _replace(directory / SPEC_FILE, _text(lines, unchecked))
+            file.replace(_text(lines, unchecked).encode("utf-8"))
 
-    @staticmethod
-    def _lines(path: Path) -> tuple[dict[str, str], set[str]]:
-        """The pipelines in the file at ``path`` as JSON lines by key, and the keys whose
-        lines are not yet known to read the same through YAML."""
+
+class _SpecFile:
+    """An owner's ``pipeline-spec.yaml``, its lock held.
+
+    Whoever writes the file (under the lock) records in the lock file the file's
+    identity as it left it: inode, size, and times of change. A file that still has that
+    identity is exactly what specstore wrote, one checked pipeline per line, sorted by
+    key, and is edited as bytes (:meth:`trusted_lines`); any other (edited by hand, say,
+    or written by an older specstore) is read and checked whole (:meth:`lines`).
+    """
+
+    def __init__(self, path: Path, lock: int) -> None:
+        self.path = path
+        self._lock = lock
+
+    def trusted_lines(self) -> list[bytes] | None:
+        """The file's pipeline lines (no separators), when it is as specstore left it."""
+        recorded = os.pread(self._lock, _IDENTITY_SIZE, 0)
+        if not recorded.strip():
+            return None
         try:
-            text = path.read_text(encoding="utf-8")
+            with open(self.path, "rb") as handle:
+                if _identity(os.fstat(handle.fileno())) != recorded:
+                    return None
+                data = handle.read()
+        except FileNotFoundError:
+            return None
+        if not (data.startswith(JSON_MARK_BYTES) and data.endswith(b"\n}\n")):
+            return None
+        # Lines hold no raw newline (json escapes them); all but the last end in a comma.
+        lines = data[len(JSON_MARK_BYTES) : -len(b"\n}\n")].split(b"\n")
+        return [line[:-1] for line in lines[:-1]] + lines[-1:]
+
+    def lines(self) -> tuple[dict[str, str], set[str]]:
+        """The pipelines in the file as JSON lines by key, and the keys whose lines are
+        not yet known to read the same through YAML."""
+        try:
+            text = self.path.read_text(encoding="utf-8")
         except FileNotFoundError:
             text = ""
         lines = _json_lines(text)
         if lines is None:
-            # YAML (written by PyYAML, by hand, or by an older specstore): parse it whole
-            # and check each of its pipelines before it is written as JSON.
+            # YAML (written by PyYAML, by hand, or by an older specstore): parse it whole.
             lines = {key: _line(key, value) for key, value in parse(text).items()}
-            return lines, set(lines)
-        return lines, set()  # every line in the file was checked when it was written
+        # Each line is checked before the file is written as JSON again.
+        return lines, set(lines)
+
+    def replace(self, data: bytes) -> None:
+        """Write the file whole (see ``_replace``) and record what it is now: the one-line
+        JSON form only; a YAML file is read whole next time."""
+        os.pwrite(self._lock, b" " * _IDENTITY_SIZE, 0)  # untrusted until it is written
+        _replace(self.path, data)
+        if data.startswith(JSON_MARK_BYTES):
+            os.pwrite(self._lock, _identity(os.stat(self.path)), 0)
+
+
+# The identity is written over the start of the lock file, in place, always this long.
+_IDENTITY_SIZE = 96
+
+
+def _identity(stat: os.stat_result) -> bytes:
+    identity = f"{stat.st_ino} {stat.st_size} {stat.st_mtime_ns} {stat.st_ctime_ns}"
+    return identity.encode().ljust(_IDENTITY_SIZE)
+
+
+def _line_key(line: bytes) -> str:
+    """The key of one pipeline line, ``"key": {...}``."""
+    return scanstring(line.decode("utf-8"), 1)[0]
+
+
+def _put_lines(lines: list[bytes], pipelines: dict[str, dict[str, Any]], written: Written) -> bool:
+    """Put ``pipelines`` into ``lines`` (sorted by key) as :meth:`DppPipelines.write`
+    does; False, with ``lines`` not to be used, when a new line would read differently
+    through YAML (the whole file must then be written by PyYAML)."""
+    for pipeline_id, details in pipelines.items():
+        key = pipeline_id.split("/", 1)[1]
+        index = bisect.bisect_left(lines, key, key=_line_key)
+        found = index < len(lines) and _line_key(lines[index]) == key
+        previous = lines[index].decode("utf-8") if found else None
+        there = _revision(previous) if previous is not None else 0
+        if there > details.get(REVISION_KEY, 0):
+            written.newer[pipeline_id] = there
+            continue
+        line = _line(key, details)
+        if not _reads_the_same(line):
+            return False
+        written.previous[key] = previous
+        written.revision = details.get(REVISION_KEY, 0)
+        if found:
+            lines[index] = line.encode("utf-8")
+        else:
+            lines.insert(index, line.encode("utf-8"))
+    return True
 
 
 @dataclass
@@ -189,6 +273,7 @@ def _text(lines: dict[str, str], unchecked: set[str]) -> str:
 
 
 JSON_MARK = "{\n"
+JSON_MARK_BYTES = JSON_MARK.encode()
 # What JSON may hold that PyYAML would read differently or refuse: characters outside
 # YAML's printable set, numbers in exponent form (YAML 1.1 wants a dot), JSON's
 # Infinity/NaN, and keys too long to be YAML simple keys.
@@ -214,22 +299,21 @@ def _revision(line: str) -> int:
 
 
 def _json_lines(text: str) -> dict[str, str] | None:
-    """The pipelines of a file written by ``_text`` as JSON, as ``{key: line}``, found
-    without parsing their values; None for a file in any other form."""
+    """The pipelines of a file in the JSON form ``_text`` writes, as ``{key: line}``, each
+    line one whole ``"key": value`` pair on a line of its own; None for any other form."""
     if not (text.startswith(JSON_MARK) and text.endswith("\n}\n")):
         return None
     lines = {}
-    for entry in text[len(JSON_MARK) : -len("\n}\n")].split("\n"):
-        line = entry.removesuffix(",")
-        if not line.startswith('"'):
+    for line in text[len(JSON_MARK) : -len("\n}\n")].split(",\n"):
+        if not line.startswith('"') or "\n" in line:
             return None
         try:
-            key, end = scanstring(line, 1)
+            pair = json.loads("{" + line + "}")
         except ValueError:
             return None
-        if line[end : end + 2] != ": " or key in lines:
+        if len(pair) != 1 or next(iter(pair)) in lines:
             return None
-        lines[key] = line
+        lines[next(iter(pair))] = line
     return lines
 
 
@@ -243,12 +327,12 @@ def _reads_the_same(line: str) -> bool:
         return False
 
 
-def _replace(path: Path, text: str) -> None:
+def _replace(path: Path, data: bytes) -> None:
     """Write ``path`` whole or not at all: a temporary file, synced, renamed over it."""
     handle, temporary = tempfile.mkstemp(prefix=".pipeline-spec.", dir=path.parent)
     try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(text)
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
             out.flush()
             os.fsync(out.fileno())
         os.chmod(temporary, 0o644)
