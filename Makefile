@@ -86,7 +86,7 @@ test: install-dev postgres redis browser dpp schemathesis npm-tools lint
 
 ## bench: specstore under gunicorn on PostgreSQL, driven by wrk; writes bench/results.md
 bench: install-dev postgres
-	@scripts/ensure-wrk
+	@scripts/ensure-bench-tools
 	$(BIN)/python bench/run.py
 
 ## lint: ruff's checks and its format check

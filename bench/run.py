@@ -10,9 +10,10 @@ owners of their own (the registry the reads ask about stays as it was loaded); o
 upload run sends specs that need a fetch to be planned
 from a host that does not resolve. A minimal Flask app under the same gunicorn settings
 is measured in the same rounds as the baseline, and every figure is also given as a
-ratio to it (medians over the rounds: the machine is noisy). Two mixed runs have 64
-connections read status while 8 upload: polling (each waits 100 ms after an answer), and
-asking again at once. Then status latency is measured at 1,000,
+ratio to it (medians over the rounds: the machine is noisy). Three mixed runs have 64
+connections read status while 8 upload: polling (each waits 100 ms after an answer),
+asking again at once, and polling through nginx (bench/nginx.py), the buffering proxy
+the README puts in front of the workers. Then status latency is measured at 1,000,
 10,000 and 100,000 datasets, the workers' peak memory is read from /proc, and
 bench/layers.py says where the time of a status and of an upload goes.
 
@@ -42,6 +43,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench import layers  # noqa: E402
+from bench.nginx import Nginx  # noqa: E402
 from specstore.db import Database  # noqa: E402
 from specstore.models import Dataset, Revision  # noqa: E402
 from tests.support.postgres import PostgresServer  # noqa: E402
@@ -52,9 +54,15 @@ from tests.support.tokens import KeyPair  # noqa: E402
 OWNERS = 100
 HOOK_TOKEN = "bench-hook-token"  # noqa: S105
 POLLED = "/source/owner-0/ds-0/status"  # the dataset a poller asks about with its ETag
-# The mixed runs' readers: each waits this many ms after an answer (a front end polling),
-# or none (each asks again at once: as many requests as the server can take).
-MIXED = {"polling": 100, "at once": 0}
+# The mixed runs: (how many ms each reader waits after an answer, a front end polling, or
+# none: each asks again at once, as many requests as the server can take; whether the
+# requests go through nginx, the buffering proxy the README's Production section puts in
+# front of the workers).
+MIXED = {
+    "64 polling": (100, False),
+    "64 at once": (0, False),
+    "64 polling, behind nginx": (100, True),
+}
 LUA = Path(__file__).parent / "lua"
 README = "# GDP\n\nGross domestic product by country and year, in current US dollars.\n" * 12
 TABLE_SCHEMA = {
@@ -322,6 +330,7 @@ def main() -> int:
     postgres = PostgresServer()
     postgres.start()
     servers: list[Gunicorn] = []
+    proxies: list[Nginx] = []
     try:
         url = postgres.create_database("bench")
         Database(url).upgrade()
@@ -345,6 +354,8 @@ def main() -> int:
             {**os.environ, "BASELINE_DATABASE_URL": url}, work, workers=2, app="bench.baseline:app"
         )
         servers += [specstore, baseline]
+        proxy = Nginx(specstore.port)
+        proxies.append(proxy)
         meter = CpuMeter(postgres)
 
         owners = ",".join(keys.token(f"owner-{number}") for number in range(OWNERS))
@@ -432,10 +443,11 @@ def main() -> int:
                     )
                     results[(name, level)].append(measured)
             # The mixed runs: 64 connections read status while 8 upload new datasets,
-            # the readers polling (each every POLL_PAUSE_MS) or asking again at once.
-            for kind, pause in MIXED.items():
+            # see MIXED.
+            for kind, (pause, proxied) in MIXED.items():
+                front = proxy.url if proxied else specstore.url
                 reading = start_wrk(
-                    specstore.url + "/",
+                    front + "/",
                     args.seconds,
                     64,
                     "get.lua",
@@ -446,14 +458,14 @@ def main() -> int:
                     },
                 )
                 uploading = start_wrk(
-                    specstore.url + "/source/upload",
+                    front + "/source/upload",
                     args.seconds,
                     8,
                     "post.lua",
                     {
                         **common,
                         "BENCH_MODE": "new",
-                        "BENCH_SALT": f"{salt}-mixed-{pause}",
+                        "BENCH_SALT": f"{salt}-mixed-{pause}-{int(proxied)}",
                         **uploads,
                     },
                 )
@@ -514,6 +526,8 @@ def main() -> int:
         costs = layers.measure(url, args.datasets, OWNERS)
         upload_costs = layers.upload_costs(url, spec_for)
     finally:
+        for proxy in proxies:
+            proxy.stop()
         for server in servers:
             server.stop()
         postgres.destroy()
@@ -555,16 +569,17 @@ def main() -> int:
     lines += [
         "",
         "Mixed: 64 connections read status while 8 upload new datasets, at once; the "
-        f"readers poll (each waits {MIXED['polling']} ms after an answer, the load of "
-        f"{64 * 2000 // MIXED['polling']:,} front ends polling every 2 s) or ask again at once:",
+        f"readers poll (each waits {MIXED['64 polling'][0]} ms after an answer, the load of "
+        f"{64 * 2000 // MIXED['64 polling'][0]:,} front ends polling every 2 s) or ask again at "
+        "once, straight to gunicorn or through nginx (reading each request whole before a "
+        "worker gets it, as in the README's Production section):",
         "",
         "| run | route | requests/s | p50 ms | p99 ms | failed |",
         "| --- | --- | ---: | ---: | ---: | ---: |",
     ]
     for (kind, part), runs in mixed.items():
-        readers = "64 polling" if MIXED[kind] else "64 at once"
         lines.append(
-            f"| {readers}, 8 uploading | {part} | {median_of(runs, 'rps'):,.0f} | "
+            f"| {kind}, 8 uploading | {part} | {median_of(runs, 'rps'):,.0f} | "
             f"{median_of(runs, 'p50'):.2f} | {median_of(runs, 'p99'):.2f} | "
             f"{sum(run['failed'] for run in runs)} |"
         )
