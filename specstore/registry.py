@@ -297,14 +297,19 @@ def _upsert_dataset(dialect: str) -> Any:
 
 
 @functools.cache
-def _insert_revision_statement(handed_over: tuple[str, ...] = ()) -> Any:
-    """A new revision: LOADED, or with the columns its engine's handover sets."""
+def _insert_revision_statement(handed_over: tuple[str, ...] = (), superseding: bool = False) -> Any:
+    """A new revision: LOADED, or with the columns its engine's handover sets; when
+    ``superseding`` (PostgreSQL only), the older revisions still waiting are ended in the
+    same statement (a CTE), one round trip fewer."""
     revisions = Revision.__table__
     columns = ("dataset_id", "revision", "spec", "findability", "trigger", "created")
     values: dict[str, Any] = {"state": LOADED, "logs": [], "errors": [], "stats": {}}
     values["modified"] = bindparam("v_created", type_=revisions.c.created.type)
     values.update(_bound(revisions, columns + handed_over))
-    return revisions.insert().values(**values).returning(revisions.c.id)
+    statement = revisions.insert().values(**values).returning(revisions.c.id)
+    if superseding:
+        statement = statement.add_cte(_supersede_statement().cte("superseded"))
+    return statement
 
 
 def _insert_revision(
@@ -315,13 +320,17 @@ def _insert_revision(
     trigger: str,
     now: dt.datetime,
     handover: Handover | None = None,
+    superseding: bool = False,
 ) -> int:
-    """Insert revision ``number`` of a dataset, LOADED or as ``handover`` says; its row id
-    (``connection``: a Core connection or an ORM session)."""
+    """Insert revision ``number`` of a dataset, LOADED or as ``handover`` says, and, when
+    ``superseding``, end the older ones still waiting; its row id (``connection``: a Core
+    connection or an ORM session)."""
     handed_over = _handover_values(handover, now) if handover is not None else {}
+    superseded = _supersede_parameters(dataset_id, number, now) if superseding else {}
     return connection.scalar(
-        _insert_revision_statement(tuple(handed_over)),
+        _insert_revision_statement(tuple(handed_over), superseding),
         {
+            **superseded,
             "v_dataset_id": dataset_id,
             "v_revision": number,
             "v_spec": spec,
@@ -380,19 +389,30 @@ def _record_handover(
     _handed_over(connection, dataset_id, ref, handover, now)
     connection.execute(
         _dataset_update_statement(("v_modified",)),
-        {"dataset_id": dataset_id, "v_modified": now},
+        {"d_id": dataset_id, "v_modified": now},
     )
     return True
 
 
+def _supersedes(handover: Handover, revision: int) -> bool:
+    """Whether ``handover`` of ``revision`` ends the older revisions still waiting."""
+    return handover.state == REGISTERED and handover.supersedes and revision > 1
+
+
 def _handed_over(
-    connection: Connection, dataset_id: int, ref: RevisionRef, handover: Handover, now: dt.datetime
+    connection: Connection,
+    dataset_id: int,
+    ref: RevisionRef,
+    handover: Handover,
+    now: dt.datetime,
+    superseded: bool = False,
 ) -> None:
-    """What follows a revision's handover: queued, it supersedes the older ones waiting."""
+    """What follows a revision's handover: queued, it supersedes the older ones waiting
+    (unless the statement that stored it did, ``superseded``)."""
     if handover.state == REGISTERED:
         count_event(QUEUE)
-        if handover.supersedes and ref.revision > 1:
-            _supersede_waiting(connection, dataset_id, ref.revision, now)
+    if _supersedes(handover, ref.revision) and not superseded:
+        _supersede_waiting(connection, dataset_id, ref.revision, now)
 
 
 @functools.cache
@@ -428,15 +448,30 @@ def _dataset_update_statement(parameters: tuple[str, ...]) -> Any:
     columns = tuple(name.removeprefix("v_") for name in parameters)
     return (
         update(datasets)
-        .where(datasets.c.id == bindparam("dataset_id"))
+        .where(datasets.c.id == bindparam("d_id"))
         .values(**_bound(datasets, columns))
     )
 
 
 @functools.cache
+def _event_writes(dialect: str, columns: tuple[str, ...], dataset: tuple[str, ...]) -> tuple:
+    """What an event writes: the revision's ``columns`` and, when the event changed the
+    revision's story, the dataset's last change (``dataset``, parameter names); on
+    PostgreSQL one statement (the dataset's update a CTE of the revision's), one round trip
+    fewer; elsewhere two."""
+    revision = _revision_update_statement(columns)
+    if not dataset:
+        return (revision,)
+    touched = _dataset_update_statement(dataset)
+    if dialect == "postgresql":
+        return (revision.add_cte(touched.cte("dataset_touched")),)
+    return (revision, touched)
+
+
+@functools.cache
 def _supersede_statement() -> Any:
     revisions = Revision.__table__
-    now = bindparam("now", type_=revisions.c.ended.type)
+    now = bindparam("w_now", type_=revisions.c.ended.type)
     return (
         update(revisions)
         .where(
@@ -447,7 +482,7 @@ def _supersede_statement() -> Any:
         .values(
             state=FAILED,
             success=False,
-            errors=bindparam("errors", type_=revisions.c.errors.type),
+            errors=bindparam("w_errors", type_=revisions.c.errors.type),
             started=func.coalesce(revisions.c.started, now),
             ended=now,
             modified=now,
@@ -460,13 +495,17 @@ def _supersede_waiting(
 ) -> int:
     """End the dataset's revisions older than ``revision`` still waiting to run (LOADED or
     REGISTERED): FAILED, superseded. How many were ended."""
-    parameters = {
+    parameters = _supersede_parameters(dataset_id, revision, now)
+    return connection.execute(_supersede_statement(), parameters).rowcount
+
+
+def _supersede_parameters(dataset_id: int, revision: int, now: dt.datetime) -> dict[str, Any]:
+    return {
         "w_dataset_id": dataset_id,
         "w_revision": revision,
-        "errors": [f"superseded by revision {revision} before it ran"],
-        "now": now,
+        "w_errors": [f"superseded by revision {revision} before it ran"],
+        "w_now": now,
     }
-    return connection.execute(_supersede_statement(), parameters).rowcount
 
 
 class Registry:
@@ -513,12 +552,17 @@ class Registry:
                 ).one()
                 if prepare is not None:
                     handover = prepare(RevisionRef(owner_id, name, number, UNSTORED), spec)
+                superseding = (
+                    handover is not None
+                    and connection.dialect.name == "postgresql"
+                    and _supersedes(handover, number)
+                )
                 row_id = _insert_revision(
-                    connection, dataset_id, number, spec, UPLOAD, now, handover
+                    connection, dataset_id, number, spec, UPLOAD, now, handover, superseding
                 )
                 ref = RevisionRef(owner_id, name, number, row_id)
                 if handover is not None:
-                    _handed_over(connection, dataset_id, ref, handover, now)
+                    _handed_over(connection, dataset_id, ref, handover, now, superseding)
         except BaseException:
             if handover is not None and handover.undo is not None:
                 handover.undo()
@@ -615,19 +659,19 @@ class Registry:
                 changed["pipelines"] = plan
             if applied:
                 changed["modified"] = now
-            if changed:
-                parameters = {f"v_{name}": value for name, value in changed.items()}
-                connection.execute(
-                    _revision_update_statement(tuple(changed)), {"row_id": row_id, **parameters}
-                )
+            dataset_changes = {}
             if applied:
-                dataset_changes = {"v_modified": now}
+                dataset_changes["v_modified"] = now
                 if target.state == SUCCEEDED:
                     dataset_changes["v_last_success"] = now
-                connection.execute(
-                    _dataset_update_statement(tuple(dataset_changes)),
-                    {"dataset_id": dataset_id, **dataset_changes},
+            if changed:
+                parameters = {f"v_{name}": value for name, value in changed.items()}
+                parameters.update(dataset_changes, row_id=row_id, d_id=dataset_id)
+                writes = _event_writes(
+                    connection.dialect.name, tuple(changed), tuple(dataset_changes)
                 )
+                for statement in writes:
+                    connection.execute(statement, parameters)
             return EventOutcome(
                 flow_id(pipeline.owner_id, pipeline.dataset, revision), target.state, applied
             )

@@ -7,6 +7,7 @@ the tables are emptied after each test.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from collections.abc import Iterator
 from typing import Any
@@ -15,6 +16,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import delete, select
+from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from specstore import create_app
 from specstore.config import configure
@@ -155,17 +157,27 @@ def client(app: Flask) -> FlaskClient:
 
 @pytest.fixture
 def start_server(tmp_path: Any) -> Iterator[Any]:
-    """Start ``python server.py`` with the given environment; stopped after the test."""
+    """Start ``python server.py`` with the given environment; stopped after the test, and
+    the databases they were given emptied (the session's PostgreSQL database is shared)."""
     servers: list[Server] = []
+    databases: set[str] = set()
 
     def start(**env: str) -> Server:
         server = Server(server_env(**env), tmp_path)
         servers.append(server)
+        if env.get("DATABASE_URL"):
+            databases.add(env["DATABASE_URL"])
         return server
 
     yield start
     for server in servers:
         server.stop()
+    for url in databases:
+        database = Database(url)
+        # A server that never started may have left no tables to empty.
+        with contextlib.suppress(ProgrammingError, OperationalError):
+            empty_tables(database)
+        database.dispose()
 
 
 def database_of(app: Flask) -> Database:
