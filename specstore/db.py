@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
+from datapackage_pipelines_specstore.steps import sqlalchemy_url
 from sqlalchemy import create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine, make_url
@@ -59,20 +60,12 @@ def _sqlite_engine(url: str) -> Engine:
     return engine
 
 
-# PostgreSQL URLs as hosts hand them out, and the driver specstore's own database is
-# served with: psycopg 3, which prepares a statement on the server once a connection
-# has run it a few times, so PostgreSQL stops parsing and planning the same few queries
-# on every request (an explicit ``postgresql+psycopg2://`` is served as it says).
-_PLAIN_POSTGRESQL = ("postgres://", "postgresql://")
-POSTGRESQL_DRIVER = "postgresql+psycopg://"
-
-
 def database_url(url: str) -> str:
-    """``url`` with the driver named that specstore's database is served with."""
-    for prefix in _PLAIN_POSTGRESQL:
-        if url.startswith(prefix):
-            return POSTGRESQL_DRIVER + url.removeprefix(prefix)
-    return url
+    """``url`` with the driver named that specstore's own database is served with:
+    psycopg 3, which prepares a statement on the server once a connection has run it a
+    few times, so PostgreSQL stops parsing and planning the same few queries on every
+    request (an explicit ``postgresql+psycopg2://`` is served as it says)."""
+    return sqlalchemy_url(url, driver="psycopg")
 
 
 def make_engine(url: str, for_reads: bool = False) -> Engine:

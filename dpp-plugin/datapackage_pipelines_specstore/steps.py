@@ -331,12 +331,13 @@ def dump_to_sql(parameters: dict[str, Any]) -> list[Any]:
     return [dataflows_dump_to_sql(parameters["tables"], engine=sqlalchemy_url(engine))]
 
 
-def sqlalchemy_url(url: str) -> str:
+def sqlalchemy_url(url: str, driver: str = "psycopg2") -> str:
     """A PostgreSQL URL as every host hands them out (``postgres://``, ``postgresql://``),
-    with the driver specstore ships (psycopg2) named; other URLs as they are."""
+    with ``driver`` named (psycopg2, which outputs are written with on both engines);
+    other URLs as they are."""
     for prefix in ("postgres://", "postgresql://"):
         if url.startswith(prefix):
-            return "postgresql+psycopg2://" + url.removeprefix(prefix)
+            return f"postgresql+{driver}://" + url.removeprefix(prefix)
     return url
 
 

@@ -192,9 +192,6 @@ class OutputLayout:
     def staging(self, owner_id: str, dataset: str, revision: int) -> Path:
         return self.revision_paths(owner_id, dataset, revision).staging
 
-    def metadata(self, owner_id: str, dataset: str, revision: int) -> Path:
-        return self.revision_paths(owner_id, dataset, revision).metadata
-
 
 @dataclass(frozen=True)
 class RevisionPaths:
