@@ -9,8 +9,10 @@ writers queue for the lock instead of failing half-way through.
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -19,9 +21,10 @@ from alembic.config import Config as AlembicConfig
 from datapackage_pipelines_specstore.steps import sqlalchemy_url
 from sqlalchemy import create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.engine import Connection, Dialect, Engine, make_url
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql.selectable import ReturnsRows
 
 from .errors import ServiceUnavailable
 
@@ -188,6 +191,122 @@ class Database:
     def dispose(self) -> None:
         self.engine.dispose()
         self._read_engine.dispose()
+
+
+@functools.cache
+def labels(query: ReturnsRows) -> tuple[str, ...]:
+    """The names of ``query``'s columns, in the order of its rows' values."""
+    return tuple(query.exported_columns.keys())
+
+
+@dataclass(frozen=True)
+class _DriverStatement:
+    """A statement compiled once into the text its driver takes as it is, with what
+    SQLAlchemy would do to the values going in and to those of its rows coming out."""
+
+    text: str
+    defaults: dict[str, Any]
+    bind: tuple[tuple[str, Callable[[Any], Any]], ...]
+    result: tuple[tuple[int, Callable[[Any], Any]], ...]
+
+
+@functools.lru_cache(maxsize=256)
+def _driver_statement(statement: ReturnsRows, dialect: Dialect) -> _DriverStatement | None:
+    """``statement`` for its driver, or None where SQLAlchemy must run it: a driver whose
+    parameters are not named (SQLite's), or a parameter rendered at execution (``IN``
+    lists)."""
+    if dialect.paramstyle != "pyformat":
+        return None
+    compiled = statement.compile(dialect=dialect)
+    if compiled.literal_execute_params or compiled.post_compile_params:
+        return None
+    bind = tuple(
+        (compiled.bind_names[parameter], processor)
+        for parameter in compiled.binds.values()
+        if (processor := parameter.type.dialect_impl(dialect).bind_processor(dialect))
+    )
+    result = tuple(
+        (index, processor)
+        for index, column in enumerate(statement.exported_columns)
+        if (processor := column.type.dialect_impl(dialect).result_processor(dialect, None))
+    )
+    return _DriverStatement(compiled.string, dict(compiled.params), bind, result)
+
+
+def first(
+    connection: Connection, statement: ReturnsRows, parameters: dict[str, Any]
+) -> Sequence[Any] | None:
+    """The first row of ``statement`` (None: no row), its values as SQLAlchemy would give
+    them, by position (:func:`labels` names them); ``statement`` built once and kept."""
+    rows = _run(connection, statement, parameters, rows=1)
+    return rows[0] if rows else None
+
+
+def every(
+    connection: Connection, statement: ReturnsRows, parameters: dict[str, Any]
+) -> list[Sequence[Any]]:
+    """Every row of ``statement``, as :func:`first` gives one."""
+    return _run(connection, statement, parameters, rows=None)
+
+
+def execute(connection: Connection, statement: ReturnsRows, parameters: dict[str, Any]) -> None:
+    """Run ``statement``, which answers no rows, as :func:`first` runs one."""
+    _run(connection, statement, parameters, rows=0)
+
+
+def _run(
+    connection: Connection, statement: ReturnsRows, parameters: dict[str, Any], rows: int | None
+) -> list[Sequence[Any]]:
+    """Run ``statement``: no rows (``rows`` 0), the first (1) or all of them (None).
+
+    On PostgreSQL the hot paths skip SQLAlchemy's execution and result machinery, about
+    half of a read's CPU in the worker (``bench/layers.py``): the statement, compiled
+    once, goes to the driver's own cursor on the same pooled connection (inside its
+    transaction, if one is open), the values that SQLAlchemy converts (UTC datetimes,
+    JSON documents) converted by SQLAlchemy's own processors, going in and coming out.
+    A driver error is raised as SQLAlchemy raises it, the connection invalidated when it
+    is gone, so the callers' retry and 503 work unchanged.
+    """
+    driver = _driver_statement(statement, connection.dialect)
+    if driver is None:
+        result = connection.execute(statement, parameters)
+        if rows == 0:
+            return []
+        if rows is None:
+            return list(result.all())
+        row = result.first()  # which closes the result: nothing is left pending
+        return [] if row is None else [row]
+    values = {**driver.defaults, **parameters}
+    for name, convert in driver.bind:
+        values[name] = convert(values[name])
+    dbapi_connection = connection.connection.dbapi_connection
+    try:
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute(driver.text, values)
+            if rows == 0:
+                return []
+            fetched = cursor.fetchall() if rows is None else cursor.fetchmany(1)
+    except connection.dialect.loaded_dbapi.Error as exc:
+        gone = connection.dialect.is_disconnect(exc, dbapi_connection, None)
+        if gone:
+            connection.invalidate(exc)
+        raise DBAPIError.instance(
+            driver.text,
+            values,
+            exc,
+            connection.dialect.loaded_dbapi.Error,
+            connection_invalidated=gone,
+            dialect=connection.dialect,
+        ) from exc
+    if not driver.result:
+        return fetched
+    converted = []
+    for row in fetched:
+        row = list(row)
+        for index, convert in driver.result:
+            row[index] = convert(row[index])
+        converted.append(row)
+    return converted
 
 
 @contextlib.contextmanager

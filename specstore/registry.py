@@ -7,15 +7,15 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import Connection, Row, Select, and_, bindparam, func, or_, select, update
+from sqlalchemy import Connection, Select, and_, bindparam, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from .db import Database
+from .db import Database, every, execute, first, labels
 from .errors import NotFound
 from .events import (
     FAILED,
@@ -103,10 +103,9 @@ class DatasetRevision:
     revision: SimpleNamespace
 
     @classmethod
-    def from_row(cls, row: Row[Any], labels: tuple[str, ...] | None = None) -> DatasetRevision:
-        """The row's columns, by their ``<table>.<column>`` labels (``labels``: the
-        result's, when a caller reads many rows of one result)."""
-        dataset_columns, revision_columns = _columns_by_table(labels or row._fields)
+    def from_row(cls, row: Sequence[Any], names: tuple[str, ...]) -> DatasetRevision:
+        """The row's values, named by their ``<table>.<column>`` labels (``names``)."""
+        dataset_columns, revision_columns = _columns_by_table(names)
         return cls(
             SimpleNamespace(**{name: row[index] for index, name in dataset_columns}),
             SimpleNamespace(**{name: row[index] for index, name in revision_columns}),
@@ -229,7 +228,7 @@ def _listing_queries(by_owner: bool, include_hidden: bool) -> tuple[Select[Any],
         .limit(bindparam("limit"))
         .offset(bindparam("offset"))
     )
-    return page, select(func.count()).select_from(Dataset).where(*visible)
+    return page, select(func.count().label("total")).select_from(Dataset).where(*visible)
 
 
 @functools.cache
@@ -416,7 +415,7 @@ def _handed_over(
 
 
 @functools.cache
-def _event_target_statement(by_number: bool) -> Any:
+def _event_target_statement(by_number: bool) -> Select[Any]:
     """The dataset's id and what an event may change of one of its revisions (the one
     numbered ``number``, or the newest), both rows locked."""
     datasets, revisions = Dataset.__table__, Revision.__table__
@@ -538,7 +537,8 @@ class Registry:
         handover = None
         try:
             with self.database.writing() as connection:
-                dataset_id, number = connection.execute(
+                dataset_id, number = first(
+                    connection,
                     _upsert_dataset(connection.dialect.name),
                     {
                         "v_owner_id": owner_id,
@@ -549,7 +549,7 @@ class Registry:
                         "v_schedule_seconds": seconds,
                         "v_next_run": next_run,
                     },
-                ).one()
+                )
                 if prepare is not None:
                     handover = prepare(RevisionRef(owner_id, name, number, UNSTORED), spec)
                 superseding = (
@@ -639,10 +639,11 @@ class Registry:
         now = self.clock()
         named = {"owner_id": pipeline.owner_id, "name": pipeline.dataset}
         with self.database.writing() as connection:
-            row = connection.execute(
+            row = first(
+                connection,
                 _event_target_statement(event.revision is not None),
                 {**named, "number": event.revision},
-            ).first()
+            )
             if row is None:
                 newest = connection.scalar(_last_revision_query(), named)
                 if newest is None:
@@ -671,7 +672,7 @@ class Registry:
                     connection.dialect.name, tuple(changed), tuple(dataset_changes)
                 )
                 for statement in writes:
-                    connection.execute(statement, parameters)
+                    execute(connection, statement, parameters)
             return EventOutcome(
                 flow_id(pipeline.owner_id, pipeline.dataset, revision), target.state, applied
             )
@@ -687,10 +688,10 @@ class Registry:
         kind = which if which in ("latest", "successful") else "number"
         parameters = {"owner_id": owner_id, "name": name, "number": which}
         query = _revision_query(kind, view)
-        row = self.database.read(lambda connection: connection.execute(query, parameters).first())
+        row = self.database.read(lambda connection: first(connection, query, parameters))
         if row is None:
             raise NotFound(f"no revision {which} of {owner_id}/{name}")
-        return DatasetRevision.from_row(row)
+        return DatasetRevision.from_row(row, labels(query))
 
     def findability(self, owner_id: str, name: str) -> str | None:
         """Who may see the dataset (its newest revision's findability); None: no dataset."""
@@ -711,13 +712,14 @@ class Registry:
             "offset": offset,
         }
 
+        names = labels(page)
+        total_at = names.index("total")
+
         def read(connection: Connection) -> DatasetPage:
-            result = connection.execute(page, parameters)
-            labels = tuple(result.keys())
-            rows = result.all()
+            rows = every(connection, page, parameters)
             # The window count comes with the page; past the last page, ask for it.
-            total = rows[0].total if rows else connection.scalar(count, parameters)
-            found = [DatasetRevision.from_row(row, labels) for row in rows]
+            total = rows[0][total_at] if rows else connection.scalar(count, parameters)
+            found = [DatasetRevision.from_row(row, names) for row in rows]
             return DatasetPage([(each.dataset, each.revision) for each in found], total or 0)
 
         return self.database.read(read)

@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from typing import Any
+
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from sqlalchemy import insert
+from sqlalchemy.exc import IntegrityError
 
 from specstore import create_app, db
 from specstore.config import configure
-from specstore.db import Database
-from specstore.models import Base
-from tests.conftest import make_spec, upload
+from specstore.db import Database, _driver_statement, every, execute, first, labels
+from specstore.models import Base, Dataset
+from specstore.registry import (
+    VIEWS,
+    _event_target_statement,
+    _listing_queries,
+    _revision_query,
+)
+from tests.conftest import database_of, make_spec, post_event, stored_datasets, upload
 from tests.support.pipelines import example_spec
 from tests.support.postgres import PostgresServer
 
@@ -173,3 +184,77 @@ def test_postgresql_urls_as_hosts_hand_them_out_work(postgres_server, keypair, s
         assert any("FROM datasets JOIN revisions" in statement for statement in prepared), prepared
     finally:
         app.extensions["specstore.components"].close()
+
+
+def _hot_statements() -> list[tuple[Any, dict[str, Any]]]:
+    """The statements the hot paths run, with parameters that find rows."""
+    alice = {"owner_id": "alice", "name": "gdp"}
+    found: list[tuple[Any, dict[str, Any]]] = []
+    for view in VIEWS:
+        found.append((_revision_query("latest", view), alice))
+        found.append((_revision_query("successful", view), alice))
+        found.append((_revision_query("number", view), {**alice, "number": 2}))
+    for by_owner in (True, False):
+        for hidden in (True, False):
+            page, count = _listing_queries(by_owner, hidden)
+            parameters = {"owner_id": "alice", "published": "published", "limit": 50, "offset": 0}
+            found += [(page, parameters), (count, parameters)]
+    found.append((_event_target_statement(False), alice))
+    found.append((_event_target_statement(True), {**alice, "number": 1}))
+    return found
+
+
+def test_the_hot_statements_answer_what_sqlalchemy_answers(make_app, keypair):
+    """On PostgreSQL the hot statements go to the driver's cursor: their rows are those
+    SQLAlchemy gives, value for value and type for type (UTC datetimes, JSON documents)."""
+    app = make_app()
+    client = app.test_client()
+    for _ in range(2):
+        assert upload(client, make_spec(), keypair.token("alice")).status_code == 200
+    assert post_event(client, {"pipeline_id": "alice/gdp", "event": "start"}).status_code == 200
+    finished = {"pipeline_id": "alice/gdp", "event": "finish", "success": True, "stats": {"n": 1}}
+    assert post_event(client, finished).status_code == 200
+    database = database_of(app)
+    postgresql = database.dialect == "postgresql"
+    times = []
+    with database.engine.connect() as connection:
+        if postgresql:
+            # The driver gives datetimes in the session's zone: SQLAlchemy's own
+            # conversion must bring them to UTC on both paths.
+            connection.exec_driver_sql("SET TIME ZONE 'Asia/Kolkata'")
+        for statement, parameters in _hot_statements():
+            # On PostgreSQL each is taken by the driver path, or the work was for nothing.
+            assert (_driver_statement(statement, connection.dialect) is not None) == postgresql
+            expected = [tuple(row) for row in connection.execute(statement, parameters).all()]
+            assert expected, statement
+            rows = [tuple(row) for row in every(connection, statement, parameters)]
+            assert rows == expected
+            assert [[type(value) for value in row] for row in rows] == [
+                [type(value) for value in row] for row in expected
+            ]
+            assert tuple(first(connection, statement, parameters)) == expected[0]
+            assert labels(statement) == tuple(connection.execute(statement, parameters).keys())
+            times += [value for row in rows for value in row if isinstance(value, dt.datetime)]
+        assert times and all(value.utcoffset() == dt.timedelta(0) for value in times)
+        connection.rollback()
+
+
+def test_a_driver_error_on_the_hot_path_is_raised_as_sqlalchemy_raises_it(make_app, keypair):
+    """A statement the database refuses raises SQLAlchemy's error (a unique key taken:
+    IntegrityError, the driver's error inside), and nothing is stored."""
+    app = make_app()
+    assert upload(app.test_client(), make_spec(), keypair.token("alice")).status_code == 200
+    database = database_of(app)
+    now = dt.datetime.now(dt.UTC)
+    taken = insert(Dataset.__table__).values(
+        owner_id="alice",
+        name="gdp",
+        last_revision=1,
+        findability="published",
+        created=now,
+        modified=now,
+    )
+    with pytest.raises(IntegrityError) as raised, database.writing() as connection:
+        execute(connection, taken, {})
+    assert "datasets" in str(raised.value.orig)
+    assert stored_datasets(app) == [("alice", "gdp", 1)]
