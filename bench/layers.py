@@ -131,8 +131,9 @@ def measure(url: str, datasets: int, owners: int) -> list[tuple[str, float]]:
     def sqlalchemy_read(index: int) -> None:
         number = index % datasets
         parameters = {"owner_id": f"owner-{number % owners}", "name": f"ds-{number}"}
-        with service.registry.database.engine.connect() as connection:
-            connection.execute(query, parameters).first()
+        service.registry.database.read(
+            lambda connection: connection.execute(query, parameters).first()
+        )
 
     found.append(
         ("the same query through SQLAlchemy's execute", microseconds_per_call(sqlalchemy_read))

@@ -220,11 +220,12 @@ def _driver_statement(statement: ReturnsRows, dialect: Dialect) -> _DriverStatem
     compiled = statement.compile(dialect=dialect)
     if compiled.literal_execute_params or compiled.post_compile_params:
         return None
-    bind = tuple(
-        (compiled.bind_names[parameter], processor)
+    # By the name each parameter is rendered with (one name may stand for two entries).
+    processors = {
+        compiled.bind_names[parameter]: parameter.type.dialect_impl(dialect).bind_processor(dialect)
         for parameter in compiled.binds.values()
-        if (processor := parameter.type.dialect_impl(dialect).bind_processor(dialect))
-    )
+    }
+    bind = tuple((name, processor) for name, processor in processors.items() if processor)
     result = tuple(
         (index, processor)
         for index, column in enumerate(statement.exported_columns)
@@ -259,13 +260,14 @@ def _run(
 ) -> list[Sequence[Any]]:
     """Run ``statement``: no rows (``rows`` 0), the first (1) or all of them (None).
 
-    On PostgreSQL the hot paths skip SQLAlchemy's execution and result machinery, about
-    half of a read's CPU in the worker (``bench/layers.py``): the statement, compiled
-    once, goes to the driver's own cursor on the same pooled connection (inside its
-    transaction, if one is open), the values that SQLAlchemy converts (UTC datetimes,
-    JSON documents) converted by SQLAlchemy's own processors, going in and coming out.
-    A driver error is raised as SQLAlchemy raises it, the connection invalidated when it
-    is gone, so the callers' retry and 503 work unchanged.
+    On PostgreSQL the hot paths skip SQLAlchemy's execution and result machinery (a
+    ``status`` query's CPU in the worker goes from about 135 µs to 90; ``bench/layers.py``
+    compares the two): the statement, compiled once, goes to the driver's own cursor on
+    the same pooled connection (inside its transaction, if one is open), the values that
+    SQLAlchemy converts (UTC datetimes, JSON documents) converted by SQLAlchemy's own
+    processors, going in and coming out. A driver error is raised as SQLAlchemy raises
+    it, the connection invalidated when it is gone, so the callers' retry and 503 work
+    unchanged.
     """
     driver = _driver_statement(statement, connection.dialect)
     if driver is None:

@@ -312,7 +312,7 @@ def _insert_revision_statement(handed_over: tuple[str, ...] = (), superseding: b
 
 
 def _insert_revision(
-    connection: Any,
+    connection: Connection,
     dataset_id: int,
     number: int,
     spec: dict[str, Any],
@@ -322,11 +322,11 @@ def _insert_revision(
     superseding: bool = False,
 ) -> int:
     """Insert revision ``number`` of a dataset, LOADED or as ``handover`` says, and, when
-    ``superseding``, end the older ones still waiting; its row id (``connection``: a Core
-    connection or an ORM session)."""
+    ``superseding``, end the older ones still waiting; its row id."""
     handed_over = _handover_values(handover, now) if handover is not None else {}
     superseded = _supersede_parameters(dataset_id, number, now) if superseding else {}
-    return connection.scalar(
+    inserted = first(
+        connection,
         _insert_revision_statement(tuple(handed_over), superseding),
         {
             **superseded,
@@ -339,6 +339,8 @@ def _insert_revision(
             **{f"v_{name}": value for name, value in handed_over.items()},
         },
     )
+    assert inserted is not None  # RETURNING answers the row inserted
+    return inserted[0]
 
 
 @functools.cache
@@ -452,17 +454,23 @@ def _dataset_update_statement(parameters: tuple[str, ...]) -> Any:
     )
 
 
+def _writes_in_ctes(dialect: str) -> bool:
+    """Whether the database takes a write as a CTE of another (PostgreSQL does, SQLite does
+    not): two writes of one transaction then cost one round trip."""
+    return dialect == "postgresql"
+
+
 @functools.cache
 def _event_writes(dialect: str, columns: tuple[str, ...], dataset: tuple[str, ...]) -> tuple:
     """What an event writes: the revision's ``columns`` and, when the event changed the
-    revision's story, the dataset's last change (``dataset``, parameter names); on
-    PostgreSQL one statement (the dataset's update a CTE of the revision's), one round trip
-    fewer; elsewhere two."""
+    revision's story, the dataset's last change (``dataset``, parameter names); one
+    statement where writes go in CTEs (the dataset's update a CTE of the revision's),
+    elsewhere two."""
     revision = _revision_update_statement(columns)
     if not dataset:
         return (revision,)
     touched = _dataset_update_statement(dataset)
-    if dialect == "postgresql":
+    if _writes_in_ctes(dialect):
         return (revision.add_cte(touched.cte("dataset_touched")),)
     return (revision, touched)
 
@@ -476,7 +484,9 @@ def _supersede_statement() -> Any:
         .where(
             revisions.c.dataset_id == bindparam("w_dataset_id"),
             revisions.c.revision < bindparam("w_revision"),
-            revisions.c.state.in_((LOADED, REGISTERED)),
+            # Not IN (...): a list is rendered at execution, and the statement could not
+            # be compiled once for the driver (db.first).
+            or_(revisions.c.state == LOADED, revisions.c.state == REGISTERED),
         )
         .values(
             state=FAILED,
@@ -554,7 +564,7 @@ class Registry:
                     handover = prepare(RevisionRef(owner_id, name, number, UNSTORED), spec)
                 superseding = (
                     handover is not None
-                    and connection.dialect.name == "postgresql"
+                    and _writes_in_ctes(connection.dialect.name)
                     and _supersedes(handover, number)
                 )
                 row_id = _insert_revision(
@@ -623,7 +633,9 @@ class Registry:
                         next_run=now + dt.timedelta(seconds=seconds),
                     )
                 )
-                row_id = _insert_revision(session, dataset_id, number, spec, SCHEDULED, now)
+                row_id = _insert_revision(
+                    session.connection(), dataset_id, number, spec, SCHEDULED, now
+                )
                 fired.append((RevisionRef(owner_id, name, number, row_id), spec))
         return fired
 

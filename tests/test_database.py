@@ -9,17 +9,25 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import insert
+from sqlalchemy.dialects.postgresql.psycopg import dialect as psycopg_dialect
 from sqlalchemy.exc import IntegrityError
 
 from specstore import create_app, db
 from specstore.config import configure
 from specstore.db import Database, _driver_statement, every, execute, first, labels
+from specstore.events import REGISTERED
 from specstore.models import Base, Dataset
 from specstore.registry import (
     VIEWS,
+    Handover,
     _event_target_statement,
+    _event_writes,
+    _handover_values,
+    _insert_revision_statement,
     _listing_queries,
     _revision_query,
+    _upsert_dataset,
+    utcnow,
 )
 from tests.conftest import database_of, make_spec, post_event, stored_datasets, upload
 from tests.support.pipelines import example_spec
@@ -258,3 +266,20 @@ def test_a_driver_error_on_the_hot_path_is_raised_as_sqlalchemy_raises_it(make_a
         execute(connection, taken, {})
     assert "datasets" in str(raised.value.orig)
     assert stored_datasets(app) == [("alice", "gdp", 1)]
+
+
+def test_the_hot_writes_go_to_the_driver_on_postgresql():
+    """An upload's and an event's statements are compiled once for psycopg: none of them
+    has a part rendered only at execution (an ``IN`` list, say), which would send it back
+    through SQLAlchemy's execution on every request."""
+    dialect = psycopg_dialect()
+    handed_over = tuple(_handover_values(Handover(REGISTERED, pipelines={}), utcnow()))
+    statements = [
+        _upsert_dataset("postgresql"),
+        _insert_revision_statement(),
+        _insert_revision_statement(handed_over, superseding=True),
+        *_event_writes("postgresql", ("logs", "modified"), ("v_modified",)),
+        *_event_writes("postgresql", ("state", "started", "modified"), ()),
+    ]
+    for statement in statements:
+        assert _driver_statement(statement, dialect) is not None, statement
