@@ -7,7 +7,12 @@ import requests
 
 
 class PeerUnavailable(Exception):
-    """The other service did not answer in time, or did not answer 2xx."""
+    """The other service did not answer in time, or did not answer 2xx (``status``: the
+    status it answered with; None when it did not answer)."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class HttpClient:
@@ -30,5 +35,6 @@ class HttpClient:
         except requests.RequestException as exc:
             raise PeerUnavailable(f"GET {url} failed ({exc.__class__.__name__})") from exc
         if not response.ok:
-            raise PeerUnavailable(f"GET {url} answered {response.status_code}")
+            status = response.status_code
+            raise PeerUnavailable(f"GET {url} answered {status}", status)
         return response

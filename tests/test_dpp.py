@@ -14,10 +14,12 @@ import pytest
 import requests
 import yaml
 
-from specstore.pipelines.dpp import SPEC_FILE
+from specstore.http_client import HttpClient
+from specstore.pipelines.dpp import SPEC_FILE, DppDashboard
+from specstore.pipelines.planner import REVISION_KEY
 from tests.conftest import HOOK_TOKEN, stored_revisions, upload
 from tests.support.dpp import DppDeployment, DppUnavailable, dpp_venv
-from tests.support.net import StaticFiles, free_port
+from tests.support.net import FakeDashboard, StaticFiles, free_port
 from tests.support.pipelines import (
     HANDED_OVER,
     carrying_its_package,
@@ -249,6 +251,58 @@ def test_info_answers_from_specstores_records_when_dpp_is_down(
     assert body["state"] == "REGISTERED"
     assert body["pipeline"]["hooks"] == ["http://127.0.0.1:5000/source/update?token=***&revision=1"]
     assert client.get("/source/alice/gdp/status").get_json()["state"] == "REGISTERED"
+
+
+def test_info_does_not_wait_again_on_a_dashboard_that_hangs(
+    make_app, keypair, example_data, tmp_path
+):
+    """A dashboard that holds requests past the timeout costs one request that wait: the
+    other ``info`` polls answer from specstore's records without asking it."""
+    with FakeDashboard() as dashboard:
+        dashboard.hang = 4.0  # the timeout is 2 s
+        app = make_app(dpp_pipelines_dir=str(tmp_path / "dpp"), dpp_url=dashboard.url)
+        client = app.test_client()
+        upload(client, carrying_its_package(example_data), keypair.token("alice"))
+        for _ in range(5):
+            info = client.get("/source/alice/gdp/info")
+            assert info.status_code == 200
+            assert info.get_json()["state"] == "REGISTERED"
+        assert dashboard.asked == 1
+
+
+def test_the_dashboards_answers_are_kept_a_moment_and_a_silent_one_is_left_alone():
+    record = {"id": "./alice/gdp", "state": "SUCCEEDED", "pipeline": {REVISION_KEY: 1}}
+    now = [0.0]
+    with FakeDashboard() as dashboard:
+        dashboard.records["alice/gdp"] = record
+        dpp = DppDashboard(
+            HttpClient(0.5), dashboard.url, ttl=2.0, retry_after=30.0, clock=lambda: now[0]
+        )
+        assert dpp.record("alice/gdp", 1)["state"] == "SUCCEEDED"
+        assert dpp.record("alice/gdp", 1)["state"] == "SUCCEEDED"
+        assert dpp.record("alice/gdp", 2) is None  # a record of another revision
+        assert dashboard.asked == 1
+        # DPP's 404 (a pipeline it has not registered) is an answer, kept too.
+        assert dpp.record("alice/new", 1) is None
+        assert dpp.record("alice/new", 1) is None
+        assert dashboard.asked == 2
+        dashboard.records["alice/gdp"] = {**record, "state": "FAILED"}
+        now[0] = 2.5
+        assert dpp.record("alice/gdp", 1)["state"] == "FAILED"
+        assert dashboard.asked == 3
+        # No answer in time: not asked again for 30 s, whatever the pipeline.
+        dashboard.hang = 1.0
+        now[0] = 5.0
+        assert dpp.record("alice/gdp", 1) is None
+        assert dashboard.asked == 4
+        now[0] = 30.0
+        assert dpp.record("alice/gdp", 1) is None
+        assert dpp.record("alice/other", 1) is None
+        assert dashboard.asked == 4
+        dashboard.hang = 0.0
+        now[0] = 35.5
+        assert dpp.record("alice/gdp", 1)["state"] == "FAILED"
+        assert dashboard.asked == 5
 
 
 def test_dpp_publishes_the_very_npm_package_the_embedded_runner_builds(

@@ -24,6 +24,7 @@ import os
 import re
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from cachetools import TTLCache
 
 from ..events import FAILED, LOADED, REGISTERED, RUNNING, SUCCEEDED
 from ..http_client import HttpClient, PeerUnavailable
@@ -363,18 +365,36 @@ DASHBOARD_FIELDS = (
 
 
 class DppDashboard:
-    """DPP's dashboard, asked with a short timeout: when it does not answer, nobody waits."""
+    """DPP's dashboard, asked with a short timeout, and never a wait for every request:
 
-    def __init__(self, http: HttpClient, base_url: str) -> None:
+    * an answer (a record, or DPP's 404 for a pipeline it has not registered yet) is kept
+      for ``ttl`` seconds, so that front ends polling one dataset's ``info`` share one ask;
+    * once the dashboard has failed to answer (down, hanging past the timeout, an error
+      status), it is not asked again for ``retry_after`` seconds: meanwhile ``info``
+      answers from specstore's own records at once, instead of each request holding a
+      worker for the whole timeout.
+    """
+
+    def __init__(
+        self,
+        http: HttpClient,
+        base_url: str,
+        ttl: float = 2.0,
+        retry_after: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._http = http
         self.base_url = base_url
+        self._clock = clock
+        self._retry_after = retry_after
+        self._answers: TTLCache[str, Any] = TTLCache(maxsize=4096, ttl=ttl, timer=clock)
+        self._lock = threading.Lock()
+        self._quiet_until = 0.0
 
     def record(self, pipeline_id: str, revision: int) -> dict[str, Any] | None:
-        """DPP's record of the pipeline if it is of ``revision``; None when there is none."""
-        try:
-            record = self._http.get(f"{self.base_url}api/raw/{pipeline_id}").json()
-        except (PeerUnavailable, ValueError):
-            return None
+        """DPP's record of the pipeline if it is of ``revision``; None when there is none,
+        or the dashboard is not answering."""
+        record = self._raw(pipeline_id)
         if not isinstance(record, dict):
             return None
         pipeline = record.get("pipeline") or {}
@@ -387,6 +407,30 @@ class DppDashboard:
         if "state" in found:
             found["state"] = DPP_STATES.get(found["state"], found["state"])
         return found
+
+    def _raw(self, pipeline_id: str) -> Any:
+        """The dashboard's answer for the pipeline (None: no record), as kept or asked now."""
+        with self._lock:
+            if pipeline_id in self._answers:
+                return self._answers[pipeline_id]
+            if self._clock() < self._quiet_until:
+                return None
+        try:
+            answer = self._http.get(f"{self.base_url}api/raw/{pipeline_id}").json()
+        except PeerUnavailable as exc:
+            if exc.status != 404:
+                with self._lock:
+                    self._quiet_until = self._clock() + self._retry_after
+                # Not the URL: DPP_URL may carry the dashboard's basic auth.
+                what = f"answered {exc.status}" if exc.status else "did not answer in time"
+                log.warning("DPP's dashboard %s: not asked for %g s", what, self._retry_after)
+                return None
+            answer = None
+        except ValueError:
+            answer = None
+        with self._lock:
+            self._answers[pipeline_id] = answer
+        return answer
 
 
 class DppDispatcher:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
@@ -93,6 +94,49 @@ class StaticFiles:
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     def __enter__(self) -> StaticFiles:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+class FakeDashboard:
+    """DPP's dashboard at the HTTP level, on loopback: ``api/raw/<pipeline id>`` answers
+    ``records[id]`` as JSON, or DPP's 404 for a pipeline it does not know. ``hang`` makes
+    it hold every request that long before answering; ``asked`` counts the requests."""
+
+    def __init__(self) -> None:
+        self.records: dict[str, dict] = {}
+        self.hang = 0.0
+        self.asked = 0
+        dashboard = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                dashboard.asked += 1
+                time.sleep(dashboard.hang)
+                record = dashboard.records.get(self.path.removeprefix("/api/raw/"))
+                if record is None:
+                    self.send_error(404)
+                    return
+                body = json.dumps(record).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def __enter__(self) -> FakeDashboard:
         self._thread.start()
         return self
 
