@@ -9,65 +9,22 @@
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import io
 import json
 import secrets
-import threading
 import time
 import zipfile
-from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from .net import RouteServer, send
 
 INTERNAL_ADDRESS = "127.0.0.2"
 BOMB_BYTES = 30 * 1024 * 1024
 
 
-class _Server:
-    def __init__(self, address: str, routes: dict[str, Callable[[BaseHTTPRequestHandler], None]]):
-        self.routes = routes
-        self.requests: list[str] = []
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                server.requests.append(self.path)
-                route = server.routes.get(self.path.split("?")[0])
-                if route is None:
-                    self.send_error(404)
-                    return
-                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-                    route(self)  # (the client may give up, as it should)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer((address, 0), Handler)
-        self._server.daemon_threads = True
-        self.host = f"{address}:{self._server.server_address[1]}"
-        self.url = f"http://{self.host}/"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    def __enter__(self) -> Any:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-
-def send(handler: BaseHTTPRequestHandler, body: bytes, content_type: str = "text/csv") -> None:
-    handler.send_response(200)
-    handler.send_header("Content-Type", content_type)
-    handler.send_header("Content-Length", str(len(body)))
-    handler.end_headers()
-    handler.wfile.write(body)
-
-
-class Internal(_Server):
+class Internal(RouteServer):
     """The internal service: ``/secret.csv`` holds :attr:`secret`."""
 
     def __init__(self) -> None:
@@ -97,7 +54,7 @@ def gzip_bomb() -> bytes:
     return gzip.compress(b"a,b,c,d,e,f,g,h,i\n" + chunk * (BOMB_BYTES // len(chunk)))
 
 
-class Hostile(_Server):
+class Hostile(RouteServer):
     """An allowed host serving what an attacker would."""
 
     def __init__(self, internal: Internal) -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import threading
 import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import requests
 
@@ -55,12 +57,7 @@ class FakeAuthService:
                 if not service.up:
                     self.send_error(503)
                     return
-                body = service.public_key_pem.encode("ascii")
-                self.send_response(200)
-                self.send_header("Content-Type", "text/plain")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                send(self, service.public_key_pem.encode("ascii"), "text/plain")
 
             def log_message(self, *args: object) -> None:
                 pass
@@ -102,44 +99,76 @@ class StaticFiles:
         self._server.server_close()
 
 
-class FakeDashboard:
-    """DPP's dashboard at the HTTP level, on loopback: ``api/raw/<pipeline id>`` answers
-    ``records[id]`` as JSON, or DPP's 404 for a pipeline it does not know. ``hang`` makes
-    it hold every request that long before answering; ``asked`` counts the requests."""
+class RouteServer:
+    """An HTTP server on a loopback ``address``: a GET of a path in ``routes`` is answered
+    by its function, any other by 404; ``requests`` lists every path asked for."""
 
-    def __init__(self) -> None:
-        self.records: dict[str, dict] = {}
-        self.hang = 0.0
-        self.asked = 0
-        dashboard = self
+    def __init__(self, address: str, routes: dict[str, Callable[[BaseHTTPRequestHandler], None]]):
+        self.routes = routes
+        self.requests: list[str] = []
+        server = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
-                dashboard.asked += 1
-                time.sleep(dashboard.hang)
-                record = dashboard.records.get(self.path.removeprefix("/api/raw/"))
-                if record is None:
+                server.requests.append(self.path)
+                route = server.route(self.path.split("?")[0])
+                if route is None:
                     self.send_error(404)
                     return
-                body = json.dumps(record).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    route(self)  # (the client may give up, as it should)
 
             def log_message(self, *args: object) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = ThreadingHTTPServer((address, 0), Handler)
         self._server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/"
+        self.host = f"{address}:{self._server.server_address[1]}"
+        self.url = f"http://{self.host}/"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
-    def __enter__(self) -> FakeDashboard:
+    def route(self, path: str) -> Callable[[BaseHTTPRequestHandler], None] | None:
+        return self.routes.get(path)
+
+    def __enter__(self) -> Any:
         self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+def send(handler: BaseHTTPRequestHandler, body: bytes, content_type: str = "text/csv") -> None:
+    """Answer 200 with ``body``."""
+    handler.send_response(200)
+    handler.send_header("Content-Type", content_type)
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body)
+
+
+class FakeDashboard(RouteServer):
+    """DPP's dashboard at the HTTP level, on loopback: ``api/raw/<pipeline id>`` answers
+    ``records[id]`` as JSON, or DPP's 404 for a pipeline it does not know. ``hang`` makes
+    it hold every request that long before answering; ``asked`` counts the requests."""
+
+    def __init__(self) -> None:
+        super().__init__("127.0.0.1", {})
+        self.records: dict[str, dict] = {}
+        self.hang = 0.0
+
+    @property
+    def asked(self) -> int:
+        return len(self.requests)
+
+    def route(self, path: str) -> Callable[[BaseHTTPRequestHandler], None] | None:
+        return self._answer if path.startswith("/api/raw/") else None
+
+    def _answer(self, handler: BaseHTTPRequestHandler) -> None:
+        time.sleep(self.hang)
+        record = self.records.get(handler.path.removeprefix("/api/raw/"))
+        if record is None:
+            handler.send_error(404)
+            return
+        send(handler, json.dumps(record).encode(), "application/json")
