@@ -9,6 +9,7 @@ scraped, so it is the same whichever worker answers.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterator
 from typing import Any
@@ -64,12 +65,31 @@ def count_event(event: str) -> None:
     EVENTS.labels(event).inc()
 
 
+# Methods counted by name; any other a client sends is counted as "other", so that made-up
+# methods cannot add series without end.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
 def count_request(method: str, route: str, status: int, seconds: float | None) -> None:
-    REQUESTS.labels(method, route, str(status)).inc()
+    requests, latency, uploads = _request_series(
+        method if method in METHODS else "other", route, status
+    )
+    requests.inc()
     if seconds is not None:
-        LATENCY.labels(method, route).observe(seconds)
-    if route == "/source/upload":
-        UPLOADS.labels(str(status)).inc()
+        latency.observe(seconds)
+    if uploads is not None:
+        uploads.inc()
+
+
+@functools.lru_cache(maxsize=1024)
+def _request_series(method: str, route: str, status: int) -> tuple[Any, Any, Any]:
+    """The series one request adds to, looked up by their labels once (``route`` is a
+    route's pattern or "(unknown)", ``status`` one of the few specstore answers with)."""
+    return (
+        REQUESTS.labels(method, route, str(status)),
+        LATENCY.labels(method, route),
+        UPLOADS.labels(str(status)) if route == "/source/upload" else None,
+    )
 
 
 def exposition(database: Any) -> bytes:

@@ -10,7 +10,7 @@ import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Select, and_, bindparam, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -116,9 +116,20 @@ class DatasetRevision:
         return flow_id(self.dataset.owner_id, self.dataset.name, self.revision.revision)
 
 
+class ListedDataset(NamedTuple):
+    """A dataset as a listing shows it: its names, when it last changed, and its newest
+    revision's number and state (a row of the listing's query, taken as it comes)."""
+
+    owner_id: str
+    name: str
+    modified: dt.datetime
+    revision: int
+    state: str
+
+
 @dataclass(frozen=True)
 class DatasetPage:
-    rows: list[tuple[SimpleNamespace, SimpleNamespace]]
+    rows: list[ListedDataset]
     total: int
 
 
@@ -185,8 +196,9 @@ VIEWS = {
     ),
     "full": (DATASET_COLUMNS, REVISION_COLUMNS + REVISION_DOCUMENTS),
 }
-LISTED_DATASET = ("owner_id", "name", "modified")
-LISTED_REVISION = ("revision", "state")
+# The listing's columns, in ListedDataset's order: the datasets', then the revisions'.
+LISTED_DATASET = ListedDataset._fields[:3]
+LISTED_REVISION = ListedDataset._fields[3:]
 
 
 @functools.cache
@@ -743,8 +755,8 @@ class Registry:
             rows = every(connection, page, parameters)
             # The window count comes with the page; past the last page, ask for it.
             total = rows[0][total_at] if rows else connection.scalar(count, parameters)
-            found = [DatasetRevision.from_row(row, names) for row in rows]
-            return DatasetPage([(each.dataset, each.revision) for each in found], total or 0)
+            listed = len(ListedDataset._fields)
+            return DatasetPage([ListedDataset._make(row[:listed]) for row in rows], total or 0)
 
         return self.database.read(read)
 

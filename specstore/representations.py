@@ -121,13 +121,13 @@ def listing(page: DatasetPage) -> dict[str, Any]:
     return {
         "datasets": [
             {
-                "id": f"{dataset.owner_id}/{dataset.name}",
-                "dataset": dataset.name,
-                "revision": revision.revision,
-                "state": revision.state,
-                "modified": iso(dataset.modified),
+                "id": f"{listed.owner_id}/{listed.name}",
+                "dataset": listed.name,
+                "revision": listed.revision,
+                "state": listed.state,
+                "modified": iso(listed.modified),
             }
-            for dataset, revision in page.rows
+            for listed in page.rows
         ],
         "total": page.total,
     }

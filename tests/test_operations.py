@@ -186,6 +186,22 @@ def test_metrics_count_requests_uploads_events_and_revisions(client, keypair):
     assert after[("specstore_revisions", (("state", "LOADED"),))] == 0
 
 
+def test_made_up_methods_are_counted_together(client):
+    before = _samples(client.get("/metrics").get_data(as_text=True))
+    for method in ("BREW", "WHEN", "SPAM"):
+        response = client.open("/source/alice/gdp/status", method=method)
+        assert response.status_code == 405
+        assert response.get_json()["success"] is False
+    after = _samples(client.get("/metrics").get_data(as_text=True))
+    # No route matched a method it does not take: counted as "(unknown)".
+    assert _requests_of(after, "(unknown)", "405", "other") == 3 + _requests_of(
+        before, "(unknown)", "405", "other"
+    )
+    assert not any(
+        dict(labels).get("method") in ("BREW", "WHEN", "SPAM") for _name, labels in after
+    )
+
+
 def test_metrics_add_up_every_gunicorn_worker(tmp_path, database_url, keypair):
     from tests.support.server import Gunicorn, server_env
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -63,6 +64,24 @@ def test_values_yaml_would_read_differently_make_the_whole_file_yaml():
     text = render(pipelines)
     assert not text.startswith(JSON_MARK)
     assert yaml.safe_load(text) == pipelines
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "k" * (dpp.LONG_KEY - 1),
+        "k" * dpp.LONG_KEY,
+        "k" * 1100,  # past PyYAML's 1,024 characters for a simple key
+        'a "quoted" word ' * 80,  # escaped quotes cut it into short runs
+        "back\\slash \n" * 100,
+    ],
+)
+def test_long_keys_read_back_the_same_through_pyyaml(key):
+    pipelines = {"long": {"pipeline": [{"parameters": {key: key}}], key: 1}, "plain": {}}
+    text = render(pipelines)
+    assert yaml.safe_load(text) == pipelines
+    if len(key) < dpp.LONG_KEY:
+        assert text.startswith(JSON_MARK)
 
 
 def test_an_owners_file_goes_from_yaml_back_to_json_once_the_risky_pipeline_is_gone(tmp_path):
