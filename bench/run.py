@@ -13,7 +13,10 @@ is measured in the same rounds as the baseline, and every figure is also given a
 ratio to it (medians over the rounds: the machine is noisy). Three mixed runs have 64
 connections read status while 8 upload: polling (each waits 100 ms after an answer),
 asking again at once, and polling through nginx (bench/nginx.py), the buffering proxy
-the README puts in front of the workers. Then status latency is measured at 1,000,
+the README puts in front of the workers. The uploads run once more, with the baseline,
+on 4 sync workers (what the same code does when the workers' waits no longer leave the
+cores idle; each run's "cores busy" is its requests/s times its CPU per request over the
+cores). Then status latency is measured at 1,000,
 10,000 and 100,000 datasets, the workers' peak memory is read from /proc, and
 bench/layers.py says where the time of a status and of an upload goes.
 
@@ -121,6 +124,11 @@ UNREACHABLE_SPEC = {
     "outputs": [{"kind": "sqlite"}],
 }
 # What the issue this benchmark answers asks of each route, as a ratio to the baseline at -c8.
+# Uploads wait (on the owner's pipeline file reaching the disk, on PostgreSQL) and leave
+# the cores partly idle with two sync workers: these routes run once more, with the
+# baseline, on this many sync workers, to show what the same code does with the cores full.
+WIDER_WORKERS = 4
+WIDER = ("upload, new dataset", "upload, new revision")
 TARGETS = {
     "upload, new dataset": 0.10,
     "upload, new revision": 0.10,
@@ -308,6 +316,59 @@ def wrk(
     return result
 
 
+def busy(run: dict) -> float:
+    """The share of the machine's cores a run kept busy: requests/s times the CPU a
+    request cost in all (server, PostgreSQL, wrk)."""
+    return run["rps"] * sum(run["cpu"].values()) / 1e6 / (os.cpu_count() or 1)
+
+
+def wider_runs(
+    args: argparse.Namespace,
+    env: dict[str, str],
+    work: Path,
+    url: str,
+    meter: CpuMeter,
+    level: int,
+    common: dict[str, str],
+    scenarios: dict,
+    servers: list[Gunicorn],
+) -> dict[str, list[dict]]:
+    """The WIDER routes and the baseline, each round, on WIDER_WORKERS sync workers."""
+    specstore = Gunicorn({**os.environ, **env}, work, workers=WIDER_WORKERS)
+    baseline = Gunicorn(
+        {**os.environ, "BASELINE_DATABASE_URL": url},
+        work,
+        workers=WIDER_WORKERS,
+        app="bench.baseline:app",
+    )
+    servers += [specstore, baseline]
+    runs: dict[str, list[dict]] = {"baseline": [], **{name: [] for name in WIDER}}
+    for round_number in range(args.rounds):
+        runs["baseline"].append(
+            wrk(
+                baseline.url + "/ping",
+                args.seconds,
+                level,
+                "get.lua",
+                {**common, "BENCH_PATH": "/ping?o=%d&d=%d"},
+                (meter, baseline),
+            )
+        )
+        for name in WIDER:
+            script, path, extra = scenarios[name]
+            runs[name].append(
+                wrk(
+                    specstore.url + path,
+                    args.seconds,
+                    level,
+                    script,
+                    {**common, **extra, "BENCH_SALT": f"wider-{round_number}-{int(time.time())}"},
+                    (meter, specstore),
+                )
+            )
+    return runs
+
+
 def median_of(runs: list[dict], key: str) -> float:
     return statistics.median(run[key] for run in runs)
 
@@ -474,6 +535,7 @@ def main() -> int:
             print(f"round {round_number + 1} of {args.rounds} done")
 
         memory = peak_memory_mib(specstore)
+        wider = wider_runs(args, env, work, url, meter, levels[0], common, scenarios, servers)
         rows = []
         for name in names:
             row = {"name": name, "failed": 0}
@@ -493,6 +555,7 @@ def main() -> int:
                 part: statistics.median(run["cpu"][part] for run in first)
                 for part in ("server", "postgres", "wrk")
             }
+            row["busy"] = statistics.median(busy(run) for run in first)
             rows.append(row)
 
         # Status latency as the registry grows, in a database of its own.
@@ -557,14 +620,31 @@ def main() -> int:
         "the server's workers (specstore's, or the baseline's for the baseline and the floor), "
         "PostgreSQL's processes, and wrk:",
         "",
-        "| route | server | PostgreSQL | wrk | all |",
-        "| --- | ---: | ---: | ---: | ---: |",
+        "| route | server | PostgreSQL | wrk | all | cores busy |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for row in rows:
         cpu = row["cpu"]
         lines.append(
             f"| {row['name']} | {cpu['server']:,.0f} | {cpu['postgres']:,.0f} | "
-            f"{cpu['wrk']:,.0f} | {sum(cpu.values()):,.0f} |"
+            f"{cpu['wrk']:,.0f} | {sum(cpu.values()):,.0f} | {row['busy']:.0%} |"
+        )
+    lines += [
+        "",
+        f"Uploads with {WIDER_WORKERS} sync workers (and the baseline with as many), "
+        f"-c{levels[0]}:",
+        "",
+        "| route | req/s | p99 ms | ratio | CPU per request, all (µs) | cores busy |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, runs in wider.items():
+        ratio = statistics.median(
+            run["rps"] / base["rps"] for run, base in zip(runs, wider["baseline"], strict=True)
+        )
+        all_cpu = statistics.median(sum(run["cpu"].values()) for run in runs)
+        lines.append(
+            f"| {name} | {median_of(runs, 'rps'):,.0f} | {median_of(runs, 'p99'):.2f} | "
+            f"{ratio:.2f} | {all_cpu:,.0f} | {statistics.median(busy(run) for run in runs):.0%} |"
         )
     lines += [
         "",
@@ -612,7 +692,13 @@ def main() -> int:
     print(table)
     Path(args.out).write_text(table + "\n")
     # A run whose requests failed measured something else than the route: say so.
-    failed = [row["name"] for row in rows if row["failed"]] + [
+    failed = [row["name"] for row in rows if row["failed"]]
+    failed += [
+        f"{name}, {WIDER_WORKERS} workers"
+        for name, runs in wider.items()
+        if any(run["failed"] for run in runs)
+    ]
+    failed += [
         f"mixed {kind}: {part}"
         for (kind, part), runs in mixed.items()
         if any(r["failed"] for r in runs)
