@@ -124,7 +124,7 @@ UNREACHABLE_SPEC = {
     "outputs": [{"kind": "sqlite"}],
 }
 # What the issue this benchmark answers asks of each route, as a ratio to the baseline at -c8.
-# Uploads wait (on the owner's pipeline file reaching the disk, on PostgreSQL) and leave
+# Uploads wait (on the dataset's pipeline file reaching the disk, on PostgreSQL) and leave
 # the cores partly idle with two sync workers: these routes run once more, with the
 # baseline, on this many sync workers, to show what the same code does with the cores full.
 WIDER_WORKERS = 4

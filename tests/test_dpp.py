@@ -7,15 +7,22 @@ virtualenv: ``dpp run`` in its folder, its real hooks posting to
 
 from __future__ import annotations
 
+import subprocess
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
-import yaml
 
 from specstore.http_client import HttpClient
-from specstore.pipelines.dpp import SPEC_FILE, DppDashboard
+from specstore.pipelines.dpp import (
+    DATASET_FILE,
+    LOCK_FILE,
+    SPEC_FILE,
+    DppDashboard,
+    DppPipelines,
+    render,
+)
 from specstore.pipelines.planner import REVISION_KEY
 from tests.conftest import HOOK_TOKEN, stored_revisions, upload
 from tests.support.dpp import DppDeployment, DppUnavailable, dpp_venv
@@ -26,6 +33,7 @@ from tests.support.pipelines import (
     database_tables,
     example_spec,
     files_under,
+    pipelines_for_dpp,
     sqlite_tables,
     wait_for,
     zip_members,
@@ -72,6 +80,38 @@ def _get(server, path):
     return response.json()
 
 
+def test_dpp_finds_each_datasets_pipelines_under_their_ids(dpp):
+    """Every dataset's own file, read by specstore's plugin, and an owner's file as older
+    specstores wrote it: DPP lists each pipeline once, under ./<owner>/<dataset>."""
+    pipeline = {"pipeline": [{"run": "update_package", "parameters": {"name": "x"}}]}
+    files = DppPipelines(dpp.root)
+    for owner, dataset in (("alice", "gdp"), ("alice", ".hidden"), (".team", "cpi")):
+        files.write(owner, dataset, {f"{owner}/{dataset}": {**pipeline, REVISION_KEY: 1}})
+    (dpp.root / "bob").mkdir()
+    (dpp.root / "bob" / SPEC_FILE).write_text(render({"old": pipeline, "older": pipeline}))
+    files.write("bob", "older", {"bob/older": {**pipeline, REVISION_KEY: 2}})
+
+    listed = subprocess.run(
+        [str(dpp.venv / "bin" / "dpp")],
+        cwd=dpp.root,
+        env=dpp.env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    ids = [line.split()[1] for line in listed.splitlines() if line.startswith("- ./")]
+    assert sorted(ids) == [
+        "./.team/cpi",
+        "./alice/.hidden",
+        "./alice/gdp",
+        "./bob/old",
+        "./bob/older",
+    ], listed
+    ran = dpp.run(".team/cpi")
+    assert ran.returncode == 0 and "SUCCESS: ./.team/cpi" in ran.stdout + ran.stderr, ran.stderr
+
+
 def test_pipelines_run_on_a_real_dpp_and_report_back(
     dpp, start_server, postgres_server, keypair, example_data, tmp_path
 ):
@@ -96,7 +136,7 @@ def test_pipelines_run_on_a_real_dpp_and_report_back(
     # the pipeline file is there, and the revision is REGISTERED.
     handed = wait_for(lambda: _get(server, "/source/alice/gdp/status"), states=HANDED_OVER)
     assert handed["state"] == "REGISTERED"
-    written = yaml.safe_load((dpp.root / "alice" / SPEC_FILE).read_text())
+    written = pipelines_for_dpp(dpp.root)
     assert list(written) == ["gdp"]
     assert written["gdp"]["hooks"] == [
         f"http://127.0.0.1:{server.port}/source/update?token={HOOK_TOKEN}&revision=1"
@@ -156,7 +196,7 @@ def test_pipelines_run_on_a_real_dpp_and_report_back(
     broken["inputs"][0]["parameters"]["resource-mapping"]["gdp"] = example_data + "missing.csv"
     _upload(server, keypair, broken).raise_for_status()
     wait_for(lambda: _get(server, "/source/alice/broken/status"), states=HANDED_OVER)
-    assert sorted(yaml.safe_load((dpp.root / "alice" / SPEC_FILE).read_text())) == [
+    assert sorted(pipelines_for_dpp(dpp.root)) == [
         "broken",
         "gdp",
     ]
@@ -223,7 +263,7 @@ def test_concurrent_uploads_of_one_owners_datasets_all_reach_dpp(
         responses = list(pool.map(push, datasets * 2))
 
     assert {response.status_code for response in responses} == {200}
-    written = yaml.safe_load((root / "alice" / SPEC_FILE).read_text())
+    written = pipelines_for_dpp(root)
     assert sorted(written) == sorted(datasets)
     for name in datasets:
         assert written[name]["specstore-revision"] == 2, name
@@ -232,9 +272,12 @@ def test_concurrent_uploads_of_one_owners_datasets_all_reach_dpp(
         ]
     # Revision 2 waits for DPP; revision 1, whichever was written first, never runs.
     assert {(row[2], row[3]) for row in stored_revisions(app)} == {(1, "FAILED"), (2, "REGISTERED")}
-    assert [path.name for path in (root / "alice").iterdir() if not path.name.startswith(".")] == [
-        SPEC_FILE
-    ]
+    # One file per dataset, and nothing a write left behind (its temporary files).
+    assert sorted(
+        str(path.relative_to(root / "alice"))
+        for path in (root / "alice").rglob("*")
+        if path.is_file() and path.name != LOCK_FILE
+    ) == [f"{name}/{DATASET_FILE}" for name in sorted(datasets)]
 
 
 def test_info_answers_from_specstores_records_when_dpp_is_down(
@@ -316,9 +359,9 @@ def test_dpp_publishes_the_very_npm_package_the_embedded_runner_builds(
     server = _specstore_for(dpp, start_server, keypair, dpp_out, **npm_env)
     _upload(server, keypair, spec).raise_for_status()
     wait_for(lambda: _get(server, "/source/alice/gdp/status"), states=HANDED_OVER)
-    written = yaml.safe_load((dpp.root / "alice" / SPEC_FILE).read_text())
+    written = pipelines_for_dpp(dpp.root)
     assert written["gdp"]["pipeline"][-2]["run"] == "specstore.npm_publish"
-    assert npm_token not in (dpp.root / "alice" / SPEC_FILE).read_text()
+    assert npm_token not in (dpp.root / "alice" / "gdp" / DATASET_FILE).read_text()
     ran = dpp.run("alice/gdp", **npm_env)
     assert ran.returncode == 0, ran.stdout + ran.stderr
     on_dpp = wait_for(lambda: _get(server, "/source/alice/gdp/status"), timeout=30)

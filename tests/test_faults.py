@@ -14,14 +14,17 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
-import yaml
 from sqlalchemy import select
 
 from specstore.db import Database
 from specstore.models import Dataset, Revision
-from specstore.pipelines.dpp import SPEC_FILE
 from tests.conftest import HOOK_TOKEN, empty_tables, upload
-from tests.support.pipelines import carrying_its_package, example_spec, wait_for
+from tests.support.pipelines import (
+    carrying_its_package,
+    example_spec,
+    pipelines_for_dpp,
+    wait_for,
+)
 from tests.support.processes import children
 from tests.support.server import Gunicorn, server_env
 
@@ -120,7 +123,7 @@ def test_50_concurrent_uploads_through_4_gunicorn_workers(
     assert _stored(database_url) == {
         f"load-{index}": list(range(1, per_dataset + 1)) for index in range(DATASETS)
     }
-    written = yaml.safe_load((dpp_root / "alice" / SPEC_FILE).read_text())
+    written = pipelines_for_dpp(dpp_root)
     assert sorted(written) == [f"load-{index}" for index in range(DATASETS)]
     assert {details["specstore-revision"] for details in written.values()} == {per_dataset}
     # The newest revision of each waits for DPP; the older ones never run.

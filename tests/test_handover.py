@@ -12,14 +12,19 @@ import time
 from collections.abc import Iterator
 
 import pytest
-import yaml
 from sqlalchemy import event, select, text, update
 
 from specstore.models import Revision
-from specstore.pipelines.dpp import SPEC_FILE
+from specstore.pipelines.dpp import LOCK_FILE
 from specstore.registry import Registry
 from tests.conftest import database_of, stored_datasets, stored_revisions, upload
-from tests.support.pipelines import carrying_its_package, example_spec, wait_for
+from tests.support.pipelines import (
+    carrying_its_package,
+    example_spec,
+    files_under,
+    pipelines_for_dpp,
+    wait_for,
+)
 
 
 @contextlib.contextmanager
@@ -41,7 +46,12 @@ def commits_on_this_thread(app) -> Iterator[list[str]]:
 
 
 def _pipelines_file(root) -> dict:
-    return yaml.safe_load((root / "alice" / SPEC_FILE).read_text())
+    return pipelines_for_dpp(root)
+
+
+def _dpp_files(root) -> dict[str, bytes]:
+    """Every file in DPP's folder but the writers' locks."""
+    return {path: data for path, data in files_under(root).items() if not path.endswith(LOCK_FILE)}
 
 
 def test_an_upload_carrying_its_package_is_planned_and_handed_to_dpp_in_one_transaction(
@@ -127,7 +137,7 @@ def test_a_handover_the_database_refuses_takes_its_pipeline_back(
     client = app.test_client()
     first = upload(client, carrying_its_package(example_data), keypair.token("alice"))
     assert first.status_code == 200
-    before = (root / "alice" / SPEC_FILE).read_bytes()
+    before = _dpp_files(root)
 
     refused_handover()
     for dataset in ("gdp", "another"):
@@ -137,7 +147,7 @@ def test_a_handover_the_database_refuses_takes_its_pipeline_back(
         assert response.status_code == 500
         assert response.get_json()["errors"] == ["internal error"]
 
-    assert (root / "alice" / SPEC_FILE).read_bytes() == before
+    assert _dpp_files(root) == before
     assert stored_revisions(app) == [("alice", "gdp", 1, "REGISTERED")]
     assert stored_datasets(app) == [("alice", "gdp", 1)]
 

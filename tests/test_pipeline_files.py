@@ -1,5 +1,7 @@
-"""The pipeline-spec.yaml files written for DPP: DPP reads them with PyYAML, so
-whatever the fast JSON form holds must read back through PyYAML unchanged."""
+"""The pipeline files written for DPP: one per dataset, which DPP reads with PyYAML and
+hands to specstore's plugin, so whatever the fast JSON form holds must read back through
+PyYAML unchanged; and the owners' files older specstores wrote, emptied as their datasets
+are written again."""
 
 from __future__ import annotations
 
@@ -7,11 +9,12 @@ import json
 
 import pytest
 import yaml
+from datapackage_pipelines_specstore import Generator
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from specstore.pipelines import dpp
-from specstore.pipelines.dpp import JSON_MARK, SPEC_FILE, DppPipelines, render
+from specstore.pipelines.dpp import DATASET_FILE, JSON_MARK, SPEC_FILE, DppPipelines, render
 from specstore.pipelines.planner import REVISION_KEY
 
 scalars = (
@@ -37,33 +40,54 @@ pipeline_sets = st.dictionaries(
 )
 
 
+def as_dpp_reads_it(root, owner="alice", dataset="gdp") -> dict:
+    """The dataset's file as DPP reads it (PyYAML), then as specstore's plugin yields it."""
+    source = yaml.safe_load((root / owner / dataset / DATASET_FILE).read_text())
+    generator = Generator()
+    assert generator.internal_validate(source)
+    return dict(generator.internal_generate(source, f"./{owner}/{dataset}"))
+
+
+def versioned(pipelines: dict, revision: int, owner="alice", dataset="gdp") -> dict:
+    """``pipelines`` (by suffix: "" for the main one) as one revision of the dataset plans them."""
+    return {
+        f"{owner}/{dataset}{suffix}": {**value, REVISION_KEY: revision}
+        for suffix, value in pipelines.items()
+    }
+
+
 @settings(max_examples=300, deadline=None)
 @given(pipeline_sets)
-def test_whatever_is_written_reads_back_the_same_through_pyyaml(pipelines):
-    text = render(pipelines)
-    assert yaml.safe_load(text) == pipelines
+def test_whatever_a_dataset_file_holds_reads_back_the_same_through_pyyaml(tmp_path_factory, sets):
+    root = tmp_path_factory.mktemp("dpp")
+    pipelines = versioned({f":{key}": value for key, value in sets.items()}, 1)
+    DppPipelines(root).write("alice", "gdp", pipelines)
+    assert as_dpp_reads_it(root) == {f"./{key}": value for key, value in pipelines.items()}
 
 
-def test_ordinary_pipelines_are_written_as_json_one_per_line():
-    pipelines = {
-        "gdp": {"pipeline": [{"run": "load", "parameters": {"from": "http://x/y.csv"}}]},
-        "pop": {"pipeline": [], REVISION_KEY: 2, "title": "Population — ünïcode 🙂"},
-    }
-    text = render(pipelines)
-    assert text.startswith(JSON_MARK)
-    assert text.splitlines()[1:3] == [
-        '"gdp": ' + json.dumps(pipelines["gdp"], sort_keys=True) + ",",
-        '"pop": ' + json.dumps(pipelines["pop"], ensure_ascii=False, sort_keys=True),
-    ]
-    assert json.loads(text) == pipelines == yaml.safe_load(text)
+@settings(max_examples=300, deadline=None)
+@given(pipeline_sets)
+def test_whatever_an_owners_file_holds_reads_back_the_same_through_pyyaml(pipelines):
+    assert yaml.safe_load(render(pipelines)) == pipelines
 
 
-def test_values_yaml_would_read_differently_make_the_whole_file_yaml():
+def test_ordinary_pipelines_are_written_as_json(tmp_path):
+    pipelines = versioned({"": {"pipeline": [{"run": "load", "parameters": {"n": 1.5}}]}}, 1)
+    DppPipelines(tmp_path).write("alice", "gdp", pipelines)
+    text = (tmp_path / "alice" / "gdp" / DATASET_FILE).read_text()
+    assert json.loads(text) == yaml.safe_load(text) == {"pipelines": pipelines}
+
+
+def test_values_yaml_would_read_differently_make_the_file_yaml(tmp_path):
     # JSON writes 1e+20 without a dot, which YAML 1.1 reads as a string.
-    pipelines = {"big": {"limit": 1e20}, "plain": {"pipeline": []}}
-    text = render(pipelines)
-    assert not text.startswith(JSON_MARK)
-    assert yaml.safe_load(text) == pipelines
+    pipelines = versioned({"": {"limit": 1e20}}, 1)
+    DppPipelines(tmp_path).write("alice", "gdp", pipelines)
+    text = (tmp_path / "alice" / "gdp" / DATASET_FILE).read_text()
+    assert not text.startswith("{")
+    assert as_dpp_reads_it(tmp_path) == {"./alice/gdp": pipelines["alice/gdp"]}
+    # And it is read back by specstore: the next revision replaces it.
+    DppPipelines(tmp_path).write("alice", "gdp", versioned({"": {"limit": 5}}, 2))
+    assert as_dpp_reads_it(tmp_path) == {"./alice/gdp": {"limit": 5, REVISION_KEY: 2}}
 
 
 @pytest.mark.parametrize(
@@ -76,147 +100,122 @@ def test_values_yaml_would_read_differently_make_the_whole_file_yaml():
         "back\\slash \n" * 100,
     ],
 )
-def test_long_keys_read_back_the_same_through_pyyaml(key):
-    pipelines = {"long": {"pipeline": [{"parameters": {key: key}}], key: 1}, "plain": {}}
-    text = render(pipelines)
-    assert yaml.safe_load(text) == pipelines
+def test_long_keys_read_back_the_same_through_pyyaml(tmp_path, key):
+    pipelines = versioned({"": {"pipeline": [{"parameters": {key: key}}], key: 1}}, 1)
+    DppPipelines(tmp_path).write("alice", "gdp", pipelines)
+    assert as_dpp_reads_it(tmp_path) == {"./alice/gdp": pipelines["alice/gdp"]}
+    owners = render({key: 1, "plain": {}})
+    assert yaml.safe_load(owners) == {key: 1, "plain": {}}
     if len(key) < dpp.LONG_KEY:
-        assert text.startswith(JSON_MARK)
+        assert owners.startswith(JSON_MARK)
 
 
-def test_an_owners_file_goes_from_yaml_back_to_json_once_the_risky_pipeline_is_gone(tmp_path):
+def test_each_dataset_has_a_file_of_its_own(tmp_path):
     files = DppPipelines(tmp_path)
-    files.write("alice", {"alice/big": {"limit": 1e20, REVISION_KEY: 1}})
-    path = tmp_path / "alice" / SPEC_FILE
-    assert not path.read_text().startswith(JSON_MARK)
-
-    # Another dataset: the file still holds the risky value, so it stays YAML.
-    files.write("alice", {"alice/other": {"pipeline": [], REVISION_KEY: 1}})
-    assert not path.read_text().startswith(JSON_MARK)
-    assert yaml.safe_load(path.read_text()) == {
-        "big": {"limit": 1e20, REVISION_KEY: 1},
-        "other": {"pipeline": [], REVISION_KEY: 1},
+    files.write("alice", "gdp", versioned({"": {"pipeline": ["a"]}}, 1))
+    other = tmp_path / "alice" / "cpi" / DATASET_FILE
+    files.write("alice", "cpi", versioned({"": {"pipeline": ["b"]}}, 1, dataset="cpi"))
+    before = other.read_bytes()
+    files.write("alice", "gdp", versioned({"": {"pipeline": ["c"]}}, 2))
+    assert other.read_bytes() == before
+    assert files.read("alice") == {
+        "gdp": {"pipeline": ["c"], REVISION_KEY: 2},
+        "cpi": {"pipeline": ["b"], REVISION_KEY: 1},
     }
 
-    # The risky dataset's next revision no longer has it: back to JSON, all of it readable.
-    files.write("alice", {"alice/big": {"limit": 5, REVISION_KEY: 2}})
-    text = path.read_text()
-    assert text.startswith(JSON_MARK)
-    assert yaml.safe_load(text) == json.loads(text) == files.read("alice")
-    assert files.read("alice")["big"] == {"limit": 5, REVISION_KEY: 2}
+
+def test_a_revision_replaces_all_of_its_datasets_pipelines(tmp_path):
+    files = DppPipelines(tmp_path)
+    files.write("alice", "gdp", versioned({"": {"pipeline": []}, ":sheet-1": {}}, 1))
+    files.write("alice", "gdp", versioned({"": {"pipeline": []}}, 2))
+    assert as_dpp_reads_it(tmp_path) == {"./alice/gdp": {"pipeline": [], REVISION_KEY: 2}}
 
 
 def test_an_older_revision_never_replaces_a_newer_one(tmp_path):
     files = DppPipelines(tmp_path)
-    files.write("alice", {"alice/gdp": {"pipeline": ["new"], REVISION_KEY: 3}})
-    files.write("alice", {"alice/gdp": {"pipeline": ["old"], REVISION_KEY: 2}})
+    files.write("alice", "gdp", versioned({"": {"pipeline": ["new"]}}, 3))
+    older = files.write("alice", "gdp", versioned({"": {"pipeline": ["old"]}}, 2))
+    assert older.newer == {"alice/gdp": 3} and not older.wrote
     assert files.read("alice") == {"gdp": {"pipeline": ["new"], REVISION_KEY: 3}}
 
 
-def test_a_file_written_by_hand_in_yaml_is_read_and_kept(tmp_path):
+def test_a_taken_back_write_leaves_the_folder_as_it_was(tmp_path):
+    files = DppPipelines(tmp_path)
+    files.write("alice", "gdp", versioned({"": {"pipeline": [1]}}, 1))
+    path = tmp_path / "alice" / "gdp" / DATASET_FILE
+    before = path.read_bytes()
+    files.take_back(files.write("alice", "gdp", versioned({"": {"pipeline": ["x"]}}, 2)))
+    assert path.read_bytes() == before
+    files.take_back(files.write("alice", "new", versioned({"": {}}, 1, dataset="new")))
+    assert not (tmp_path / "alice" / "new" / DATASET_FILE).exists()
+    assert files.read("alice") == {"gdp": {"pipeline": [1], REVISION_KEY: 1}}
+
+
+def test_a_take_back_leaves_a_newer_write_alone(tmp_path):
+    files = DppPipelines(tmp_path)
+    first = files.write("alice", "gdp", versioned({"": {"pipeline": [1]}}, 1))
+    files.write("alice", "gdp", versioned({"": {"pipeline": [2]}}, 2))
+    files.take_back(first)
+    assert files.read("alice") == {"gdp": {"pipeline": [2], REVISION_KEY: 2}}
+
+
+def test_names_starting_with_a_dot_get_folders_dpp_does_not_skip(tmp_path):
+    files = DppPipelines(tmp_path)
+    files.write(".team", ".hidden", versioned({"": {}}, 1, owner=".team", dataset=".hidden"))
+    assert (tmp_path / "%2Eteam" / "%2Ehidden" / DATASET_FILE).is_file()
+    assert files.read(".team") == {".hidden": {REVISION_KEY: 1}}
+    # Whatever a name holds, its folder is one level down.
+    assert files.dataset_dir("alice", "..").parent == tmp_path / "alice"
+    for owner, dataset in (("alice", "a/b"), ("a/b", "gdp"), ("alice", "/etc")):
+        with pytest.raises(ValueError):
+            files.dataset_dir(owner, dataset)
+
+
+def _owners_file(root, pipelines: dict) -> None:
+    (root / "alice").mkdir(parents=True, exist_ok=True)
+    (root / "alice" / SPEC_FILE).write_text(render(pipelines))
+
+
+def test_a_dataset_moves_out_of_its_owners_old_file_when_written(tmp_path):
+    _owners_file(
+        tmp_path,
+        {
+            "gdp": {"pipeline": ["old"], REVISION_KEY: 4},
+            "gdp:sheet-1": {REVISION_KEY: 4},
+            "gdp-2": {"pipeline": ["kept"], REVISION_KEY: 1},
+        },
+    )
+    files = DppPipelines(tmp_path)
+    files.write("alice", "gdp", versioned({"": {"pipeline": ["new"]}}, 5))
+    assert yaml.safe_load((tmp_path / "alice" / SPEC_FILE).read_text()) == {
+        "gdp-2": {"pipeline": ["kept"], REVISION_KEY: 1}
+    }
+    assert files.read("alice") == {
+        "gdp": {"pipeline": ["new"], REVISION_KEY: 5},
+        "gdp-2": {"pipeline": ["kept"], REVISION_KEY: 1},
+    }
+    files.write("alice", "gdp-2", versioned({"": {}}, 2, dataset="gdp-2"))
+    assert not (tmp_path / "alice" / SPEC_FILE).exists()
+
+
+def test_an_owners_old_file_written_by_hand_in_yaml_is_read(tmp_path):
     (tmp_path / "alice").mkdir()
-    (tmp_path / "alice" / SPEC_FILE).write_text("manual:\n  pipeline:\n  - run: noop\n")
+    (tmp_path / "alice" / SPEC_FILE).write_text(
+        f"manual:\n  pipeline:\n  - run: noop\ngdp:\n  {REVISION_KEY}: 9\n"
+    )
     files = DppPipelines(tmp_path)
-    files.write("alice", {"alice/gdp": {"pipeline": [], REVISION_KEY: 1}})
-    written = yaml.safe_load((tmp_path / "alice" / SPEC_FILE).read_text())
-    assert written == {
-        "manual": {"pipeline": [{"run": "noop"}]},
-        "gdp": {"pipeline": [], REVISION_KEY: 1},
+    assert files.write("alice", "gdp", versioned({"": {}}, 3)).newer == {"alice/gdp": 9}
+    files.write("alice", "gdp", versioned({"": {}}, 10))
+    assert yaml.safe_load((tmp_path / "alice" / SPEC_FILE).read_text()) == {
+        "manual": {"pipeline": [{"run": "noop"}]}
     }
 
 
-def test_a_write_keeps_every_other_pipeline_line_as_it_was(tmp_path):
+def test_a_taken_back_write_puts_the_dataset_back_into_its_owners_old_file(tmp_path):
+    old = {"gdp": {"pipeline": ["old"], REVISION_KEY: 1}}
+    _owners_file(tmp_path, old)
     files = DppPipelines(tmp_path)
-    files.write("alice", {f"alice/ds-{i}": {"pipeline": [i], REVISION_KEY: 1} for i in range(50)})
-    path = tmp_path / "alice" / SPEC_FILE
-    before = path.read_text().splitlines()
-    files.write("alice", {"alice/ds-7": {"pipeline": ["new"], REVISION_KEY: 2}})
-    after = path.read_text().splitlines()
-    changed = [line for line in after if line not in before]
-    assert changed == ['"ds-7": {"pipeline": ["new"], "' + REVISION_KEY + '": 2},']
-    assert len(after) == len(before)
-    assert yaml.safe_load(path.read_text()) == files.read("alice")
-
-
-def test_text_that_only_looks_like_the_json_form_is_parsed_whole(tmp_path):
-    (tmp_path / "alice").mkdir()
-    # Flow-style YAML starting like the JSON form, but not one pipeline per line.
-    (tmp_path / "alice" / SPEC_FILE).write_text('{\nmanual: {pipeline: []},\n"x": {}\n}\n')
-    files = DppPipelines(tmp_path)
-    files.write("alice", {"alice/gdp": {"pipeline": [], REVISION_KEY: 1}})
-    text = (tmp_path / "alice" / SPEC_FILE).read_text()
-    assert text.startswith(JSON_MARK)
-    assert yaml.safe_load(text) == {
-        "manual": {"pipeline": []},
-        "x": {},
-        "gdp": {"pipeline": [], REVISION_KEY: 1},
-    }
-
-
-@settings(max_examples=60, deadline=None)
-@given(st.lists(pipeline_sets, min_size=1, max_size=6))
-def test_any_sequence_of_writes_leaves_a_file_pyyaml_reads_as_the_newest_pipelines(
-    tmp_path_factory, writes
-):
-    root = tmp_path_factory.mktemp("writes")
-    files = DppPipelines(root)
-    expected: dict = {}
-    for revision, pipelines in enumerate(writes, start=1):
-        versioned = {key: {**value, REVISION_KEY: revision} for key, value in pipelines.items()}
-        files.write("alice", {f"alice/{key}": value for key, value in versioned.items()})
-        expected.update(versioned)
-    assert yaml.safe_load((root / "alice" / SPEC_FILE).read_text()) == expected
-
-
-def test_a_file_as_specstore_left_it_is_edited_without_parsing_the_other_pipelines(
-    tmp_path, monkeypatch
-):
-    files = DppPipelines(tmp_path)
-    files.write("alice", {f"alice/ds-{i}": {"pipeline": [i], REVISION_KEY: 1} for i in range(50)})
-
-    def parsed_whole(*_args):
-        raise AssertionError("the owner's file was parsed whole")
-
-    monkeypatch.setattr(dpp, "_json_lines", parsed_whole)
-    monkeypatch.setattr(dpp, "parse", parsed_whole)
-    files.write("alice", {"alice/ds-7": {"pipeline": ["new"], REVISION_KEY: 2}})
-    files.write("alice", {"alice/ds-07": {"pipeline": ["between"], REVISION_KEY: 1}})
-    files.write("alice", {"alice/zz": {"pipeline": ["last"], REVISION_KEY: 1}})
-    older = files.write("alice", {"alice/ds-7": {"pipeline": ["old"], REVISION_KEY: 1}})
-    assert older.newer == {"alice/ds-7": 2} and not older.previous
-    monkeypatch.undo()
-
-    text = (tmp_path / "alice" / SPEC_FILE).read_text()
-    expected = {f"ds-{i}": {"pipeline": [i], REVISION_KEY: 1} for i in range(50)}
-    expected["ds-7"] = {"pipeline": ["new"], REVISION_KEY: 2}
-    expected["ds-07"] = {"pipeline": ["between"], REVISION_KEY: 1}
-    expected["zz"] = {"pipeline": ["last"], REVISION_KEY: 1}
-    assert json.loads(text) == yaml.safe_load(text) == expected
-    # Still sorted by key, one pipeline per line: the form a whole rewrite gives.
-    assert text == render(expected)
-
-
-def test_a_file_edited_by_hand_after_specstore_wrote_it_is_read_whole(tmp_path):
-    files = DppPipelines(tmp_path)
-    files.write("alice", {"alice/gdp": {"pipeline": [], REVISION_KEY: 1}})
-    path = tmp_path / "alice" / SPEC_FILE
-    # Flow-style YAML in the JSON form's frame, one pipeline over two lines.
-    path.write_text('{\n"gdp": {"pipeline": [],\n"' + REVISION_KEY + '": 1},\n"manual": {}\n}\n')
-    files.write("alice", {"alice/gdp": {"pipeline": ["next"], REVISION_KEY: 2}})
-    assert yaml.safe_load(path.read_text()) == {
-        "gdp": {"pipeline": ["next"], REVISION_KEY: 2},
-        "manual": {},
-    }
-
-
-def test_a_taken_back_write_leaves_the_file_as_it_was(tmp_path):
-    files = DppPipelines(tmp_path)
-    files.write("alice", {f"alice/ds-{i}": {"pipeline": [i], REVISION_KEY: 1} for i in range(5)})
-    path = tmp_path / "alice" / SPEC_FILE
-    before = path.read_text()
-    written = files.write("alice", {"alice/ds-2": {"pipeline": ["x"], REVISION_KEY: 2}})
-    files.take_back(written)
-    assert path.read_text() == before
-    added = files.write("alice", {"alice/new": {"pipeline": [], REVISION_KEY: 1}})
-    files.take_back(added)
-    assert path.read_text() == before
+    files.take_back(files.write("alice", "gdp", versioned({"": {"pipeline": ["new"]}}, 2)))
+    assert yaml.safe_load((tmp_path / "alice" / SPEC_FILE).read_text()) == old
+    assert not (tmp_path / "alice" / "gdp" / DATASET_FILE).exists()
+    assert files.read("alice") == old

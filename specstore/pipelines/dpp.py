@@ -2,19 +2,22 @@
 DPP finds them, reading its dashboard's record of a pipeline, and never leaving a
 revision waiting for a word from DPP that does not come.
 
-DPP has no API to submit pipelines: it walks its working folder, and every
-top-level key of a ``pipeline-spec.yaml`` is a pipeline whose id is
-``./<folder>/<key>``. So an owner's datasets are the keys of
-``<DPP_PIPELINES_DIR>/<ownerid>/pipeline-spec.yaml``. Writing one dataset's
-pipelines is a read-modify-write of that shared file, done under an exclusive
-lock on a lock file beside it and finished by an atomic rename, so concurrent
-uploads of one owner's datasets never lose each other's pipelines and DPP
-never reads half a file.
+DPP has no API to submit pipelines: it walks its working folder for files that
+define them. Each dataset's pipelines are a file of their own,
+``<DPP_PIPELINES_DIR>/<ownerid>/<dataset>/specstore.source-spec.yaml``, which DPP
+hands to specstore's plugin (``datapackage_pipelines_specstore.Generator``) and runs
+under the ids ``./<ownerid>/<dataset>``. A write replaces that file whole: a
+temporary file, synced, renamed over it, under a lock beside it, so DPP never reads
+half a file and a newer revision's pipelines are never replaced by an older one's;
+it costs the same however many datasets the owner has.
+
+Older specstores kept all of an owner's pipelines in ``<ownerid>/pipeline-spec.yaml``
+(one top-level key per dataset, DPP's own format). A dataset's pipelines move out of
+that file when it is next written, and the file goes once it is empty.
 """
 
 from __future__ import annotations
 
-import bisect
 import contextlib
 import datetime as dt
 import fcntl
@@ -28,12 +31,12 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from json.decoder import scanstring
 from pathlib import Path
 from typing import Any
 
 import yaml
 from cachetools import TTLCache
+from datapackage_pipelines_specstore.generator import FILE_NAME
 
 from ..events import FAILED, LOADED, REGISTERED, RUNNING, SUCCEEDED
 from ..http_client import HttpClient, PeerUnavailable
@@ -47,10 +50,22 @@ log = logging.getLogger(__name__)
 YamlLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 YamlDumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
+# A dataset's pipelines, read by specstore's plugin in DPP.
+DATASET_FILE = FILE_NAME
+# An owner's pipelines, as older specstores wrote them: DPP's own format.
 SPEC_FILE = "pipeline-spec.yaml"
+# Beside each file, the lock its writers take (DPP reads neither of these names).
+LOCK_FILE = ".specstore.lock"
+LEGACY_LOCK_FILE = ".pipeline-spec.lock"
 # How much of DPP's log a revision brought up to date by reconciliation keeps.
 MAX_RECONCILED_LOG_LINES = 100
-LOCK_FILE = ".pipeline-spec.lock"  # DPP skips dot files
+
+
+def folder_name(name: str) -> str:
+    """The folder for an owner id or a dataset name (safe path segments: see the spec's
+    schema). DPP skips folders whose names start with a dot, so a leading dot is written
+    ``%2E``, which no name holds."""
+    return "%2E" + name[1:] if name.startswith(".") else name
 
 
 class DppPipelines:
@@ -58,181 +73,185 @@ class DppPipelines:
         self.root = Path(root).resolve()
 
     def owner_dir(self, owner_id: str) -> Path:
-        path = (self.root / owner_id).resolve()
+        path = (self.root / folder_name(owner_id)).resolve()
         if path.parent != self.root:
             raise ValueError(f"{owner_id!r} is not a folder name")
         return path
 
-    @contextlib.contextmanager
-    def _locked(self, directory: Path) -> Iterator[_SpecFile]:
-        directory.mkdir(parents=True, exist_ok=True)
-        lock = os.open(directory / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            yield _SpecFile(directory / SPEC_FILE, lock)
-        finally:
-            os.close(lock)  # which lets go of the lock too
+    def dataset_dir(self, owner_id: str, dataset: str) -> Path:
+        owner = self.owner_dir(owner_id)
+        path = (owner / folder_name(dataset)).resolve()
+        if path.parent != owner:
+            raise ValueError(f"{dataset!r} is not a folder name")
+        return path
 
     def read(self, owner_id: str) -> dict[str, Any]:
-        path = self.owner_dir(owner_id) / SPEC_FILE
+        """The owner's pipelines, by id without the owner (``<dataset>``, or
+        ``<dataset>:<suffix>``): those of the owner's old file, then its datasets'."""
+        owner = self.owner_dir(owner_id)
         try:
-            return parse(path.read_text(encoding="utf-8"))
+            found = parse((owner / SPEC_FILE).read_text(encoding="utf-8"))
         except FileNotFoundError:
-            return {}
+            found = {}
+        for path in sorted(owner.glob(f"*/{DATASET_FILE}")):
+            pipelines = _pipelines_in(path.read_bytes())
+            found.update({key.split("/", 1)[1]: value for key, value in pipelines.items()})
+        return found
 
-    def write(self, owner_id: str, pipelines: dict[str, dict[str, Any]]) -> Written:
-        """Put ``pipelines`` (ids ``<ownerid>/<key>``) into the owner's spec file.
+    def write(self, owner_id: str, dataset: str, pipelines: dict[str, dict[str, Any]]) -> Written:
+        """Make ``pipelines`` (ids ``<ownerid>/<dataset>...``, one revision's) the dataset's.
 
-        A pipeline already there from a newer revision is left as it is; the answer
-        names those, with the newer revision's number, and keeps what the file held
-        before, for :meth:`take_back`. In the usual case (the file exactly as specstore
-        last wrote it, see :class:`_SpecFile`) the other pipelines are carried over as
-        bytes, never parsed, and the pipeline's line is found by bisection on the sorted
-        keys: a write costs a copy of the file, however many datasets the owner has.
+        When the dataset's pipelines are from a newer revision, nothing is written and the
+        answer names them, with that revision's number (``newer``). Otherwise the file is
+        replaced whole, and the answer keeps what it held before, for :meth:`take_back`.
         """
-        with self._locked(self.owner_dir(owner_id)) as file:
-            written = Written(owner_id)
-            lines = file.trusted_lines()
-            if lines is not None and _put_lines(lines, pipelines, written):
-                if written.previous:
-                    file.replace(JSON_MARK_BYTES + b",\n".join(lines) + b"\n}\n")
+        revision = max((details.get(REVISION_KEY, 0) for details in pipelines.values()), default=0)
+        directory = self.dataset_dir(owner_id, dataset)
+        directory.mkdir(parents=True, exist_ok=True)
+        written = Written(owner_id, dataset, revision)
+        with _locked(directory / LOCK_FILE):
+            path = directory / DATASET_FILE
+            try:
+                written.previous = path.read_bytes()
+            except FileNotFoundError:
+                written.previous = None
+            there = _revision_of(_pipelines_in(written.previous or b""))
+            legacy = self._legacy(owner_id, dataset)
+            there = max(there, _revision_of(legacy))
+            if there > revision:
+                written.newer = dict.fromkeys(pipelines, there)
                 return written
-            written = Written(owner_id)
-            parsed, unchecked = file.lines()
-            for pipeline_id, details in pipelines.items():
-                key = pipeline_id.split("/", 1)[1]
-                there = _revision(parsed[key]) if key in parsed else 0
-                if there > details.get(REVISION_KEY, 0):
-                    written.newer[pipeline_id] = there
-                    continue
-                written.previous[key] = parsed.get(key)
-                written.revision = details.get(REVISION_KEY, 0)
-                parsed[key] = _line(key, details)
-                unchecked.add(key)
-            if written.previous:
-                file.replace(_text(parsed, unchecked).encode("utf-8"))
-            return written
+            _replace(path, _document(pipelines))
+            written.wrote = True
+            if legacy:
+                written.legacy = self._edit_legacy(owner_id, dataset, remove=True)
+        return written
 
     def take_back(self, written: Written) -> None:
         """Put back what :meth:`write` replaced, where the file still holds what it wrote
         (a write whose revision was never stored must not be run)."""
-        with self._locked(self.owner_dir(written.owner_id)) as file:
-            lines, unchecked = file.lines()
-            for key, line in written.previous.items():
-                if key not in lines or _revision(lines[key]) != written.revision:
-                    continue
-                if line is None:
-                    del lines[key]
-                    unchecked.discard(key)
-                else:
-                    lines[key] = line
-            file.replace(_text(lines, unchecked).encode("utf-8"))
+        if not written.wrote:
+            return
+        directory = self.dataset_dir(written.owner_id, written.dataset)
+        with _locked(directory / LOCK_FILE):
+            path = directory / DATASET_FILE
+            try:
+                there = _revision_of(_pipelines_in(path.read_bytes()))
+            except FileNotFoundError:
+                there = None
+            if there != written.revision:
+                return
+            if written.previous is None:
+                path.unlink()
+            else:
+                _replace(path, written.previous)
+            if written.legacy:
+                self._edit_legacy(written.owner_id, written.dataset, restore=written.legacy)
 
+    def _legacy(self, owner_id: str, dataset: str) -> dict[str, Any]:
+        """The dataset's pipelines in the owner's old file, if there is one."""
+        path = self.owner_dir(owner_id) / SPEC_FILE
+        if not path.exists():
+            return {}
+        return _of_dataset(parse(path.read_text(encoding="utf-8")), owner_id, dataset)
 
-class _SpecFile:
-    """An owner's ``pipeline-spec.yaml``, its lock held.
-
-    Whoever writes the file (under the lock) records in the lock file the file's
-    identity as it left it: inode, size, and times of change. A file that still has that
-    identity is exactly what specstore wrote, one checked pipeline per line, sorted by
-    key, and is edited as bytes (:meth:`trusted_lines`); any other (edited by hand, say,
-    or written by an older specstore) is read and checked whole (:meth:`lines`).
-    """
-
-    def __init__(self, path: Path, lock: int) -> None:
-        self.path = path
-        self._lock = lock
-
-    def trusted_lines(self) -> list[bytes] | None:
-        """The file's pipeline lines (no separators), when it is as specstore left it."""
-        recorded = os.pread(self._lock, _IDENTITY_SIZE, 0)
-        if not recorded.strip():
-            return None
-        try:
-            with open(self.path, "rb") as handle:
-                if _identity(os.fstat(handle.fileno())) != recorded:
-                    return None
-                data = handle.read()
-        except FileNotFoundError:
-            return None
-        if not (data.startswith(JSON_MARK_BYTES) and data.endswith(b"\n}\n")):
-            return None
-        # Lines hold no raw newline (json escapes them); all but the last end in a comma.
-        lines = data[len(JSON_MARK_BYTES) : -len(b"\n}\n")].split(b"\n")
-        return [line[:-1] for line in lines[:-1]] + lines[-1:]
-
-    def lines(self) -> tuple[dict[str, str], set[str]]:
-        """The pipelines in the file as JSON lines by key, and the keys whose lines are
-        not yet known to read the same through YAML."""
-        try:
-            text = self.path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            text = ""
-        lines = _json_lines(text)
-        if lines is None:
-            # YAML (written by PyYAML, by hand, or by an older specstore): parse it whole.
-            lines = {key: _line(key, value) for key, value in parse(text).items()}
-        # Each line is checked before the file is written as JSON again.
-        return lines, set(lines)
-
-    def replace(self, data: bytes) -> None:
-        """Write the file whole (see ``_replace``) and record what it is now: the one-line
-        JSON form only; a YAML file is read whole next time."""
-        os.pwrite(self._lock, b" " * _IDENTITY_SIZE, 0)  # untrusted until it is written
-        _replace(self.path, data)
-        if data.startswith(JSON_MARK_BYTES):
-            os.pwrite(self._lock, _identity(os.stat(self.path)), 0)
-
-
-# The identity is written over the start of the lock file, in place, always this long.
-_IDENTITY_SIZE = 96
-
-
-def _identity(stat: os.stat_result) -> bytes:
-    identity = f"{stat.st_ino} {stat.st_size} {stat.st_mtime_ns} {stat.st_ctime_ns}"
-    return identity.encode().ljust(_IDENTITY_SIZE)
-
-
-def _line_key(line: bytes) -> str:
-    """The key of one pipeline line, ``"key": {...}``."""
-    return scanstring(line.decode("utf-8"), 1)[0]
-
-
-def _put_lines(lines: list[bytes], pipelines: dict[str, dict[str, Any]], written: Written) -> bool:
-    """Put ``pipelines`` into ``lines`` (sorted by key) as :meth:`DppPipelines.write`
-    does; False, with ``lines`` not to be used, when a new line would read differently
-    through YAML (the whole file must then be written by PyYAML)."""
-    for pipeline_id, details in pipelines.items():
-        key = pipeline_id.split("/", 1)[1]
-        index = bisect.bisect_left(lines, key, key=_line_key)
-        found = index < len(lines) and _line_key(lines[index]) == key
-        previous = lines[index].decode("utf-8") if found else None
-        there = _revision(previous) if previous is not None else 0
-        if there > details.get(REVISION_KEY, 0):
-            written.newer[pipeline_id] = there
-            continue
-        line = _line(key, details)
-        if not _reads_the_same(line):
-            return False
-        written.previous[key] = previous
-        written.revision = details.get(REVISION_KEY, 0)
-        if found:
-            lines[index] = line.encode("utf-8")
-        else:
-            lines.insert(index, line.encode("utf-8"))
-    return True
+    def _edit_legacy(
+        self,
+        owner_id: str,
+        dataset: str,
+        remove: bool = False,
+        restore: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Take the dataset's pipelines out of the owner's old file (``remove``), or put
+        ``restore`` back into it; what was taken out. An emptied file is removed."""
+        owner = self.owner_dir(owner_id)
+        with _locked(owner / LEGACY_LOCK_FILE):
+            path = owner / SPEC_FILE
+            try:
+                pipelines = parse(path.read_text(encoding="utf-8"))
+            except FileNotFoundError:
+                pipelines = {}
+            taken = _of_dataset(pipelines, owner_id, dataset) if remove else {}
+            for key in taken:
+                del pipelines[key.split("/", 1)[1]]
+            for key, details in (restore or {}).items():
+                pipelines.setdefault(key.split("/", 1)[1], details)
+            if pipelines:
+                _replace(path, render(pipelines).encode("utf-8"))
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+            return taken
 
 
 @dataclass
 class Written:
-    """What one :meth:`DppPipelines.write` did: the pipelines it left alone because the
-    file had them from a newer revision (``newer``, id -> that revision), and the lines it
-    replaced (``previous``, key -> line, None where there was none)."""
+    """What one :meth:`DppPipelines.write` did: nothing, because the dataset's pipelines
+    were from a newer revision (``newer``, id -> that revision), or wrote (``wrote``) the
+    dataset's file over what it held (``previous``, None: no file), taking ``legacy`` (ids
+    -> pipelines) out of the owner's old file."""
 
     owner_id: str
+    dataset: str
+    revision: int
     newer: dict[str, int] = field(default_factory=dict)
-    previous: dict[str, str | None] = field(default_factory=dict)
-    revision: int = 0
+    previous: bytes | None = None
+    wrote: bool = False
+    legacy: dict[str, Any] = field(default_factory=dict)
+
+
+@contextlib.contextmanager
+def _locked(lock_path: Path) -> Iterator[None]:
+    lock = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(lock)  # which lets go of the lock too
+
+
+def _of_dataset(pipelines: dict[str, Any], owner_id: str, dataset: str) -> dict[str, Any]:
+    """Of an owner's file's pipelines (by key), the dataset's, by id."""
+    return {
+        f"{owner_id}/{key}": details
+        for key, details in pipelines.items()
+        if key == dataset or key.startswith(f"{dataset}:")
+    }
+
+
+def _revision_of(pipelines: dict[str, Any]) -> int:
+    return max(
+        (
+            details.get(REVISION_KEY, 0) if isinstance(details, dict) else 0
+            for details in pipelines.values()
+        ),
+        default=0,
+    )
+
+
+def _pipelines_in(data: bytes) -> dict[str, Any]:
+    """The pipelines of a dataset's file (none, for an empty or unreadable one)."""
+    if not data.strip():
+        return {}
+    try:
+        document = json.loads(data)
+    except ValueError:
+        try:
+            document = load_yaml(data.decode("utf-8"))
+        except (yaml.YAMLError, UnicodeDecodeError):
+            return {}
+    pipelines = document.get("pipelines") if isinstance(document, dict) else None
+    return pipelines if isinstance(pipelines, dict) else {}
+
+
+def _document(pipelines: dict[str, dict[str, Any]]) -> bytes:
+    """A dataset's file: JSON, which DPP's YAML parser reads as YAML, unless PyYAML would
+    read it differently (see ``_reads_the_same``): then YAML, written by PyYAML."""
+    document = {"pipelines": pipelines}
+    text = json.dumps(document, ensure_ascii=False, sort_keys=True)
+    if not _reads_the_same(text):
+        text = yaml.dump(document, Dumper=YamlDumper, sort_keys=True, allow_unicode=True)
+    return text.encode("utf-8")
 
 
 def parse(text: str) -> dict[str, Any]:
@@ -248,26 +267,11 @@ def load_yaml(text: str) -> Any:
 
 
 def render(pipelines: dict[str, Any]) -> str:
-    """The text of a pipeline-spec.yaml holding ``pipelines``."""
+    """The text of a pipeline-spec.yaml holding ``pipelines``: JSON, one pipeline per
+    line, which DPP's YAML parser reads as YAML, unless one of them would read differently
+    through PyYAML; then YAML, written by PyYAML."""
     lines = {key: _line(key, value) for key, value in pipelines.items()}
-    return _text(lines, set(lines))
-
-
-def _text(lines: dict[str, str], unchecked: set[str]) -> str:
-    """The file's text from its pipelines' JSON lines.
-
-    DPP reads the file with PyYAML. Written as YAML by PyYAML, a file costs tens of
-    milliseconds per hundred pipelines to write and as much again to read back,
-    and an owner's file holds all of the owner's datasets. JSON is YAML too, and
-    ``json`` is two orders of magnitude faster, so the file is JSON, one pipeline
-    per line, whenever every pipeline reads back the same through YAML; that is
-    certain for all but rare values (numbers in exponent form, infinities, a few
-    control characters, keys over 1,000 characters), which ``_reads_the_same``
-    checks by parsing them as YAML. ``unchecked`` names the lines not yet known
-    to read the same. If any does not, the whole file is written by PyYAML.
-    """
-    if not all(_reads_the_same(lines[key]) for key in unchecked):
-        pipelines = {key: _value(line) for key, line in lines.items()}
+    if not all(_reads_the_same("{" + line + "}") for line in lines.values()):
         return yaml.dump(pipelines, Dumper=YamlDumper, sort_keys=True, allow_unicode=True)
     if not lines:
         return "{}\n"
@@ -275,7 +279,6 @@ def _text(lines: dict[str, str], unchecked: set[str]) -> str:
 
 
 JSON_MARK = "{\n"
-JSON_MARK_BYTES = JSON_MARK.encode()
 # What JSON may hold that PyYAML would read differently or refuse: characters outside
 # YAML's printable set, numbers in exponent form (YAML 1.1 wants a dot), JSON's
 # Infinity/NaN, and keys too long to be YAML simple keys. Each is looked for on its own
@@ -286,21 +289,21 @@ LONG_KEY = 1000
 _LONG_KEY = re.compile(r'"(?:[^"\\]|\\.){' + str(LONG_KEY) + r',}"\s*:')
 
 
-def _yaml_risk(line: str) -> bool:
-    """True when the JSON ``line`` may hold something PyYAML reads differently."""
+def _yaml_risk(text: str) -> bool:
+    """True when the JSON ``text`` may hold something PyYAML reads differently."""
     return bool(
-        _UNPRINTABLE.search(line)
-        or _EXPONENT.search(line)
-        or "Infinity" in line
-        or "NaN" in line
-        or (_may_hold_a_long_key(line) and _LONG_KEY.search(line))
+        _UNPRINTABLE.search(text)
+        or _EXPONENT.search(text)
+        or "Infinity" in text
+        or "NaN" in text
+        or (_may_hold_a_long_key(text) and _LONG_KEY.search(text))
     )
 
 
-def _may_hold_a_long_key(line: str) -> bool:
-    """False when no string in ``line`` can be ``LONG_KEY`` characters long: without an
+def _may_hold_a_long_key(text: str) -> bool:
+    """False when no string in ``text`` can be ``LONG_KEY`` characters long: without an
     escaped quote, a string is what lies between two quotes."""
-    return '\\"' in line or max(map(len, line.split('"'))) >= LONG_KEY
+    return '\\"' in text or max(map(len, text.split('"'))) >= LONG_KEY
 
 
 def _line(key: str, value: Any) -> str:
@@ -308,47 +311,19 @@ def _line(key: str, value: Any) -> str:
     return json.dumps({key: value}, ensure_ascii=False, sort_keys=True)[1:-1]
 
 
-def _value(line: str) -> Any:
-    return next(iter(json.loads("{" + line + "}").values()))
-
-
-def _revision(line: str) -> int:
-    value = _value(line)
-    return value.get(REVISION_KEY, 0) if isinstance(value, dict) else 0
-
-
-def _json_lines(text: str) -> dict[str, str] | None:
-    """The pipelines of a file in the JSON form ``_text`` writes, as ``{key: line}``, each
-    line one whole ``"key": value`` pair on a line of its own; None for any other form."""
-    if not (text.startswith(JSON_MARK) and text.endswith("\n}\n")):
-        return None
-    lines = {}
-    for line in text[len(JSON_MARK) : -len("\n}\n")].split(",\n"):
-        if not line.startswith('"') or "\n" in line:
-            return None
-        try:
-            pair = json.loads("{" + line + "}")
-        except ValueError:
-            return None
-        if len(pair) != 1 or next(iter(pair)) in lines:
-            return None
-        lines[next(iter(pair))] = line
-    return lines
-
-
-def _reads_the_same(line: str) -> bool:
-    """True when PyYAML reads the JSON ``line`` (one ``"key": value`` pair) as json does."""
-    if not _yaml_risk(line):
+def _reads_the_same(text: str) -> bool:
+    """True when PyYAML reads the JSON ``text`` as json does."""
+    if not _yaml_risk(text):
         return True
     try:
-        return load_yaml("{" + line + "}") == json.loads("{" + line + "}")
+        return load_yaml(text) == json.loads(text)
     except yaml.YAMLError:
         return False
 
 
 def _replace(path: Path, data: bytes) -> None:
     """Write ``path`` whole or not at all: a temporary file, synced, renamed over it."""
-    handle, temporary = tempfile.mkstemp(prefix=".pipeline-spec.", dir=path.parent)
+    handle, temporary = tempfile.mkstemp(prefix=".specstore.", dir=path.parent)
     try:
         with os.fdopen(handle, "wb") as out:
             out.write(data)
@@ -566,7 +541,7 @@ class DppDispatcher:
             message = f"the pipeline's files could not be written: {exc.strerror}"
             return Handover(FAILED, errors=(message,))
         try:
-            written = self.pipelines.write(ref.owner_id, plan.pipelines)
+            written = self.pipelines.write(ref.owner_id, ref.dataset, plan.pipelines)
         except OSError as exc:
             return Handover(FAILED, errors=(f"the pipeline could not be written for DPP: {exc}",))
         if plan.main_id in written.newer:

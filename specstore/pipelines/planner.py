@@ -1,6 +1,6 @@
 """Turning a revision's spec into pipelines, in datapackage-pipelines' own format.
 
-One plan serves both engines: DPP runs it from the pipeline-spec files that
+One plan serves both engines: DPP runs it from the pipeline files that
 :mod:`specstore.pipelines.dpp` writes, and the embedded runner runs the very same
 steps with ``dataflows``. Each step is ``{"run": <processor>, "parameters": {...}}``.
 Everything that reads what a stranger wrote (a URL, a file, a format, a name) is one

@@ -23,6 +23,15 @@ FINAL = ("SUCCEEDED", "FAILED", "INVALID")
 HANDED_OVER = ("REGISTERED", "RUNNING", *FINAL)
 
 
+def pipelines_for_dpp(root: Path, owner_id: str = "alice") -> dict[str, Any]:
+    """The owner's pipelines as DPP reads them (PyYAML, each dataset's file), by dataset."""
+    found = {}
+    for path in sorted((root / owner_id).glob("*/specstore.source-spec.yaml")):
+        for pipeline_id, details in yaml.safe_load(path.read_text())["pipelines"].items():
+            found[pipeline_id.split("/", 1)[1]] = details
+    return found
+
+
 def example_spec(base_url: str, dataset: str = "gdp", **meta: Any) -> dict[str, Any]:
     """examples/spec.yaml, its URLs pointing at ``base_url`` instead of port 8000."""
     text = (EXAMPLES / "spec.yaml").read_text().replace(EXAMPLE_BASE_URL, base_url)
