@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
+import yaml
 
 from specstore.http_client import HttpClient
 from specstore.pipelines.dpp import (
@@ -21,7 +22,6 @@ from specstore.pipelines.dpp import (
     SPEC_FILE,
     DppDashboard,
     DppPipelines,
-    render,
 )
 from specstore.pipelines.planner import REVISION_KEY
 from tests.conftest import HOOK_TOKEN, stored_revisions, upload
@@ -80,17 +80,8 @@ def _get(server, path):
     return response.json()
 
 
-def test_dpp_finds_each_datasets_pipelines_under_their_ids(dpp):
-    """Every dataset's own file, read by specstore's plugin, and an owner's file as older
-    specstores wrote it: DPP lists each pipeline once, under ./<owner>/<dataset>."""
-    pipeline = {"pipeline": [{"run": "update_package", "parameters": {"name": "x"}}]}
-    files = DppPipelines(dpp.root)
-    for owner, dataset in (("alice", "gdp"), ("alice", ".hidden"), (".team", "cpi")):
-        files.write(owner, dataset, {f"{owner}/{dataset}": {**pipeline, REVISION_KEY: 1}})
-    (dpp.root / "bob").mkdir()
-    (dpp.root / "bob" / SPEC_FILE).write_text(render({"old": pipeline, "older": pipeline}))
-    files.write("bob", "older", {"bob/older": {**pipeline, REVISION_KEY: 2}})
-
+def dpp_ids(dpp) -> list[str]:
+    """The pipeline ids ``dpp`` lists in its folder."""
     listed = subprocess.run(
         [str(dpp.venv / "bin" / "dpp")],
         cwd=dpp.root,
@@ -100,16 +91,35 @@ def test_dpp_finds_each_datasets_pipelines_under_their_ids(dpp):
         timeout=120,
         check=True,
     ).stdout
-    ids = [line.split()[1] for line in listed.splitlines() if line.startswith("- ./")]
+    return [line.split()[1] for line in listed.splitlines() if line.startswith("- ./")]
+
+
+def test_dpp_finds_each_datasets_pipelines_under_their_ids(dpp):
+    """Every dataset's own file, read by specstore's plugin, and an owner's file as older
+    specstores wrote it: DPP lists each pipeline once, under ./<owner>/<dataset>."""
+    pipeline = {"pipeline": [{"run": "update_package", "parameters": {"name": "x"}}]}
+    files = DppPipelines(dpp.root)
+    for owner, dataset in (("alice", "gdp"), ("alice", ".hidden"), (".team", "cpi")):
+        files.write(owner, dataset, {f"{owner}/{dataset}": {**pipeline, REVISION_KEY: 1}})
+    # An owner's file as older specstores wrote it: DPP reads it as it always did.
+    (dpp.root / "bob").mkdir()
+    (dpp.root / "bob" / SPEC_FILE).write_text(yaml.safe_dump({"old": pipeline, "older": pipeline}))
+
+    ids = dpp_ids(dpp)
     assert sorted(ids) == [
         "./.team/cpi",
         "./alice/.hidden",
         "./alice/gdp",
         "./bob/old",
         "./bob/older",
-    ], listed
+    ], ids
     ran = dpp.run(".team/cpi")
     assert ran.returncode == 0 and "SUCCESS: ./.team/cpi" in ran.stdout + ran.stderr, ran.stderr
+
+    # Once the owner's next upload has moved it into its datasets' files, the same.
+    files.write("bob", "older", {"bob/older": {**pipeline, REVISION_KEY: 2}})
+    assert not (dpp.root / "bob" / SPEC_FILE).exists()
+    assert sorted(dpp_ids(dpp)) == sorted(ids), dpp_ids(dpp)
 
 
 def test_pipelines_run_on_a_real_dpp_and_report_back(

@@ -12,8 +12,8 @@ half a file and a newer revision's pipelines are never replaced by an older one'
 it costs the same however many datasets the owner has.
 
 Older specstores kept all of an owner's pipelines in ``<ownerid>/pipeline-spec.yaml``
-(one top-level key per dataset, DPP's own format). A dataset's pipelines move out of
-that file when it is next written, and the file goes once it is empty.
+(one top-level key per dataset, DPP's own format). The first write for such an owner
+moves them all into their datasets' files and removes it.
 """
 
 from __future__ import annotations
@@ -104,7 +104,10 @@ class DppPipelines:
         When the dataset's pipelines are from a newer revision, nothing is written and the
         answer names them, with that revision's number (``newer``). Otherwise the file is
         replaced whole, and the answer keeps what it held before, for :meth:`take_back`.
+        An owner's file as older specstores wrote it is first moved into its datasets'.
         """
+        if self._legacy_file(owner_id).exists():
+            self._move_legacy(owner_id)
         revision = max((details.get(REVISION_KEY, 0) for details in pipelines.values()), default=0)
         directory = self.dataset_dir(owner_id, dataset)
         directory.mkdir(parents=True, exist_ok=True)
@@ -116,15 +119,11 @@ class DppPipelines:
             except FileNotFoundError:
                 written.previous = None
             there = _revision_of(_pipelines_in(written.previous or b""))
-            legacy = self._legacy(owner_id, dataset)
-            there = max(there, _revision_of(legacy))
             if there > revision:
                 written.newer = dict.fromkeys(pipelines, there)
                 return written
             _replace(path, _document(pipelines))
             written.wrote = True
-            if legacy:
-                written.legacy = self._edit_legacy(owner_id, dataset, remove=True)
         return written
 
     def take_back(self, written: Written) -> None:
@@ -145,51 +144,47 @@ class DppPipelines:
                 path.unlink()
             else:
                 _replace(path, written.previous)
-            if written.legacy:
-                self._edit_legacy(written.owner_id, written.dataset, restore=written.legacy)
 
-    def _legacy(self, owner_id: str, dataset: str) -> dict[str, Any]:
-        """The dataset's pipelines in the owner's old file, if there is one."""
-        path = self.owner_dir(owner_id) / SPEC_FILE
-        if not path.exists():
-            return {}
-        return _of_dataset(parse(path.read_text(encoding="utf-8")), owner_id, dataset)
+    def _legacy_file(self, owner_id: str) -> Path:
+        """Where an older specstore kept the owner's pipelines (its folder named as is)."""
+        path = (self.root / owner_id / SPEC_FILE).resolve()
+        if path.parent.parent != self.root:
+            raise ValueError(f"{owner_id!r} is not a folder name")
+        return path
 
-    def _edit_legacy(
-        self,
-        owner_id: str,
-        dataset: str,
-        remove: bool = False,
-        restore: dict[str, Any] | None = None,
-    ) -> dict[str, Any]:
-        """Take the dataset's pipelines out of the owner's old file (``remove``), or put
-        ``restore`` back into it; what was taken out. An emptied file is removed."""
-        owner = self.owner_dir(owner_id)
-        with _locked(owner / LEGACY_LOCK_FILE):
-            path = owner / SPEC_FILE
+    def _move_legacy(self, owner_id: str) -> None:
+        """Move the owner's old file's pipelines into their datasets' files (where a
+        dataset's own file is not of a newer revision), then remove it: once per owner."""
+        legacy = self._legacy_file(owner_id)
+        with _locked(legacy.parent / LEGACY_LOCK_FILE):
             try:
-                pipelines = parse(path.read_text(encoding="utf-8"))
+                pipelines = parse(legacy.read_text(encoding="utf-8"))
             except FileNotFoundError:
-                pipelines = {}
-            taken = _of_dataset(pipelines, owner_id, dataset) if remove else {}
-            for key in taken:
-                del pipelines[key.split("/", 1)[1]]
-            for key, details in (restore or {}).items():
-                pipelines.setdefault(key.split("/", 1)[1], details)
-            if pipelines:
-                _replace(path, render(pipelines).encode("utf-8"))
-            else:
-                with contextlib.suppress(FileNotFoundError):
-                    path.unlink()
-            return taken
+                return  # moved meanwhile, by another process
+            datasets: dict[str, dict[str, Any]] = {}
+            for key, details in pipelines.items():
+                dataset = str(key).split(":", 1)[0]
+                datasets.setdefault(dataset, {})[f"{owner_id}/{key}"] = details
+            for dataset, moved in datasets.items():
+                directory = self.dataset_dir(owner_id, dataset)
+                directory.mkdir(parents=True, exist_ok=True)
+                with _locked(directory / LOCK_FILE):
+                    path = directory / DATASET_FILE
+                    try:
+                        there = _revision_of(_pipelines_in(path.read_bytes()))
+                    except FileNotFoundError:
+                        there = None
+                    if there is None or there < _revision_of(moved):
+                        _replace(path, _document(moved))
+            legacy.unlink()
+        log.info("%s: the owner's %s moved into its datasets' files", owner_id, SPEC_FILE)
 
 
 @dataclass
 class Written:
     """What one :meth:`DppPipelines.write` did: nothing, because the dataset's pipelines
     were from a newer revision (``newer``, id -> that revision), or wrote (``wrote``) the
-    dataset's file over what it held (``previous``, None: no file), taking ``legacy`` (ids
-    -> pipelines) out of the owner's old file."""
+    dataset's file over what it held (``previous``, None: no file)."""
 
     owner_id: str
     dataset: str
@@ -197,7 +192,6 @@ class Written:
     newer: dict[str, int] = field(default_factory=dict)
     previous: bytes | None = None
     wrote: bool = False
-    legacy: dict[str, Any] = field(default_factory=dict)
 
 
 @contextlib.contextmanager
@@ -208,15 +202,6 @@ def _locked(lock_path: Path) -> Iterator[None]:
         yield
     finally:
         os.close(lock)  # which lets go of the lock too
-
-
-def _of_dataset(pipelines: dict[str, Any], owner_id: str, dataset: str) -> dict[str, Any]:
-    """Of an owner's file's pipelines (by key), the dataset's, by id."""
-    return {
-        f"{owner_id}/{key}": details
-        for key, details in pipelines.items()
-        if key == dataset or key.startswith(f"{dataset}:")
-    }
 
 
 def _revision_of(pipelines: dict[str, Any]) -> int:
@@ -254,8 +239,13 @@ def _document(pipelines: dict[str, dict[str, Any]]) -> bytes:
     return text.encode("utf-8")
 
 
+# How the JSON form of an older specstore's owner file starts.
+JSON_MARK = "{\n"
+
+
 def parse(text: str) -> dict[str, Any]:
-    """The pipelines of a pipeline-spec.yaml's text."""
+    """The pipelines of a pipeline-spec.yaml's text (older specstores wrote JSON, one
+    pipeline per line, when it read the same through YAML)."""
     if text.startswith(JSON_MARK):
         with contextlib.suppress(ValueError):
             return json.loads(text)
@@ -266,23 +256,10 @@ def load_yaml(text: str) -> Any:
     return yaml.load(text, Loader=YamlLoader)  # noqa: S506 (a SafeLoader, C or Python)
 
 
-def render(pipelines: dict[str, Any]) -> str:
-    """The text of a pipeline-spec.yaml holding ``pipelines``: JSON, one pipeline per
-    line, which DPP's YAML parser reads as YAML, unless one of them would read differently
-    through PyYAML; then YAML, written by PyYAML."""
-    lines = {key: _line(key, value) for key, value in pipelines.items()}
-    if not all(_reads_the_same("{" + line + "}") for line in lines.values()):
-        return yaml.dump(pipelines, Dumper=YamlDumper, sort_keys=True, allow_unicode=True)
-    if not lines:
-        return "{}\n"
-    return JSON_MARK + ",\n".join(lines[key] for key in sorted(lines)) + "\n}\n"
-
-
-JSON_MARK = "{\n"
 # What JSON may hold that PyYAML would read differently or refuse: characters outside
 # YAML's printable set, numbers in exponent form (YAML 1.1 wants a dot), JSON's
 # Infinity/NaN, and keys too long to be YAML simple keys. Each is looked for on its own
-# (see ``_yaml_risk``): one pattern for them all costs three times as much per line.
+# (see ``_yaml_risk``): one pattern for them all costs three times as much.
 _UNPRINTABLE = re.compile(r"[^\x09\x0a\x0d\x20-\x7e\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 _EXPONENT = re.compile(r"[0-9][eE]")
 LONG_KEY = 1000
@@ -304,11 +281,6 @@ def _may_hold_a_long_key(text: str) -> bool:
     """False when no string in ``text`` can be ``LONG_KEY`` characters long: without an
     escaped quote, a string is what lies between two quotes."""
     return '\\"' in text or max(map(len, text.split('"'))) >= LONG_KEY
-
-
-def _line(key: str, value: Any) -> str:
-    """One pipeline as one line of JSON: ``"key": {...}`` (json escapes every newline)."""
-    return json.dumps({key: value}, ensure_ascii=False, sort_keys=True)[1:-1]
 
 
 def _reads_the_same(text: str) -> bool:
