@@ -88,12 +88,11 @@ class DppPipelines:
     def read(self, owner_id: str) -> dict[str, Any]:
         """The owner's pipelines, by id without the owner (``<dataset>``, or
         ``<dataset>:<suffix>``): those of the owner's old file, then its datasets'."""
-        owner = self.owner_dir(owner_id)
         try:
-            found = parse((owner / SPEC_FILE).read_text(encoding="utf-8"))
+            found = parse(self._legacy_file(owner_id).read_text(encoding="utf-8"))
         except FileNotFoundError:
             found = {}
-        for path in sorted(owner.glob(f"*/{DATASET_FILE}")):
+        for path in sorted(self.owner_dir(owner_id).glob(f"*/{DATASET_FILE}")):
             pipelines = _pipelines_in(path.read_bytes())
             found.update({key.split("/", 1)[1]: value for key, value in pipelines.items()})
         return found
