@@ -322,6 +322,20 @@ def busy(run: dict) -> float:
     return run["rps"] * sum(run["cpu"].values()) / 1e6 / (os.cpu_count() or 1)
 
 
+def baseline_run(
+    baseline: Gunicorn, seconds: int, level: int, common: dict[str, str], meter: CpuMeter
+) -> dict:
+    """One wrk run of the baseline's route."""
+    return wrk(
+        baseline.url + "/ping",
+        seconds,
+        level,
+        "get.lua",
+        {**common, "BENCH_PATH": "/ping?o=%d&d=%d"},
+        (meter, baseline),
+    )
+
+
 def wider_runs(
     args: argparse.Namespace,
     env: dict[str, str],
@@ -344,16 +358,7 @@ def wider_runs(
     servers += [specstore, baseline]
     runs: dict[str, list[dict]] = {"baseline": [], **{name: [] for name in WIDER}}
     for round_number in range(args.rounds):
-        runs["baseline"].append(
-            wrk(
-                baseline.url + "/ping",
-                args.seconds,
-                level,
-                "get.lua",
-                {**common, "BENCH_PATH": "/ping?o=%d&d=%d"},
-                (meter, baseline),
-            )
-        )
+        runs["baseline"].append(baseline_run(baseline, args.seconds, level, common, meter))
         for name in WIDER:
             script, path, extra = scenarios[name]
             runs[name].append(
@@ -471,14 +476,7 @@ def main() -> int:
             salt = f"r{round_number}-{int(time.time())}"
             for level in levels:
                 results[("baseline", level)].append(
-                    wrk(
-                        baseline.url + "/ping",
-                        args.seconds,
-                        level,
-                        "get.lua",
-                        {**common, "BENCH_PATH": "/ping?o=%d&d=%d"},
-                        (meter, baseline),
-                    )
+                    baseline_run(baseline, args.seconds, level, common, meter)
                 )
                 results[(floor, level)].append(
                     wrk(

@@ -107,18 +107,11 @@ class DppPipelines:
         """
         if self._legacy_file(owner_id).exists():
             self._move_legacy(owner_id)
-        revision = max((details.get(REVISION_KEY, 0) for details in pipelines.values()), default=0)
-        directory = self.dataset_dir(owner_id, dataset)
-        directory.mkdir(parents=True, exist_ok=True)
-        written = Written(owner_id, dataset, revision)
-        with _locked(directory / LOCK_FILE):
-            path = directory / DATASET_FILE
-            try:
-                written.previous = path.read_bytes()
-            except FileNotFoundError:
-                written.previous = None
-            there = _revision_of(_pipelines_in(written.previous or b""))
-            if there > revision:
+        written = Written(owner_id, dataset, _revision_of(pipelines))
+        with self._dataset_file(owner_id, dataset) as path:
+            written.previous = _contents(path)
+            there = _revision_in(written.previous)
+            if there is not None and there > written.revision:
                 written.newer = dict.fromkeys(pipelines, there)
                 return written
             _replace(path, _document(pipelines))
@@ -130,19 +123,21 @@ class DppPipelines:
         (a write whose revision was never stored must not be run)."""
         if not written.wrote:
             return
-        directory = self.dataset_dir(written.owner_id, written.dataset)
-        with _locked(directory / LOCK_FILE):
-            path = directory / DATASET_FILE
-            try:
-                there = _revision_of(_pipelines_in(path.read_bytes()))
-            except FileNotFoundError:
-                there = None
-            if there != written.revision:
+        with self._dataset_file(written.owner_id, written.dataset) as path:
+            if _revision_in(_contents(path)) != written.revision:
                 return
             if written.previous is None:
                 path.unlink()
             else:
                 _replace(path, written.previous)
+
+    @contextlib.contextmanager
+    def _dataset_file(self, owner_id: str, dataset: str) -> Iterator[Path]:
+        """The dataset's file, its folder made and its lock held for the block."""
+        directory = self.dataset_dir(owner_id, dataset)
+        directory.mkdir(parents=True, exist_ok=True)
+        with _locked(directory / LOCK_FILE):
+            yield directory / DATASET_FILE
 
     def _legacy_file(self, owner_id: str) -> Path:
         """Where an older specstore kept the owner's pipelines (its folder named as is)."""
@@ -165,14 +160,8 @@ class DppPipelines:
                 dataset = str(key).split(":", 1)[0]
                 datasets.setdefault(dataset, {})[f"{owner_id}/{key}"] = details
             for dataset, moved in datasets.items():
-                directory = self.dataset_dir(owner_id, dataset)
-                directory.mkdir(parents=True, exist_ok=True)
-                with _locked(directory / LOCK_FILE):
-                    path = directory / DATASET_FILE
-                    try:
-                        there = _revision_of(_pipelines_in(path.read_bytes()))
-                    except FileNotFoundError:
-                        there = None
+                with self._dataset_file(owner_id, dataset) as path:
+                    there = _revision_in(_contents(path))
                     if there is None or there < _revision_of(moved):
                         _replace(path, _document(moved))
             legacy.unlink()
@@ -211,6 +200,18 @@ def _revision_of(pipelines: dict[str, Any]) -> int:
         ),
         default=0,
     )
+
+
+def _contents(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+
+
+def _revision_in(data: bytes | None) -> int | None:
+    """The revision a dataset's file (its bytes) holds the pipelines of; None: no file."""
+    return None if data is None else _revision_of(_pipelines_in(data))
 
 
 def _pipelines_in(data: bytes) -> dict[str, Any]:
