@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import event, select, text, update
 
 from specstore.models import Revision
-from specstore.pipelines.dpp import LOCK_FILE
+from specstore.pipelines.dpp import DATASET_FILE, LOCK_FILE
 from specstore.registry import Registry
 from tests.conftest import database_of, stored_datasets, stored_revisions, upload
 from tests.support.pipelines import (
@@ -75,6 +75,28 @@ def test_an_upload_carrying_its_package_is_planned_and_handed_to_dpp_in_one_tran
     assert client.get("/source/alice/gdp/1").get_json()["errors"] == [
         "superseded by revision 2 before it ran"
     ]
+
+
+@pytest.mark.parametrize("dataset", [".hidden", "..x"])
+def test_datasets_named_with_a_leading_dot_run_on_both_engines(
+    make_app, keypair, example_data, tmp_path, dataset
+):
+    """DPP skips folders whose names start with a dot: such a dataset's pipeline file is
+    in a folder starting with %2E, where DPP finds it; the embedded runner runs it."""
+    root = tmp_path / "dpp"
+    on_dpp = make_app(dpp_pipelines_dir=str(root)).test_client()
+    response = upload(on_dpp, carrying_its_package(example_data, dataset), keypair.token("alice"))
+    assert response.status_code == 200, response.get_json()
+    assert on_dpp.get(f"/source/alice/{dataset}/status").get_json()["state"] == "REGISTERED"
+    assert (root / "alice" / f"%2E{dataset[1:]}" / DATASET_FILE).is_file()
+    assert pipelines_for_dpp(root)[dataset]["specstore-revision"] == 1
+
+    embedded = make_app(runner_workers=1, output_dir=str(tmp_path / "output")).test_client()
+    response = upload(embedded, carrying_its_package(example_data, dataset), keypair.token("alice"))
+    assert response.status_code == 200, response.get_json()
+    status = wait_for(lambda: embedded.get(f"/source/alice/{dataset}/status").get_json())
+    assert status["state"] == "SUCCEEDED", status
+    assert (tmp_path / "output" / "alice" / dataset / "datapackage" / "datapackage.json").is_file()
 
 
 def test_an_upload_on_the_embedded_runner_is_queued_in_one_transaction(
