@@ -85,6 +85,22 @@ def test_values_yaml_would_read_differently_make_the_file_yaml(tmp_path):
 
 
 @pytest.mark.parametrize(
+    "value",
+    [
+        "delete \x7f",  # ASCII, and not printable for YAML
+        "next line \x85 and é",  # not ASCII, and YAML reads U+0085 as a line break
+        "bell \x07",  # JSON escapes it: still JSON
+    ],
+)
+def test_characters_yaml_may_not_hold_read_back_the_same(tmp_path, value):
+    pipelines = versioned({"": {"title": value}}, 1)
+    DppPipelines(tmp_path).write("alice", "gdp", pipelines)
+    assert as_dpp_reads_it(tmp_path) == {"./alice/gdp": pipelines["alice/gdp"]}
+    text = (tmp_path / "alice" / "gdp" / DATASET_FILE).read_text()
+    assert text.startswith("{") == (value == "bell \x07")
+
+
+@pytest.mark.parametrize(
     "key",
     [
         "k" * (dpp.LONG_KEY - 1),

@@ -261,7 +261,9 @@ def test_specs_that_cannot_become_pipelines_are_invalid(tmp_path, descriptor, pr
 
 def test_output_paths_stay_inside_the_output_folder(tmp_path):
     layout = OutputLayout(tmp_path)
-    for owner, dataset in (("..", ".."), ("alice", "../../x"), ("/etc", "x")):
+    refused = [("..", ".."), ("alice", "../../x"), ("/etc", "x"), ("alice", "."), ("", "x")]
+    refused += [("alice", "a\\b"), ("alice", "nul\0")]
+    for owner, dataset in refused:
         with pytest.raises(PlanError):
             layout.dataset_dir(owner, dataset)
     assert layout.staging("alice", "gdp", 2) == tmp_path.resolve() / "alice/gdp/.staging/2"

@@ -96,6 +96,16 @@ def inside(folder: Path, relative: str) -> Path:
     return path
 
 
+def child(folder: Path, name: str) -> Path:
+    """``folder / name``, where ``name`` (an owner id, a dataset name) must be a single
+    path segment: refused (ValueError) unless it is. The check is on the name alone, with
+    no call to the file system: the folders above are the server's own, and the name is
+    all that a spec controls."""
+    if name in ("", ".", "..") or "/" in name or "\\" in name or "\0" in name:
+        raise ValueError(f"{name!r} is not a folder name")
+    return folder / name
+
+
 def _started(staging: Path) -> float | None:
     try:
         return float((staging / STARTED_FILE).read_text())

@@ -25,7 +25,6 @@ import json
 import logging
 import os
 import re
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -37,6 +36,7 @@ from typing import Any
 import yaml
 from cachetools import TTLCache
 from datapackage_pipelines_specstore.generator import FILE_NAME
+from datapackage_pipelines_specstore.steps import child
 
 from ..events import FAILED, LOADED, REGISTERED, RUNNING, SUCCEEDED
 from ..http_client import HttpClient, PeerUnavailable
@@ -54,8 +54,10 @@ YamlDumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 DATASET_FILE = FILE_NAME
 # An owner's pipelines, as older specstores wrote them: DPP's own format.
 SPEC_FILE = "pipeline-spec.yaml"
-# Beside each file, the lock its writers take (DPP reads neither of these names).
+# Beside each file, the lock its writers take and the file a new version is written to
+# before it is renamed over it (DPP reads none of these names).
 LOCK_FILE = ".specstore.lock"
+TEMPORARY_FILE = ".specstore.tmp"
 LEGACY_LOCK_FILE = ".pipeline-spec.lock"
 # How much of DPP's log a revision brought up to date by reconciliation keeps.
 MAX_RECONCILED_LOG_LINES = 100
@@ -73,17 +75,10 @@ class DppPipelines:
         self.root = Path(root).resolve()
 
     def owner_dir(self, owner_id: str) -> Path:
-        path = (self.root / folder_name(owner_id)).resolve()
-        if path.parent != self.root:
-            raise ValueError(f"{owner_id!r} is not a folder name")
-        return path
+        return child(self.root, folder_name(owner_id))
 
     def dataset_dir(self, owner_id: str, dataset: str) -> Path:
-        owner = self.owner_dir(owner_id)
-        path = (owner / folder_name(dataset)).resolve()
-        if path.parent != owner:
-            raise ValueError(f"{dataset!r} is not a folder name")
-        return path
+        return child(self.owner_dir(owner_id), folder_name(dataset))
 
     def read(self, owner_id: str) -> dict[str, Any]:
         """The owner's pipelines, by id without the owner (``<dataset>``, or
@@ -141,10 +136,7 @@ class DppPipelines:
 
     def _legacy_file(self, owner_id: str) -> Path:
         """Where an older specstore kept the owner's pipelines (its folder named as is)."""
-        path = (self.root / owner_id / SPEC_FILE).resolve()
-        if path.parent.parent != self.root:
-            raise ValueError(f"{owner_id!r} is not a folder name")
-        return path
+        return child(self.root, owner_id) / SPEC_FILE
 
     def _move_legacy(self, owner_id: str) -> None:
         """Move the owner's old file's pipelines into their datasets' files (where a
@@ -269,12 +261,20 @@ _LONG_KEY = re.compile(r'"(?:[^"\\]|\\.){' + str(LONG_KEY) + r',}"\s*:')
 def _yaml_risk(text: str) -> bool:
     """True when the JSON ``text`` may hold something PyYAML reads differently."""
     return bool(
-        _UNPRINTABLE.search(text)
+        _unprintable(text)
         or _EXPONENT.search(text)
         or "Infinity" in text
         or "NaN" in text
         or (_may_hold_a_long_key(text) and _LONG_KEY.search(text))
     )
+
+
+def _unprintable(text: str) -> bool:
+    """True when ``text`` (written by ``json.dumps``) holds characters YAML may not. In
+    ASCII text only DEL can be one: JSON escapes the controls below space."""
+    if text.isascii():
+        return "\x7f" in text
+    return _UNPRINTABLE.search(text) is not None
 
 
 def _may_hold_a_long_key(text: str) -> bool:
@@ -294,14 +294,15 @@ def _reads_the_same(text: str) -> bool:
 
 
 def _replace(path: Path, data: bytes) -> None:
-    """Write ``path`` whole or not at all: a temporary file, synced, renamed over it."""
-    handle, temporary = tempfile.mkstemp(prefix=".specstore.", dir=path.parent)
+    """Write ``path`` whole or not at all: a temporary file, synced, renamed over it. The
+    caller holds the dataset's lock, so the temporary file's name is fixed (one left by a
+    crash is written over)."""
+    temporary = path.parent / TEMPORARY_FILE
     try:
-        with os.fdopen(handle, "wb") as out:
+        with open(temporary, "wb") as out:
             out.write(data)
             out.flush()
             os.fsync(out.fileno())
-        os.chmod(temporary, 0o644)
         os.replace(temporary, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -32,10 +32,8 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import posixpath
 import re
-import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -50,6 +48,7 @@ from datapackage_pipelines_specstore.steps import (
     PLANS_DIR,
     STAGING_DIR,
     TABLE_FORMATS,
+    child,
 )
 
 from ..events import FAILED, INVALID
@@ -125,15 +124,19 @@ class Plan:
         return self.pipelines[self.main_id]
 
     def write_attachments(self) -> None:
-        """Write the attachments where the steps will read them (whole or not at all)."""
+        """Write the attachments where the steps will read them.
+
+        Each is a file of one revision's, read only by that revision's run, which the
+        engine gets once the file is written whole (the DPP pipeline file, the stored
+        revision): no reader can find it half written, so it is written in place. A
+        temporary file renamed over it would cost a rename, the dearest file system call
+        of an upload after the pipeline file's sync.
+        """
         for path, value in self.attachments.items():
             target = Path(path)
             target.parent.mkdir(parents=True, exist_ok=True)
-            handle, temporary = tempfile.mkstemp(prefix=".plan-", dir=target.parent)
-            with os.fdopen(handle, "w", encoding="utf-8") as out:
-                # dumps, not dump: json.dump streams through the pure-Python encoder.
-                out.write(json.dumps(value, ensure_ascii=False))
-            os.replace(temporary, target)
+            # dumps, not dump: json.dump streams through the pure-Python encoder.
+            target.write_text(json.dumps(value, ensure_ascii=False), encoding="utf-8")
 
 
 @dataclass(frozen=True)
@@ -172,14 +175,11 @@ class OutputLayout:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root).resolve()
 
-    def confined(self, path: Path) -> Path:
-        resolved = path.resolve()
-        if resolved != self.root and not resolved.is_relative_to(self.root):
-            raise PlanError(INVALID, f"the output path {path} is outside the output folder")
-        return resolved
-
     def dataset_dir(self, owner_id: str, dataset: str) -> Path:
-        return self.confined(self.root / owner_id / dataset)
+        try:
+            return child(child(self.root, owner_id), dataset)
+        except ValueError as exc:
+            raise PlanError(INVALID, f"no output folder for {owner_id}/{dataset}: {exc}") from None
 
     def revision_paths(self, owner_id: str, dataset: str, revision: int) -> RevisionPaths:
         """Where a revision's run works and what it leaves: the dataset's folder resolved

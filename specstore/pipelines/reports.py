@@ -50,6 +50,8 @@ class Reports:
         self.other_roots = [str(Path(root).resolve()) for root in other_roots if root]
 
     def _paths(self, text: str, owner_id: str, dataset: str) -> str:
+        if "/" not in text:
+            return text  # no path: most of a pipeline's strings
         dataset_dir = f"{self.output_root}/{owner_id}/{dataset}"
         text = text.replace(dataset_dir + "/", "").replace(dataset_dir, ".")
         text = text.replace(self.output_root, "<output>")
