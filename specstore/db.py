@@ -71,15 +71,15 @@ def database_url(url: str) -> str:
     return sqlalchemy_url(url, driver="psycopg")
 
 
-def make_engine(url: str, for_reads: bool = False) -> Engine:
+def make_engine(url: str, autocommit: bool = False) -> Engine:
     """The engine for ``url``.
 
     On PostgreSQL a pooled connection idle for more than ``IDLE_PING_SECONDS`` is
     pinged before use and replaced if the server closed it (after a restart, say);
-    one in constant use is not, which saves a round trip on every request. The
-    engine ``for_reads`` runs each statement in autocommit (no BEGIN or COMMIT
-    round trips); :meth:`Database.read` runs its work again on a fresh connection
-    when a connection turns out to be dead, which is safe because it only reads.
+    one in constant use is not, which saves a round trip on every request. An
+    ``autocommit`` engine's connections send no BEGIN or COMMIT of their own: each
+    statement is a transaction (reads), unless the statements sent say otherwise
+    (:meth:`Database.pipelined`).
     """
     url = database_url(url)
     if make_url(url).get_backend_name() == "sqlite":
@@ -91,7 +91,7 @@ def make_engine(url: str, for_reads: bool = False) -> Engine:
         pool_timeout=5,
         connect_args={"connect_timeout": 5},
         # Set once per connection, as its default: never switched back and forth.
-        **({"isolation_level": "AUTOCOMMIT"} if for_reads else {}),
+        **({"isolation_level": "AUTOCOMMIT"} if autocommit else {}),
     )
     _ping_when_idle(engine)
     return engine
@@ -125,10 +125,11 @@ class Database:
     def __init__(self, url: str, engine: Engine | None = None) -> None:
         self.url = url = database_url(url)
         self.engine = engine or make_engine(url)
-        if engine is not None or self.engine.dialect.name == "sqlite":
-            self._read_engine = self.engine
-        else:
-            self._read_engine = make_engine(url, for_reads=True)
+        # On PostgreSQL, reads and the pipelined writes go on connections in autocommit.
+        self._autocommit_engine: Engine | None = None
+        if engine is None and self.engine.dialect.name == "postgresql":
+            self._autocommit_engine = make_engine(url, autocommit=True)
+        self._read_engine = self._autocommit_engine or self.engine
         self._write_engine = self.engine.execution_options(**{_WRITE: True})
         self._reader = sessionmaker(self.engine, expire_on_commit=False)
         self._writer = sessionmaker(self._write_engine, expire_on_commit=False)
@@ -154,6 +155,33 @@ class Database:
         ends, rolled back on any error; unreachable is :class:`ServiceUnavailable`."""
         with _unavailable_as_503(), self._write_engine.begin() as connection:
             yield connection
+
+    @contextlib.contextmanager
+    def pipelined(self) -> Iterator[Connection]:
+        """:meth:`writing` in two round trips to PostgreSQL rather than four: the BEGIN
+        goes out with the first statement and the COMMIT with the last (psycopg's
+        pipeline mode, on a connection in autocommit). A statement waits for its answer
+        only when its rows are read (:func:`first`); one whose rows are wanted only
+        after the COMMIT is sent with :func:`first_after_commit`, one that answers none
+        with :func:`execute`, and an error in either surfaces when the block ends.
+        Inside the block, statements go through those functions only (SQLAlchemy's own
+        execute reads no results in pipeline mode). Elsewhere, :meth:`writing`."""
+        engine = self._autocommit_engine
+        if engine is None or engine.dialect.driver != "psycopg":  # psycopg2 has no pipelines
+            with self.writing() as connection:
+                yield connection
+            return
+        with _unavailable_as_503(), engine.connect() as connection:
+            driver = connection.connection.dbapi_connection
+            try:
+                with driver.pipeline():
+                    driver.execute(b"BEGIN", prepare=False)
+                    yield connection
+                    driver.execute(b"COMMIT", prepare=False)
+            except connection.dialect.loaded_dbapi.Error as exc:
+                raise _driver_error(connection, exc, "COMMIT", {}) from exc
+            # An error raised in the block leaves the transaction open: the pool rolls
+            # it back as the connection goes back.
 
     def read(self, work: Callable[[Connection], T]) -> T:
         """The result of ``work``, which only reads, on a Core connection (no ORM
@@ -190,7 +218,8 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
-        self._read_engine.dispose()
+        if self._autocommit_engine is not None:
+            self._autocommit_engine.dispose()
 
 
 @functools.cache
@@ -278,28 +307,62 @@ def _run(
             return list(result.all())
         row = result.first()  # which closes the result: nothing is left pending
         return [] if row is None else [row]
-    values = {**driver.defaults, **parameters}
-    for name, convert in driver.bind:
-        values[name] = convert(values[name])
-    dbapi_connection = connection.connection.dbapi_connection
+    values = _bound_values(driver, parameters)
     try:
-        with dbapi_connection.cursor() as cursor:
+        with connection.connection.dbapi_connection.cursor() as cursor:
             cursor.execute(driver.text, values)
             if rows == 0:
                 return []
             fetched = cursor.fetchall() if rows is None else cursor.fetchmany(1)
     except connection.dialect.loaded_dbapi.Error as exc:
-        gone = connection.dialect.is_disconnect(exc, dbapi_connection, None)
-        if gone:
-            connection.invalidate(exc)
-        raise DBAPIError.instance(
-            driver.text,
-            values,
-            exc,
-            connection.dialect.loaded_dbapi.Error,
-            connection_invalidated=gone,
-            dialect=connection.dialect,
-        ) from exc
+        raise _driver_error(connection, exc, driver.text, values) from exc
+    return _converted(driver, fetched)
+
+
+def first_after_commit(
+    connection: Connection, statement: ReturnsRows, parameters: dict[str, Any]
+) -> Callable[[], Sequence[Any] | None]:
+    """Send ``statement`` now; what it answers, :func:`first`'s row, when called once the
+    transaction has ended. In :meth:`Database.pipelined` the statement travels with the
+    COMMIT; elsewhere its row is read at once and kept."""
+    driver = _driver_statement(statement, connection.dialect)
+    dbapi_connection = connection.connection.dbapi_connection
+    if driver is None or not _in_pipeline_mode(dbapi_connection):
+        row = first(connection, statement, parameters)
+        return lambda: row
+    values = _bound_values(driver, parameters)
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(driver.text, values)
+    except connection.dialect.loaded_dbapi.Error as exc:
+        cursor.close()
+        raise _driver_error(connection, exc, driver.text, values) from exc
+
+    def row() -> Sequence[Any] | None:
+        try:
+            with cursor:
+                fetched = cursor.fetchmany(1)
+        except connection.dialect.loaded_dbapi.Error as exc:
+            raise _driver_error(connection, exc, driver.text, values) from exc
+        rows = _converted(driver, fetched)
+        return rows[0] if rows else None
+
+    return row
+
+
+def _in_pipeline_mode(dbapi_connection: Any) -> bool:
+    pgconn = getattr(dbapi_connection, "pgconn", None)  # psycopg's; psycopg2 has none
+    return bool(pgconn is not None and pgconn.pipeline_status)
+
+
+def _bound_values(driver: _DriverStatement, parameters: dict[str, Any]) -> dict[str, Any]:
+    values = {**driver.defaults, **parameters}
+    for name, convert in driver.bind:
+        values[name] = convert(values[name])
+    return values
+
+
+def _converted(driver: _DriverStatement, fetched: list[Any]) -> list[Sequence[Any]]:
     if not driver.result:
         return fetched
     converted = []
@@ -309,6 +372,25 @@ def _run(
             row[index] = convert(row[index])
         converted.append(row)
     return converted
+
+
+def _driver_error(
+    connection: Connection, exc: Exception, statement: str, values: dict[str, Any]
+) -> DBAPIError:
+    """The driver's error ``exc`` as SQLAlchemy raises it, the connection invalidated when
+    it is gone (so the callers' retry and 503 work unchanged)."""
+    dbapi_connection = connection.connection.dbapi_connection
+    gone = connection.dialect.is_disconnect(exc, dbapi_connection, None)
+    if gone:
+        connection.invalidate(exc)
+    return DBAPIError.instance(
+        statement,
+        values,
+        exc,
+        connection.dialect.loaded_dbapi.Error,
+        connection_invalidated=gone,
+        dialect=connection.dialect,
+    )
 
 
 @contextlib.contextmanager

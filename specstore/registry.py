@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import Connection, Select, and_, bindparam, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from .db import Database, every, execute, first, labels
+from .db import Database, every, execute, first, first_after_commit, labels
 from .errors import NotFound
 from .events import (
     FAILED,
@@ -344,12 +344,13 @@ def _insert_revision(
     now: dt.datetime,
     handover: Handover | None = None,
     superseding: bool = False,
-) -> int:
+) -> Callable[[], int]:
     """Insert revision ``number`` of a dataset, LOADED or as ``handover`` says, and, when
-    ``superseding``, end the older ones still waiting; its row id."""
+    ``superseding``, end the older ones still waiting; what answers its row id once the
+    transaction has ended (in a pipelined one, the insert goes out with the COMMIT)."""
     handed_over = _handover_values(handover, now) if handover is not None else {}
     superseded = _supersede_parameters(dataset_id, number, now) if superseding else {}
-    inserted = first(
+    inserted = first_after_commit(
         connection,
         _insert_revision_statement(tuple(handed_over), superseding),
         {
@@ -363,8 +364,13 @@ def _insert_revision(
             **{f"v_{name}": value for name, value in handed_over.items()},
         },
     )
-    assert inserted is not None  # RETURNING answers the row inserted
-    return inserted[0]
+
+    def row_id() -> int:
+        row = inserted()
+        assert row is not None  # RETURNING answers the row inserted
+        return row[0]
+
+    return row_id
 
 
 @functools.cache
@@ -411,7 +417,7 @@ def _record_handover(
     moved = connection.execute(statement, {"row_id": ref.row_id, **parameters}).rowcount
     if not moved:
         return False
-    _handed_over(connection, dataset_id, ref, handover, now)
+    _handed_over(connection, dataset_id, ref.revision, handover, now)
     connection.execute(
         _dataset_update_statement(("v_modified",)),
         {"d_id": dataset_id, "v_modified": now},
@@ -427,17 +433,17 @@ def _supersedes(handover: Handover, revision: int) -> bool:
 def _handed_over(
     connection: Connection,
     dataset_id: int,
-    ref: RevisionRef,
+    revision: int,
     handover: Handover,
     now: dt.datetime,
     superseded: bool = False,
 ) -> None:
-    """What follows a revision's handover: queued, it supersedes the older ones waiting
-    (unless the statement that stored it did, ``superseded``)."""
+    """What follows the handover of a dataset's ``revision``: queued, it supersedes the
+    older ones waiting (unless the statement that stored it did, ``superseded``)."""
     if handover.state == REGISTERED:
         count_event(QUEUE)
-    if _supersedes(handover, ref.revision) and not superseded:
-        _supersede_waiting(connection, dataset_id, ref.revision, now)
+    if _supersedes(handover, revision) and not superseded:
+        _supersede_waiting(connection, dataset_id, revision, now)
 
 
 @functools.cache
@@ -559,6 +565,8 @@ class Registry:
         interval from now), or none. ``prepare`` runs with the row locked; the revision's
         row is then inserted once, as what it hands back (see :class:`Handover`) leaves it,
         in the same transaction, and its ``undo`` is called if that transaction fails.
+        The transaction is pipelined (:meth:`Database.pipelined`): the BEGIN goes out with
+        the dataset's row, the COMMIT with the revision's, two round trips in all.
         The revision, and the engine's handover (None: the revision is LOADED, for the
         engine to take later).
         """
@@ -570,7 +578,7 @@ class Registry:
         next_run = now + dt.timedelta(seconds=seconds) if seconds else None
         handover = None
         try:
-            with self.database.writing() as connection:
+            with self.database.pipelined() as connection:
                 dataset_id, number = first(
                     connection,
                     _upsert_dataset(connection.dialect.name),
@@ -594,9 +602,9 @@ class Registry:
                 row_id = _insert_revision(
                     connection, dataset_id, number, spec, UPLOAD, now, handover, superseding
                 )
-                ref = RevisionRef(owner_id, name, number, row_id)
                 if handover is not None:
-                    _handed_over(connection, dataset_id, ref, handover, now, superseding)
+                    _handed_over(connection, dataset_id, number, handover, now, superseding)
+            ref = RevisionRef(owner_id, name, number, row_id())
         except BaseException:
             if handover is not None and handover.undo is not None:
                 handover.undo()
@@ -659,7 +667,7 @@ class Registry:
                 )
                 row_id = _insert_revision(
                     session.connection(), dataset_id, number, spec, SCHEDULED, now
-                )
+                )()
                 fired.append((RevisionRef(owner_id, name, number, row_id), spec))
         return fired
 
@@ -667,21 +675,22 @@ class Registry:
         """Record an engine event on the revision it is for (the newest by default), and,
         when an engine starts a revision it planned only then, its plan (``plan``).
 
-        One transaction: both rows read and locked in one statement (only the columns an
-        event changes: the spec and the plan stay in the database), then the columns
-        that changed written back.
+        One transaction, pipelined (two round trips): both rows read and locked in one
+        statement (only the columns an event changes: the spec and the plan stay in the
+        database), then the columns that changed written back.
         """
         pipeline = event.pipeline
         now = self.clock()
         named = {"owner_id": pipeline.owner_id, "name": pipeline.dataset}
-        with self.database.writing() as connection:
+        with self.database.pipelined() as connection:
             row = first(
                 connection,
                 _event_target_statement(event.revision is not None),
                 {**named, "number": event.revision},
             )
             if row is None:
-                newest = connection.scalar(_last_revision_query(), named)
+                last = first(connection, _last_revision_query(), named)
+                newest = None if last is None else last[0]
                 if newest is None:
                     raise NotFound(f"unknown pipeline {str(pipeline)!r}")
                 missing = event.revision or newest

@@ -14,7 +14,15 @@ from sqlalchemy.exc import IntegrityError
 
 from specstore import create_app, db
 from specstore.config import configure
-from specstore.db import Database, _driver_statement, every, execute, first, labels
+from specstore.db import (
+    Database,
+    _driver_statement,
+    every,
+    execute,
+    first,
+    first_after_commit,
+    labels,
+)
 from specstore.events import REGISTERED
 from specstore.models import Base, Dataset
 from specstore.registry import (
@@ -266,6 +274,57 @@ def test_a_driver_error_on_the_hot_path_is_raised_as_sqlalchemy_raises_it(make_a
         execute(connection, taken, {})
     assert "datasets" in str(raised.value.orig)
     assert stored_datasets(app) == [("alice", "gdp", 1)]
+
+
+def _new_dataset(owner_id: str, name: str, returning: bool = False) -> Any:
+    now = dt.datetime.now(dt.UTC)
+    statement = insert(Dataset.__table__).values(
+        owner_id=owner_id,
+        name=name,
+        last_revision=1,
+        findability="published",
+        created=now,
+        modified=now,
+    )
+    return statement.returning(Dataset.__table__.c.id) if returning else statement
+
+
+def test_a_pipelined_transaction_stores_all_or_nothing(make_app, keypair):
+    """The uploads' and events' transaction (pipelined on PostgreSQL: its statements'
+    answers are read late, some after the COMMIT went out) commits whole, or nothing of
+    it is kept: when a statement whose answer was not read yet fails, and when the block
+    raises."""
+    app = make_app()
+    assert upload(app.test_client(), make_spec(), keypair.token("alice")).status_code == 200
+    database = database_of(app)
+
+    with database.pipelined() as connection:
+        execute(connection, _new_dataset("bob", "one"), {})
+        (first_id,) = first(connection, _new_dataset("bob", "two", returning=True), {})
+        later = first_after_commit(connection, _new_dataset("bob", "three", returning=True), {})
+    (third_id,) = later()
+    assert third_id > first_id
+    assert stored_datasets(app)[1:] == [("bob", "one", 1), ("bob", "two", 1), ("bob", "three", 1)]
+
+    # The refusal of a statement sent with the COMMIT (a unique key taken) is raised as
+    # SQLAlchemy raises it, when the block ends; the statements before it are not kept.
+    with pytest.raises(IntegrityError) as raised, database.pipelined() as connection:
+        execute(connection, _new_dataset("carol", "one"), {})
+        first_after_commit(connection, _new_dataset("alice", "gdp", returning=True), {})
+    assert "datasets" in str(raised.value.orig)
+    with pytest.raises(IntegrityError), database.pipelined() as connection:
+        execute(connection, _new_dataset("carol", "one"), {})
+        execute(connection, _new_dataset("bob", "one"), {})
+
+    with pytest.raises(ValueError, match="given up"), database.pipelined() as connection:
+        first(connection, _new_dataset("carol", "one", returning=True), {})
+        raise ValueError("given up")
+    assert [owner for owner, *_ in stored_datasets(app)] == ["alice"] + ["bob"] * 3
+
+    # And the connections go back to the pool ready for the next transaction.
+    with database.pipelined() as connection:
+        execute(connection, _new_dataset("carol", "one"), {})
+    assert stored_datasets(app)[-1] == ("carol", "one", 1)
 
 
 def test_the_hot_writes_go_to_the_driver_on_postgresql():

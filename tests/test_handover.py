@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Iterator
 
+import psycopg
 import pytest
 from sqlalchemy import event, select, text, update
 
@@ -29,7 +30,9 @@ from tests.support.pipelines import (
 
 @contextlib.contextmanager
 def commits_on_this_thread(app) -> Iterator[list[str]]:
-    """The transactions this thread commits while the block runs (runner threads aside)."""
+    """The transactions this thread commits while the block runs (runner threads aside):
+    those SQLAlchemy commits, and those committed by a COMMIT statement sent to psycopg
+    (the pipelined uploads and events on PostgreSQL)."""
     engine = database_of(app).engine
     thread = threading.get_ident()
     committed: list[str] = []
@@ -38,10 +41,19 @@ def commits_on_this_thread(app) -> Iterator[list[str]]:
         if threading.get_ident() == thread:
             committed.append("commit")
 
+    sent = psycopg.Connection.execute
+
+    def execute(connection, query, *args, **kwargs):
+        if threading.get_ident() == thread and query in (b"COMMIT", "COMMIT"):
+            committed.append("commit")
+        return sent(connection, query, *args, **kwargs)
+
     event.listen(engine, "commit", on_commit)
+    psycopg.Connection.execute = execute
     try:
         yield committed
     finally:
+        psycopg.Connection.execute = sent
         event.remove(engine, "commit", on_commit)
 
 
