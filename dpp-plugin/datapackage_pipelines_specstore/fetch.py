@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import functools
 import gzip
 import socket
 import threading
@@ -80,6 +81,13 @@ def url_problem(url: Any, allow: tuple[str, ...] = ()) -> str | None:
     """Why ``url`` may not be fetched under ``allow``, or None when it may."""
     if not isinstance(url, str) or not url:
         return f"{url!r} is not a URL"
+    return _string_url_problem(url, allow)
+
+
+# An upload checks each of its URLs more than once (the spec's, then as resources are
+# planned); the answer depends on the text alone.
+@functools.lru_cache(maxsize=1024)
+def _string_url_problem(url: str, allow: tuple[str, ...]) -> str | None:
     if len(url) > MAX_URL_LENGTH:
         return f"a URL is at most {MAX_URL_LENGTH} characters"
     if any(character in _REFUSED for character in url):
