@@ -26,6 +26,7 @@ from .errors import (
     TooManyRequests,
     UnsupportedMediaType,
 )
+from .registry import DatasetRevision
 from .service import MAX_INTEGER, Page, SourceService, Viewer
 from .validation import (
     DOCUMENT_TYPES,
@@ -174,12 +175,15 @@ def openapi() -> Response:
     return Response(schema_text(OPENAPI), mimetype="application/json")
 
 
-def _conditional(body: dict[str, Any]) -> Response:
+def _conditional(body: dict[str, Any], members: dict[str, str] | None = None) -> Response:
     """A read's answer with an ``ETag`` (a hash of the body): a poller that sends it
     back in ``If-None-Match`` gets ``304 Not Modified`` and no body while nothing changed
     (werkzeug's conditional responses). Caches must ask again each time (``no-cache``),
-    and the answer depends on the token."""
-    response = Response(current_app.json.dumps(body), mimetype="application/json")
+    and the answer depends on the token. ``members``: more of the body, as JSON texts."""
+    text = current_app.json.dumps(body)
+    if members:
+        text = representations.with_members(text, members)
+    response = Response(text, mimetype="application/json")
     response.add_etag()
     response.headers.update({"Cache-Control": "no-cache", "Vary": "Auth-Token"})
     return response.make_conditional(request)
@@ -202,19 +206,24 @@ def info(owner_id: str, dataset: str) -> Response:
     found = service().revision(owner_id, dataset, _viewer())
     body = representations.info(found, service().engine_record(found))
     body["pipeline"] = service().shown_pipeline(found, body["pipeline"])
-    return _conditional(body)
+    return _conditional(body, representations.spec_members(found, *representations.INFO_SPEC))
 
 
 @bp.get("/<owner:owner_id>/<dataset>/<int:number>")
 def revision_by_number(owner_id: str, dataset: str, number: int) -> Response:
     found = service().revision(owner_id, dataset, _viewer(), number, view="revision")
-    return _conditional(representations.revision(found))
+    return _revision_answer(found)
 
 
 @bp.get("/<owner:owner_id>/<dataset>/<any(latest, successful):which>")
 def revision_by_name(owner_id: str, dataset: str, which: str) -> Response:
     found = service().revision(owner_id, dataset, _viewer(), which, view="revision")
-    return _conditional(representations.revision(found))
+    return _revision_answer(found)
+
+
+def _revision_answer(found: DatasetRevision) -> Response:
+    members = representations.spec_members(found, *representations.REVISION_SPEC)
+    return _conditional(representations.revision(found), members)
 
 
 def _error_response(status: int, messages: list[str]) -> tuple[Response, int]:

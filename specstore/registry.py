@@ -12,7 +12,18 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Select, and_, bindparam, func, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Select,
+    Text,
+    and_,
+    bindparam,
+    cast,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 
 from .db import Database, every, execute, first, first_after_commit, labels
@@ -159,7 +170,10 @@ REVISION_COLUMNS = (
     "started",
     "ended",
 )
-REVISION_DOCUMENTS = ("spec", "pipelines")
+# The spec, read as the JSON text the database keeps: the answers that show it send that
+# text as it is (see ``representations.with_members``), neither decoded nor encoded again.
+SPEC_TEXT = "spec_text"
+REVISION_DOCUMENTS = (SPEC_TEXT, "pipelines")
 # What an event reads of a revision: its row id and number, then what an event may change.
 _TRACKED = (
     "id",
@@ -187,7 +201,7 @@ VIEWS = {
             "findability",
             "trigger",
             "state",
-            "spec",
+            SPEC_TEXT,
             "created",
             "modified",
             "errors",
@@ -215,7 +229,11 @@ def _columns_by_table(
 
 def _labelled(model: type[Dataset] | type[Revision], names: tuple[str, ...]) -> list[Any]:
     table = model.__table__
-    return [table.c[name].label(f"{table.name}.{name}") for name in names]
+    return [_column(table, name).label(f"{table.name}.{name}") for name in names]
+
+
+def _column(table: Any, name: str) -> Any:
+    return cast(table.c.spec, Text) if name == SPEC_TEXT else table.c[name]
 
 
 @functools.cache

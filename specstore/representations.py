@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
+from collections.abc import Mapping
 from typing import Any
 
 from .events import MESSAGES
@@ -72,8 +74,23 @@ def without_secrets(pipeline: dict[str, Any] | None) -> dict[str, Any] | None:
     return {**pipeline, "hooks": [redact_query(str(hook)) for hook in pipeline["hooks"]]}
 
 
+def with_members(text: str, members: Mapping[str, str]) -> str:
+    """The JSON object ``text`` with ``members`` added last, their values JSON texts
+    already: the spec is sent as the database keeps it, not decoded and encoded again
+    (twice, for ``info``). ``text`` is an object with members of its own."""
+    added = "".join(f",{json.dumps(key)}:{value}" for key, value in members.items())
+    return f"{text[:-1]}{added}}}"
+
+
+def spec_members(found: DatasetRevision, *names: str) -> dict[str, str]:
+    """The revision's spec under ``names``, as JSON text (see :func:`with_members`)."""
+    return dict.fromkeys(names, found.revision.spec_text)
+
+
 def info(found: DatasetRevision, engine_record: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The seed's info record: specstore's own, with the engine's record (DPP's) over it."""
+    """The seed's info record: specstore's own, with the engine's record (DPP's) over it;
+    its spec (``source`` and ``spec_contents``) is added to it as JSON text, see
+    :data:`INFO_SPEC`."""
     dataset, revision = found.dataset, found.revision
     main = (revision.pipelines or {}).get(f"{dataset.owner_id}/{dataset.name}")
     record = {
@@ -93,23 +110,29 @@ def info(found: DatasetRevision, engine_record: dict[str, Any] | None = None) ->
         "updated": epoch(revision.modified),
         "last_success": epoch(dataset.last_success),
         "pipeline": main,
-        "source": revision.spec,
-        "spec_contents": revision.spec,
         "spec_modified": iso(revision.created),
     }
-    record.update(engine_record or {})
+    record.update(
+        {key: value for key, value in (engine_record or {}).items() if key not in INFO_SPEC}
+    )
     record["pipeline"] = without_secrets(record["pipeline"])
     return record
 
 
+# The members of info and of a revision that hold the spec.
+INFO_SPEC = ("source", "spec_contents")
+REVISION_SPEC = ("spec_contents",)
+
+
 def revision(found: DatasetRevision) -> dict[str, Any]:
+    """A revision's record; its spec (``spec_contents``) is added to it as JSON text, see
+    :data:`REVISION_SPEC`."""
     revision = found.revision
     return {
         "id": found.flow_id,
         "revision": revision.revision,
         "trigger": revision.trigger,
         "state": revision.state,
-        "spec_contents": revision.spec,
         "created": iso(revision.created),
         "modified": iso(revision.modified),
         "errors": list(revision.errors),

@@ -64,6 +64,47 @@ def test_info_is_the_seed_record_from_specstores_own_records(client, keypair):
     _iso(body["spec_modified"])
 
 
+def test_the_spec_is_answered_as_uploaded_whatever_its_values(client, keypair):
+    """info and the revision routes send the spec as the database keeps it (JSON text,
+    not decoded and encoded again): every value reads back the same, and each body is
+    one JSON object with each member once."""
+    spec = make_spec(owner="Zoë Ünal ✓ 数据")
+    spec["inputs"][0]["parameters"] = {
+        "descriptor": {
+            "name": "values",
+            "big": 2**70,
+            "negative": -(2**63) - 1,
+            "small": 1e-7,
+            "half": 0.5,
+            "flags": [True, False, None],
+            "quote": 'a "quoted" \\ back\nslash \u2028',
+            "nested": {"": {"deep": [[[]]]}},
+            "resources": [{"name": "gdp", "path": "gdp.csv"}],
+        }
+    }
+    uploaded = upload(client, spec, keypair.token("alice"))
+    assert uploaded.status_code == 200, uploaded.get_json()
+    for path, members in (
+        ("/source/alice/gdp/info", ("source", "spec_contents")),
+        ("/source/alice/gdp/latest", ("spec_contents",)),
+        ("/source/alice/gdp/1", ("spec_contents",)),
+    ):
+        response = client.get(path)
+        assert response.status_code == 200
+        body = json.loads(response.data, object_pairs_hook=_one_of_each)
+        for member in members:
+            assert body[member] == spec
+            assert type(body[member]["inputs"][0]["parameters"]["descriptor"]["big"]) is int
+        etag = response.headers["ETag"]
+        assert client.get(path, headers={"If-None-Match": etag}).status_code == 304
+
+
+def _one_of_each(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    keys = [key for key, _ in pairs]
+    assert len(keys) == len(set(keys)), keys
+    return dict(pairs)
+
+
 def test_info_and_status_follow_the_newest_revision(client, keypair):
     upload(client, make_spec(owner="Alice"), keypair.token("alice"))
     post_event(client, {"pipeline_id": "./alice/gdp", "event": "finish", "success": True})
