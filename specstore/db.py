@@ -300,6 +300,9 @@ def _run(
     """
     driver = _driver_statement(statement, connection.dialect)
     if driver is None:
+        if _in_pipeline_mode(connection.connection.dbapi_connection):
+            # SQLAlchemy's execute would read no answer: see Database.pipelined.
+            raise RuntimeError(f"not a statement for a pipelined transaction: {statement}")
         result = connection.execute(statement, parameters)
         if rows == 0:
             return []
