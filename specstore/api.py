@@ -206,7 +206,7 @@ def info(owner_id: str, dataset: str) -> Response:
     found = service().revision(owner_id, dataset, _viewer())
     body = representations.info(found, service().engine_record(found))
     body["pipeline"] = service().shown_pipeline(found, body["pipeline"])
-    return _conditional(body, representations.spec_members(found, *representations.INFO_SPEC))
+    return _conditional(body, representations.spec_members(found, representations.INFO_SPEC))
 
 
 @bp.get("/<owner:owner_id>/<dataset>/<int:number>")
@@ -222,7 +222,7 @@ def revision_by_name(owner_id: str, dataset: str, which: str) -> Response:
 
 
 def _revision_answer(found: DatasetRevision) -> Response:
-    members = representations.spec_members(found, *representations.REVISION_SPEC)
+    members = representations.spec_members(found, representations.REVISION_SPEC)
     return _conditional(representations.revision(found), members)
 
 

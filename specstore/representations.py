@@ -74,6 +74,12 @@ def without_secrets(pipeline: dict[str, Any] | None) -> dict[str, Any] | None:
     return {**pipeline, "hooks": [redact_query(str(hook)) for hook in pipeline["hooks"]]}
 
 
+# The members of info and of a revision that hold the spec, added to their bodies as the
+# JSON text the database keeps (see ``with_members``).
+INFO_SPEC = ("source", "spec_contents")
+REVISION_SPEC = ("spec_contents",)
+
+
 def with_members(text: str, members: Mapping[str, str]) -> str:
     """The JSON object ``text`` with ``members`` added last, their values JSON texts
     already: the spec is sent as the database keeps it, not decoded and encoded again
@@ -82,7 +88,7 @@ def with_members(text: str, members: Mapping[str, str]) -> str:
     return f"{text[:-1]}{added}}}"
 
 
-def spec_members(found: DatasetRevision, *names: str) -> dict[str, str]:
+def spec_members(found: DatasetRevision, names: tuple[str, ...]) -> dict[str, str]:
     """The revision's spec under ``names``, as JSON text (see :func:`with_members`)."""
     return dict.fromkeys(names, found.revision.spec_text)
 
@@ -117,11 +123,6 @@ def info(found: DatasetRevision, engine_record: dict[str, Any] | None = None) ->
     )
     record["pipeline"] = without_secrets(record["pipeline"])
     return record
-
-
-# The members of info and of a revision that hold the spec.
-INFO_SPEC = ("source", "spec_contents")
-REVISION_SPEC = ("spec_contents",)
 
 
 def revision(found: DatasetRevision) -> dict[str, Any]:

@@ -182,8 +182,8 @@ class OutputLayout:
             raise PlanError(INVALID, f"no output folder for {owner_id}/{dataset}: {exc}") from None
 
     def revision_paths(self, owner_id: str, dataset: str, revision: int) -> RevisionPaths:
-        """Where a revision's run works and what it leaves: the dataset's folder resolved
-        (and checked) once."""
+        """Where a revision's run works and what it leaves: the dataset's folder checked
+        once."""
         folder = self.dataset_dir(owner_id, dataset)
         return RevisionPaths(
             folder, folder / STAGING_DIR / str(revision), folder / PLANS_DIR / f"{revision}.json"
