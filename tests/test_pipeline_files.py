@@ -17,24 +17,22 @@ from specstore.pipelines import dpp
 from specstore.pipelines.dpp import DATASET_FILE, SPEC_FILE, DppPipelines
 from specstore.pipelines.planner import REVISION_KEY
 
+# Any character, and those YAML reads otherwise than JSON (DEL, U+0085, U+2028, U+2029)
+# often enough to meet them.
+characters = st.characters(codec="utf-8") | st.sampled_from("\x7f\x85\u2028\u2029\ufeff")
 scalars = (
-    st.none()
-    | st.booleans()
-    | st.integers()
-    | st.floats(allow_nan=False)
-    | st.text(st.characters(codec="utf-8"))
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(characters)
 )
 documents = st.recursive(
     scalars,
     lambda children: (
-        st.lists(children, max_size=4)
-        | st.dictionaries(st.text(st.characters(codec="utf-8")), children, max_size=4)
+        st.lists(children, max_size=4) | st.dictionaries(st.text(characters), children, max_size=4)
     ),
     max_leaves=12,
 )
 pipeline_sets = st.dictionaries(
     st.from_regex(r"[a-z0-9][a-z0-9_-]{0,20}", fullmatch=True),
-    st.dictionaries(st.text(st.characters(codec="utf-8"), max_size=12), documents, max_size=4),
+    st.dictionaries(st.text(characters, max_size=12), documents, max_size=4),
     min_size=1,
     max_size=4,
 )
@@ -89,6 +87,8 @@ def test_values_yaml_would_read_differently_make_the_file_yaml(tmp_path):
     [
         "delete \x7f",  # ASCII, and not printable for YAML
         "next line \x85 and é",  # not ASCII, and YAML reads U+0085 as a line break
+        "line \u2028 separator",  # printable for YAML, and read as a line break too
+        "paragraph \u2029 separator",
         "bell \x07",  # JSON escapes it: still JSON
     ],
 )

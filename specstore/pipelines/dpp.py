@@ -249,10 +249,14 @@ def load_yaml(text: str) -> Any:
 
 
 # What JSON may hold that PyYAML would read differently or refuse: characters outside
-# YAML's printable set, numbers in exponent form (YAML 1.1 wants a dot), JSON's
-# Infinity/NaN, and keys too long to be YAML simple keys. Each is looked for on its own
-# (see ``_yaml_risk``): one pattern for them all costs three times as much.
-_UNPRINTABLE = re.compile(r"[^\x09\x0a\x0d\x20-\x7e\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+# YAML's printable set and the two it reads as line breaks (U+2028, U+2029: JSON writes
+# them as they are, and YAML folds the spaces around them), numbers in exponent form
+# (YAML 1.1 wants a dot), JSON's Infinity/NaN, and keys too long to be YAML simple keys.
+# Each is looked for on its own (see ``_yaml_risk``): one pattern for them all costs three
+# times as much.
+_UNPRINTABLE = re.compile(
+    r"[^\x09\x0a\x0d\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]"
+)
 _EXPONENT = re.compile(r"[0-9][eE]")
 LONG_KEY = 1000
 _LONG_KEY = re.compile(r'"(?:[^"\\]|\\.){' + str(LONG_KEY) + r',}"\s*:')
@@ -270,8 +274,9 @@ def _yaml_risk(text: str) -> bool:
 
 
 def _unprintable(text: str) -> bool:
-    """True when ``text`` (written by ``json.dumps``) holds characters YAML may not. In
-    ASCII text only DEL can be one: JSON escapes the controls below space."""
+    """True when ``text`` (written by ``json.dumps``) holds characters YAML may not, or
+    reads as line breaks. In ASCII text only DEL can be one: JSON escapes the controls
+    below space."""
     if text.isascii():
         return "\x7f" in text
     return _UNPRINTABLE.search(text) is not None
