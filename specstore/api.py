@@ -203,10 +203,14 @@ def status(owner_id: str, dataset: str) -> Response:
 
 @bp.get("/<owner:owner_id>/<dataset>/info")
 def info(owner_id: str, dataset: str) -> Response:
-    found = service().revision(owner_id, dataset, _viewer())
+    found = service().revision(owner_id, dataset, _viewer(), view="info")
     body = representations.info(found, service().engine_record(found))
-    body["pipeline"] = service().shown_pipeline(found, body["pipeline"])
-    return _conditional(body, representations.spec_members(found, representations.INFO_SPEC))
+    members = representations.spec_members(found, representations.INFO_SPEC)
+    if "pipeline" in body:  # the engine's record has one
+        body["pipeline"] = service().shown_pipeline(found, body["pipeline"])
+    else:
+        members["pipeline"] = service().shown_main_pipeline(found)
+    return _conditional(body, members)
 
 
 @bp.get("/<owner:owner_id>/<dataset>/<int:number>")

@@ -13,7 +13,7 @@ from typing import Any
 from flask import Blueprint, current_app, render_template, request
 
 from .events import FINAL_STATES
-from .representations import STATUS_LOG_LINES, without_secrets
+from .representations import STATUS_LOG_LINES
 from .service import Page, SourceService, Viewer
 
 bp = Blueprint("dashboard", __name__, template_folder="templates")
@@ -43,7 +43,7 @@ def dataset(owner_id: str, dataset: str) -> Any:
     revisions = _service().registry.revisions(owner_id, dataset)
     revision = found.revision
     pipelines = {
-        pipeline_id: _service().shown_pipeline(found, without_secrets(details))
+        pipeline_id: _service().shown_pipeline(found, details)
         for pipeline_id, details in (revision.pipelines or {}).items()
     }
     return render_template(

@@ -13,6 +13,7 @@ from types import SimpleNamespace
 from typing import Any, NamedTuple
 
 from sqlalchemy import (
+    JSON,
     Connection,
     Select,
     Text,
@@ -54,6 +55,11 @@ def utcnow() -> dt.datetime:
 
 def flow_id(owner_id: str, dataset: str, revision: int) -> str:
     return f"{owner_id}/{dataset}/{revision}"
+
+
+def pipeline_id(owner_id: str, dataset: str) -> str:
+    """The dataset's main pipeline's id: its key in a revision's ``pipelines``."""
+    return f"{owner_id}/{dataset}"
 
 
 @dataclass(frozen=True)
@@ -173,6 +179,9 @@ REVISION_COLUMNS = (
 # The spec, read as the JSON text the database keeps: the answers that show it send that
 # text as it is (see ``representations.with_members``), neither decoded nor encoded again.
 SPEC_TEXT = "spec_text"
+# The dataset's main pipeline (see ``pipeline_id``), read as JSON text too: ``info``
+# shows it cleaned in the text (see ``Reports.json_text``).
+MAIN_PIPELINE_TEXT = "main_pipeline_text"
 REVISION_DOCUMENTS = (SPEC_TEXT, "pipelines")
 # What an event reads of a revision: its row id and number, then what an event may change.
 _TRACKED = (
@@ -208,6 +217,26 @@ VIEWS = {
             "stats",
         ),
     ),
+    "info": (
+        (*DATASET_KEY, "last_success"),
+        (
+            "revision",
+            "findability",
+            "trigger",
+            "state",
+            "success",
+            "logs",
+            "errors",
+            "stats",
+            "created",
+            "modified",
+            "queued",
+            "started",
+            "ended",
+            SPEC_TEXT,
+            MAIN_PIPELINE_TEXT,
+        ),
+    ),
     "full": (DATASET_COLUMNS, REVISION_COLUMNS + REVISION_DOCUMENTS),
 }
 # The listing's columns, in ListedDataset's order: the datasets', then the revisions'.
@@ -233,7 +262,14 @@ def _labelled(model: type[Dataset] | type[Revision], names: tuple[str, ...]) -> 
 
 
 def _column(table: Any, name: str) -> Any:
-    return cast(table.c.spec, Text) if name == SPEC_TEXT else table.c[name]
+    if name == SPEC_TEXT:
+        return cast(table.c.spec, Text)
+    if name == MAIN_PIPELINE_TEXT:
+        # The key bound as ``main_id`` (see Registry.revision); the index's own type makes
+        # it a JSON path on SQLite. No such pipeline: NULL (PostgreSQL), 'null' (SQLite).
+        key = bindparam("main_id", type_=JSON.JSONIndexType())
+        return cast(table.c.pipelines[key], Text)
+    return table.c[name]
 
 
 @functools.cache
@@ -746,10 +782,15 @@ class Registry:
         """One revision: a number, ``latest``, or ``successful`` (the newest that succeeded).
 
         One indexed query that selects only the columns the ``view`` answers with
-        (``status``, ``revision`` or ``full``, see ``VIEWS``).
+        (``status``, ``revision``, ``info`` or ``full``, see ``VIEWS``).
         """
         kind = which if which in ("latest", "successful") else "number"
-        parameters = {"owner_id": owner_id, "name": name, "number": which}
+        parameters = {
+            "owner_id": owner_id,
+            "name": name,
+            "number": which,
+            "main_id": pipeline_id(owner_id, name),
+        }
         query = _revision_query(kind, view)
         row = self.database.read(lambda connection: first(connection, query, parameters))
         if row is None:

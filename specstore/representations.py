@@ -8,7 +8,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from .events import MESSAGES
-from .redaction import redact_query
 from .registry import DatasetPage, DatasetRevision, EventOutcome, RevisionRef
 
 STATUS_LOG_LINES = 50
@@ -67,13 +66,6 @@ def status(found: DatasetRevision) -> dict[str, Any]:
     }
 
 
-def without_secrets(pipeline: dict[str, Any] | None) -> dict[str, Any] | None:
-    """A pipeline definition fit to show: hook URLs carry the hook token."""
-    if not isinstance(pipeline, dict) or "hooks" not in pipeline:
-        return pipeline
-    return {**pipeline, "hooks": [redact_query(str(hook)) for hook in pipeline["hooks"]]}
-
-
 # The members of info and of a revision that hold the spec, added to their bodies as the
 # JSON text the database keeps (see ``with_members``).
 INFO_SPEC = ("source", "spec_contents")
@@ -96,9 +88,8 @@ def spec_members(found: DatasetRevision, names: tuple[str, ...]) -> dict[str, st
 def info(found: DatasetRevision, engine_record: dict[str, Any] | None = None) -> dict[str, Any]:
     """The seed's info record: specstore's own, with the engine's record (DPP's) over it;
     its spec (``source`` and ``spec_contents``) is added to it as JSON text, see
-    :data:`INFO_SPEC`."""
+    :data:`INFO_SPEC`, and so is its ``pipeline`` unless the engine's record has one."""
     dataset, revision = found.dataset, found.revision
-    main = (revision.pipelines or {}).get(f"{dataset.owner_id}/{dataset.name}")
     record = {
         "id": f"./{dataset.owner_id}/{dataset.name}",
         "flow_id": found.flow_id,
@@ -115,13 +106,11 @@ def info(found: DatasetRevision, engine_record: dict[str, Any] | None = None) ->
         "ended": epoch(revision.ended),
         "updated": epoch(revision.modified),
         "last_success": epoch(dataset.last_success),
-        "pipeline": main,
         "spec_modified": iso(revision.created),
     }
     record.update(
         {key: value for key, value in (engine_record or {}).items() if key not in INFO_SPEC}
     )
-    record["pipeline"] = without_secrets(record["pipeline"])
     return record
 
 

@@ -221,8 +221,17 @@ class SourceService:
         return record
 
     def shown_pipeline(self, found: DatasetRevision, pipeline: Any) -> Any:
-        """A pipeline definition as users see it: paths relative to the dataset's folder."""
+        """A pipeline definition as users see it: paths relative to the dataset's folder,
+        no secret (the hook token)."""
         return self.reports.value(pipeline, found.dataset.owner_id, found.dataset.name)
+
+    def shown_main_pipeline(self, found: DatasetRevision) -> str:
+        """The revision's main pipeline as users see it (see :meth:`shown_pipeline`), as
+        JSON text: read as text (the ``info`` view), cleaned in the text."""
+        text = found.revision.main_pipeline_text
+        if text is None:
+            return "null"
+        return self.reports.json_text(text, found.dataset.owner_id, found.dataset.name)
 
     def list_datasets(self, owner_id: str | None, viewer: Viewer, page: Page) -> DatasetPage:
         """The owner's datasets (everyone's published ones when ``owner_id`` is None);

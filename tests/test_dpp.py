@@ -7,6 +7,7 @@ virtualenv: ``dpp run`` in its folder, its real hooks posting to
 
 from __future__ import annotations
 
+import json
 import subprocess
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -304,6 +305,37 @@ def test_info_answers_from_specstores_records_when_dpp_is_down(
     assert body["state"] == "REGISTERED"
     assert body["pipeline"]["hooks"] == ["http://127.0.0.1:5000/source/update?token=***&revision=1"]
     assert client.get("/source/alice/gdp/status").get_json()["state"] == "REGISTERED"
+
+
+@pytest.mark.parametrize("note", ["plain", 'a "quoted" \\ backslash, \u00e9 and \u2028'])
+def test_info_shows_the_pipeline_dpp_runs_without_server_paths_or_the_hook_token(
+    make_app, keypair, example_data, tmp_path, note
+):
+    """info's pipeline is the one in DPP's file, with every path in the dataset's folder
+    relative to it and the hook token replaced, whatever its strings hold: cleaned in
+    its JSON text, or decoded when a string holds what JSON escapes."""
+    root, output = tmp_path / "dpp", tmp_path / "output"
+    client = make_app(dpp_pipelines_dir=str(root), output_dir=str(output)).test_client()
+    spec = carrying_its_package(example_data)
+    resource = spec["inputs"][0]["parameters"]["descriptor"]["resources"][0]
+    dataset = str((output / "alice" / "gdp").resolve())
+    resource["schema"] = {
+        "fields": [
+            {"name": "country", "type": "string", "description": f"{note} {dataset}/notes.txt"},
+            {"name": "year", "type": "integer"},
+            {"name": "gdp_usd_bn", "type": "number"},
+        ]
+    }
+    assert upload(client, spec, keypair.token("alice")).status_code == 200
+
+    written = json.dumps(pipelines_for_dpp(root)["gdp"])
+    assert "notes.txt" in written and HOOK_TOKEN in written
+    shown = written.replace(f"{dataset}/", "").replace(dataset, ".").replace(HOOK_TOKEN, "***")
+    info = client.get("/source/alice/gdp/info")
+    assert info.status_code == 200
+    assert info.get_json()["pipeline"] == json.loads(shown)
+    assert HOOK_TOKEN not in info.text
+    assert str(tmp_path.resolve()) not in json.dumps(info.get_json()["pipeline"])
 
 
 def test_info_does_not_wait_again_on_a_dashboard_that_hangs(

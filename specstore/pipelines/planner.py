@@ -52,6 +52,7 @@ from datapackage_pipelines_specstore.steps import (
 )
 
 from ..events import FAILED, INVALID
+from ..registry import pipeline_id
 from ..schedules import MAX_SCHEDULE_SECONDS, describe, schedule_seconds
 from ..validation import SchemaValidator
 
@@ -151,10 +152,6 @@ class Resource:
     options: dict[str, Any] | None = None  # a table's tabulator options
     schema: dict[str, Any] | None = None  # a table's declared schema
     file: str | None = None  # its path in the package, for a resource copied as a file
-
-
-def pipeline_id(owner_id: str, dataset: str) -> str:
-    return f"{owner_id}/{dataset}"
 
 
 def given_descriptor(spec: Mapping[str, Any]) -> dict[str, Any] | None:

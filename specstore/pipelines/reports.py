@@ -11,12 +11,15 @@ built or where it keeps its files:
 * absolute paths under the output folder are written relative to the dataset's own
   folder, and other server paths (the DPP folder, temporary folders) by a placeholder.
 
-The same cleaning applies to a pipeline's definition as ``info`` shows it.
+A pipeline's definition as ``info`` shows it, and an event's statistics, are cleaned
+the same way in every string (keys too), and the values of secret query parameters
+(the hook token in the hook URLs) are replaced by ``***``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 import tempfile
 from collections.abc import Iterable
@@ -24,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ..events import PipelineEvent
+from ..redaction import redact_query
 from ..registry import Registry, RevisionRef
 
 MAX_LINE_LENGTH = 2000
@@ -42,12 +46,19 @@ _EXCEPTION = re.compile(r"^[A-Za-z_][\w.]*(?:: .*)?$", re.DOTALL)
 _PROCESSOR = re.compile(r"^(?P<name>[A-Za-z_][\w.]*): (?P<line>.*)$", re.DOTALL)
 _BARE_PROCESSOR = re.compile(r"^[A-Za-z_][\w.]*$")
 _TEMPORARY = re.compile(re.escape(tempfile.gettempdir()) + r"/[^\s'\"),]+")
+# What JSON text writes other than as itself, inside a string: see ``Reports.json_text``.
+_ESCAPED_IN_JSON = re.compile(r'["\\\x00-\x1f]')
 
 
 class Reports:
     def __init__(self, output_root: str | Path, other_roots: Iterable[str | Path] = ()) -> None:
         self.output_root = str(Path(output_root).resolve())
         self.other_roots = [str(Path(root).resolve()) for root in other_roots if root]
+        # Whether the paths replaced read the same in JSON text as in the strings it holds.
+        self._plain_roots = not any(
+            _ESCAPED_IN_JSON.search(root)
+            for root in (self.output_root, *self.other_roots, tempfile.gettempdir())
+        )
 
     def _paths(self, text: str, owner_id: str, dataset: str) -> str:
         if "/" not in text:
@@ -112,15 +123,39 @@ class Reports:
             stats=self.value(event.stats, owner_id, dataset),
         )
 
+    def _shown(self, text: str, owner_id: str, dataset: str) -> str:
+        return redact_query(self._paths(text, owner_id, dataset))
+
     def value(self, value: Any, owner_id: str, dataset: str) -> Any:
-        """A pipeline definition (or any JSON value) with its paths made relative."""
+        """A pipeline definition (or any JSON value) fit to show: in each of its strings,
+        keys included, paths made relative and secret query values replaced."""
         if isinstance(value, str):
-            return self._paths(value, owner_id, dataset)
+            return self._shown(value, owner_id, dataset)
         if isinstance(value, dict):
-            return {key: self.value(item, owner_id, dataset) for key, item in value.items()}
+            return {
+                self._shown(key, owner_id, dataset): self.value(item, owner_id, dataset)
+                for key, item in value.items()
+            }
         if isinstance(value, list):
             return [self.value(item, owner_id, dataset) for item in value]
         return value
+
+    def json_text(self, text: str, owner_id: str, dataset: str) -> str:
+        """:meth:`value` of the JSON value ``text`` holds, as JSON text.
+
+        When none of its strings holds a character JSON escapes (no backslash in the
+        text) and neither do the paths replaced, this is the text with the replacements
+        made in it as a whole: every string then reads in the text as it is, and nothing
+        replaced can reach past one (what is replaced starts with ``/``, ``?`` or ``&``,
+        which occur only inside strings, and holds no ``"``). The text is neither decoded
+        nor walked nor encoded again (``info`` shows a pipeline of some 3 KB).
+        Otherwise it is decoded, cleaned by :meth:`value` and encoded.
+        """
+        plain = self._plain_roots and not _ESCAPED_IN_JSON.search(owner_id + dataset)
+        if plain and "\\" not in text:
+            return self._shown(text, owner_id, dataset)
+        shown = self.value(json.loads(text), owner_id, dataset)
+        return json.dumps(shown, ensure_ascii=False, separators=(",", ":"))
 
 
 def _looks_like_report(line: str) -> bool:
