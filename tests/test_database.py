@@ -205,7 +205,7 @@ def test_postgresql_urls_as_hosts_hand_them_out_work(postgres_server, keypair, s
 
 def _hot_statements() -> list[tuple[Any, dict[str, Any]]]:
     """The statements the hot paths run, with parameters that find rows."""
-    alice = {"owner_id": "alice", "name": "gdp"}
+    alice = {"owner_id": "alice", "name": "gdp", "main_id": "alice/gdp"}
     found: list[tuple[Any, dict[str, Any]]] = []
     for view in VIEWS:
         found.append((_revision_query("latest", view), alice))
