@@ -148,7 +148,7 @@ class Reports:
         made in it as a whole: every string then reads in the text as it is, and nothing
         replaced can reach past one (what is replaced starts with ``/``, ``?`` or ``&``,
         which occur only inside strings, and holds no ``"``). The text is neither decoded
-        nor walked nor encoded again (``info`` shows a pipeline of some 3 KB).
+        nor walked nor encoded again (``info`` shows a pipeline of some 2 KB).
         Otherwise it is decoded, cleaned by :meth:`value` and encoded.
         """
         plain = self._plain_roots and not _ESCAPED_IN_JSON.search(owner_id + dataset)
