@@ -217,25 +217,10 @@ VIEWS = {
             "stats",
         ),
     ),
+    # Every column of the revision but its row id, the spec and main pipeline as text.
     "info": (
         (*DATASET_KEY, "last_success"),
-        (
-            "revision",
-            "findability",
-            "trigger",
-            "state",
-            "success",
-            "logs",
-            "errors",
-            "stats",
-            "created",
-            "modified",
-            "queued",
-            "started",
-            "ended",
-            SPEC_TEXT,
-            MAIN_PIPELINE_TEXT,
-        ),
+        (*REVISION_COLUMNS[1:], SPEC_TEXT, MAIN_PIPELINE_TEXT),
     ),
     "full": (DATASET_COLUMNS, REVISION_COLUMNS + REVISION_DOCUMENTS),
 }
