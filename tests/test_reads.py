@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from urllib.parse import quote
 
 import pytest
 
@@ -39,6 +40,18 @@ def test_an_unknown_dataset_is_404_json(client, route):
     body = response.get_json()
     assert body["success"] is False and body["id"] is None
     assert body["errors"]
+
+
+@pytest.mark.parametrize(
+    "name", ['gd"p', "gd'p", "gd\\p", "$.gdp", "gdp[0]", "gdp%22", "..", "gdp\u2028"]
+)
+def test_info_of_a_name_no_dataset_may_have_is_404(client, keypair, name):
+    """The dataset's name from the path also keys its main pipeline in the statement (a
+    JSON path, on SQLite): whatever it holds, no dataset has it, and nothing else is read."""
+    assert upload(client, make_spec(), keypair.token("alice")).status_code == 200
+    response = client.get(f"/source/alice/{quote(name, safe='')}/info")
+    assert response.status_code == 404
+    assert response.get_json()["errors"] == [f"no dataset alice/{name}"]
 
 
 def test_info_is_the_seed_record_from_specstores_own_records(client, keypair):
