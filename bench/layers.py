@@ -64,7 +64,7 @@ def microseconds_per_call(call: Callable[[int], object], requests: int = REQUEST
 
 def cpu_per_call(call: Callable[[int], object], requests: int = REQUESTS) -> tuple[float, float]:
     """The process's CPU time per call in microseconds, its own (user) and the kernel's on
-    its behalf (system: files, syncs, sockets), over ``requests`` calls."""
+    its behalf (system: files, folders, sockets), over ``requests`` calls."""
     before = resource.getrusage(resource.RUSAGE_SELF)
     for index in range(requests):
         call(index)
@@ -249,7 +249,7 @@ def upload_costs(url: str, spec_for: Callable[[str, str], dict]) -> list[tuple[s
     found = [
         ("upload, whole", whole),
         ("its CPU in the process (user time)", user),
-        ("its CPU in the kernel (system time: files, syncs, the database's socket)", system),
+        ("its CPU in the kernel (system time: files, folders, the database's socket)", system),
         (
             "the token's RS256 signature checked",
             microseconds_per_call(lambda index: service.verifier.verify(tokens[index % owners])),

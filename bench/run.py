@@ -1,9 +1,10 @@
 """specstore's benchmark (`make bench`).
 
 specstore runs under gunicorn (2 sync workers, DPP mode: uploads plan and write
-pipeline files) on a throw-away PostgreSQL holding a registry of DATASETS datasets
-with 3 revisions each; wrk, a separate process, drives each route for SECONDS per run,
-at each concurrency (-c8 and -c32), for ROUNDS rounds. Uploads send the DataHub
+pipeline files) on a throw-away PostgreSQL (the tests' settings: fsync and
+synchronous_commit off, so its commits do not wait for the disk) holding a registry of
+DATASETS datasets with 3 revisions each; wrk, a separate process, drives each route for
+SECONDS per run, at each concurrency (-c8 and -c32), for ROUNDS rounds. Uploads send the DataHub
 client's spec shape (its data package inline, with README and schemas), each owner's
 with the owner's token: new revisions of the registry's datasets, and new datasets of
 owners of their own (the registry the reads ask about stays as it was loaded); one more

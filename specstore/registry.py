@@ -413,11 +413,11 @@ def _insert_revision(
 
 
 @functools.cache
-def _handover_statement(columns: tuple[str, ...]) -> Any:
+def _handover_statement(columns: tuple[str, ...], from_state: str) -> Any:
     revisions = Revision.__table__
     return (
         update(revisions)
-        .where(revisions.c.id == bindparam("row_id"), revisions.c.state == LOADED)
+        .where(revisions.c.id == bindparam("row_id"), revisions.c.state == from_state)
         .values(**_bound(revisions, columns))
     )
 
@@ -447,11 +447,12 @@ def _record_handover(
     ref: RevisionRef,
     handover: Handover,
     now: dt.datetime,
+    from_state: str = LOADED,
 ) -> bool:
-    """Move revision ``ref`` on from LOADED as ``handover`` says, and the dataset's last
-    change to now; False when it was not LOADED (nothing changes)."""
+    """Move revision ``ref`` on from ``from_state`` as ``handover`` says, and the dataset's
+    last change to now; False when it was not in that state (nothing changes)."""
     values = _handover_values(handover, now)
-    statement = _handover_statement(tuple(values))
+    statement = _handover_statement(tuple(values), from_state)
     parameters = {f"v_{name}": value for name, value in values.items()}
     moved = connection.execute(statement, {"row_id": ref.row_id, **parameters}).rowcount
     if not moved:
@@ -650,16 +651,17 @@ class Registry:
             raise
         return ref, handover
 
-    def hand_over(self, ref: RevisionRef, handover: Handover) -> bool:
+    def hand_over(self, ref: RevisionRef, handover: Handover, again: bool = False) -> bool:
         """Record what the engine made of a LOADED revision it took (see :class:`Handover`),
-        in one transaction; False (nothing recorded) when it is LOADED no more."""
+        or, ``again``, of a REGISTERED one it took a second time, in one transaction; False
+        (nothing recorded) when it is in that state no more."""
         now = self.clock()
         with self.database.writing() as connection:
             dataset_id = connection.scalar(
                 select(Revision.dataset_id).where(Revision.id == ref.row_id)
             )
             return dataset_id is not None and _record_handover(
-                connection, dataset_id, ref, handover, now
+                connection, dataset_id, ref, handover, now, REGISTERED if again else LOADED
             )
 
     def fire_schedules(self, limit: int = 20) -> list[tuple[RevisionRef, dict[str, Any]]]:
@@ -963,12 +965,16 @@ class Registry:
         return self._orphaned(states, idle_since, False, with_modified=True)
 
     def orphaned(
-        self, states: tuple[str, ...], idle_since: dt.datetime, newest_only: bool = False
+        self,
+        states: tuple[str, ...],
+        idle_since: dt.datetime,
+        newest_only: bool = False,
+        changed_since: dt.datetime | None = None,
     ) -> list[RevisionRef]:
         """Revisions in ``states`` (of each dataset's newest revision only, if asked) that
-        no live runner holds and that have not changed since ``idle_since``: left behind
-        by a process that stopped."""
-        return self._orphaned(states, idle_since, newest_only)
+        no live runner holds and that have not changed since ``idle_since`` (but have since
+        ``changed_since``, if given): left behind by a process that stopped."""
+        return self._orphaned(states, idle_since, newest_only, changed_since=changed_since)
 
     def _orphaned(
         self,
@@ -976,6 +982,7 @@ class Registry:
         idle_since: dt.datetime,
         newest_only: bool,
         with_modified: bool = False,
+        changed_since: dt.datetime | None = None,
     ) -> list[Any]:
         now = self.clock()
         joined = Revision.dataset_id == Dataset.id
@@ -993,6 +1000,8 @@ class Registry:
             )
             .order_by(Revision.modified)
         )
+        if changed_since is not None:
+            query = query.where(Revision.modified >= changed_since)
         with self.database.transaction() as session:
             rows = session.execute(query).all()
         if with_modified:

@@ -18,7 +18,9 @@ from typing import Any
 
 import pytest
 import requests
+from datapackage_pipelines_specstore.steps import PLANS_DIR
 
+from specstore.pipelines.dpp import DATASET_FILE, LEFT_AFTER
 from specstore.pipelines.dpp_stack import DppStack, StackError
 from tests.conftest import HOOK_TOKEN
 from tests.support.dpp import DppUnavailable, dpp_venv
@@ -188,6 +190,29 @@ def test_a_hook_lost_while_specstore_was_down_is_made_up_by_reconciliation(
     assert status["state"] == "SUCCEEDED", status
     assert status["stats"]["count_of_rows"] == 150
     assert any("rows" in line for line in specstore.get("/source/alice/lost-hook/status")["logs"])
+
+
+def test_a_pipeline_a_crash_of_the_machine_lost_is_written_again_and_runs(
+    specstore, stack, example_data
+):
+    """The machine goes down just after an upload: neither its pipeline file nor its
+    plan's metadata file reached the disk (uploads do not wait for them). specstore,
+    started again, finds the revision waiting for DPP without them, writes them again,
+    and DPP runs it by itself."""
+    now = time.time()
+    if now % 60 > 45:
+        # The beat must not find the file in the moment it exists.
+        time.sleep(65 - now % 60)
+    specstore.upload(carrying_its_package(example_data, dataset="crashed"))
+    (stack.root / "alice" / "crashed" / DATASET_FILE).unlink()
+    (specstore.root / "output" / "alice" / "crashed" / PLANS_DIR / "1.json").unlink()
+    specstore.restart()
+    status = specstore.finish("crashed", 1, timeout=LEFT_AFTER + TICK_WAIT)
+    assert status["state"] == "SUCCEEDED", status
+    assert status["stats"]["count_of_rows"] > 0
+    assert (specstore.root / "output" / "alice" / "crashed" / "crashed.sqlite").exists()
+    log = specstore.servers[0].log.read_text()
+    assert "alice/crashed/1: its pipeline file or plan is not on the disk" in log
 
 
 def test_a_schedule_fires_once_per_due_time_with_two_specstore_processes(specstore, example_data):

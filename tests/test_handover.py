@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import socket
 import threading
 import time
@@ -13,6 +14,7 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
+from datapackage_pipelines_specstore.steps import PLANS_DIR
 from sqlalchemy import event, select, text, update
 
 from specstore.models import Revision
@@ -255,3 +257,177 @@ def test_uploads_past_the_planners_backlog_wait_loaded_for_the_sweep(make_app, k
         for name in names[3:]:
             status = client.get(f"/source/alice/{name}/status").json
             assert status["errors"] == [timed_out]
+
+
+class OnDpp:
+    """Servers on one database and one DPP folder: uploads go through one that then stops,
+    as a crash of the machine stops it, its sweeper with it; the sweeps are those of a
+    server started after it, which has had no request (so no sweeper of its own): each
+    runs when the test says."""
+
+    def __init__(self, make_app, keypair, tmp_path) -> None:
+        self.make_app, self.keypair = make_app, keypair
+        self.root, self.output = tmp_path / "dpp", tmp_path / "output"
+
+    def server(self):
+        return self.make_app(dpp_pipelines_dir=str(self.root), output_dir=str(self.output))
+
+    def upload(self, specs: list[dict], clock=None) -> None:
+        app = self.server()
+        if clock is not None:
+            app.extensions["specstore.components"].service.registry.clock = clock
+        client = app.test_client()
+        for spec in specs:
+            response = upload(client, spec, self.keypair.token("alice"))
+            assert response.status_code == 200, response.get_json()
+        app.extensions["specstore.components"].close()
+
+    def restarted(self, clock=None):
+        """A server started again, and its engine (the sweep)."""
+        app = self.server()
+        engine = app.extensions["specstore.components"].engine
+        if clock is not None:
+            engine.registry.clock = clock
+        return app, engine
+
+    def dpp_files(self) -> dict[str, bytes]:
+        return _dpp_files(self.root)
+
+    def lose(self, dataset: str) -> None:
+        (self.root / "alice" / dataset / DATASET_FILE).unlink()
+
+
+def _lose_the_file(on_dpp: OnDpp, before: dict[str, bytes]) -> None:
+    on_dpp.lose("gdp")
+
+
+def _lose_the_rename(on_dpp: OnDpp, before: dict[str, bytes]) -> None:
+    """The file as it was before the upload: its rename never reached the disk."""
+    (on_dpp.root / "alice" / "gdp" / DATASET_FILE).write_bytes(before["alice/gdp/" + DATASET_FILE])
+
+
+def _lose_the_contents(on_dpp: OnDpp, before: dict[str, bytes]) -> None:
+    """Renamed, its data never written: what some file systems leave of an unsynced file."""
+    (on_dpp.root / "alice" / "gdp" / DATASET_FILE).write_bytes(b"")
+
+
+def _lose_the_metadata(on_dpp: OnDpp, before: dict[str, bytes]) -> None:
+    (on_dpp.output / "alice" / "gdp" / PLANS_DIR / "2.json").write_bytes(b'{"name": "gd')
+
+
+def _set_modified(app, when: dt.datetime) -> None:
+    with database_of(app).transaction(write=True) as session:
+        session.execute(update(Revision).values(modified=when))
+
+
+@pytest.mark.parametrize(
+    "lose",
+    [_lose_the_file, _lose_the_rename, _lose_the_contents, _lose_the_metadata],
+    ids=["the file", "its rename", "its contents", "the plan's metadata file"],
+)
+def test_files_a_crash_of_the_machine_lost_are_written_again_by_the_sweep(
+    make_app, keypair, example_data, tmp_path, caplog, lose
+):
+    """An upload does not wait for its files to reach the disk: the database is the
+    record. A revision still waiting for DPP whose pipeline file or plan is not there as
+    its upload left them is handed over again, byte for byte what DPP would have read,
+    and its silence clock starts again, however long the server was down."""
+    on_dpp = OnDpp(make_app, keypair, tmp_path)
+    on_dpp.upload([carrying_its_package(example_data)])
+    before = on_dpp.dpp_files()
+    on_dpp.upload([carrying_its_package(example_data)])
+    written, plans = on_dpp.dpp_files(), files_under(on_dpp.output)
+    assert written != before and "alice/gdp/.plans/2.json" in plans
+
+    lose(on_dpp, before)
+    app, engine = on_dpp.restarted()
+    with database_of(app).transaction() as session:
+        stored = session.scalar(select(Revision.pipelines).where(Revision.revision == 2))
+    # The machine was down longer than DPP_SILENCE_TIMEOUT (6 hours).
+    long_ago = dt.datetime.now(dt.UTC) - dt.timedelta(hours=7)
+    _set_modified(app, long_ago)
+    caplog.set_level("WARNING", logger="specstore.pipelines.dpp")
+    engine.sweep()
+
+    assert on_dpp.dpp_files() == written
+    # Planned again from the stored spec (on PostgreSQL its keys come back in JSONB's order).
+    assert {path: json.loads(data) for path, data in files_under(on_dpp.output).items()} == {
+        path: json.loads(data) for path, data in plans.items()
+    }
+    assert pipelines_for_dpp(on_dpp.root)["gdp"] == stored["alice/gdp"]
+    assert stored_revisions(app) == [
+        ("alice", "gdp", 1, "FAILED"),
+        ("alice", "gdp", 2, "REGISTERED"),
+    ]
+    with database_of(app).transaction() as session:
+        modified, pipelines = session.execute(
+            select(Revision.modified, Revision.pipelines).where(Revision.revision == 2)
+        ).one()
+    assert pipelines == stored
+    assert modified.replace(tzinfo=dt.UTC) > long_ago + dt.timedelta(hours=6)
+    assert [
+        record.getMessage() for record in caplog.records if record.name == "specstore.pipelines.dpp"
+    ] == [
+        "alice/gdp/2: its pipeline file or plan is not on the disk as its upload left them "
+        "(lost in a crash of the machine): handed to DPP again"
+    ]
+
+
+def test_the_sweep_leaves_files_that_are_on_the_disk_alone(
+    make_app, keypair, example_data, tmp_path
+):
+    """Nothing lost, nothing written: a revision waiting for DPP keeps its files (their
+    modification times) and its silence clock."""
+    on_dpp = OnDpp(make_app, keypair, tmp_path)
+    on_dpp.upload([carrying_its_package(example_data, name) for name in ("gdp", "other")])
+    app, engine = on_dpp.restarted()
+    long_ago = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
+    _set_modified(app, long_ago)
+
+    def times() -> dict[str, int]:
+        return {
+            str(path): path.stat().st_mtime_ns
+            for folder in (on_dpp.root, on_dpp.output)
+            for path in folder.rglob("*")
+        }
+
+    before = times()
+    engine.sweep()
+    assert times() == before
+    with database_of(app).transaction() as session:
+        modified = session.scalars(select(Revision.modified)).all()
+    assert {when.replace(tzinfo=dt.UTC) for when in modified} == {long_ago}
+    assert [state for *_, state in stored_revisions(app)] == ["REGISTERED", "REGISTERED"]
+
+
+def test_each_sweep_looks_at_the_revisions_come_to_wait_since_the_last_and_a_restart_at_all(
+    make_app, keypair, example_data, tmp_path
+):
+    """A crash of the machine restarts the server: its first sweep looks at every revision
+    waiting for DPP, each later one only at those that have come to wait 30 s since the
+    last, so that thousands waiting while DPP is down are not all read again every time."""
+    on_dpp = OnDpp(make_app, keypair, tmp_path)
+    start = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
+    now = [start]
+    on_dpp.upload(
+        [carrying_its_package(example_data, name) for name in ("gdp", "other")],
+        clock=lambda: now[0],
+    )
+    written = on_dpp.dpp_files()
+    app, engine = on_dpp.restarted(clock=lambda: now[0])
+
+    on_dpp.lose("gdp")
+    engine.sweep()  # they have waited 0 s: not yet
+    assert "alice/gdp/" + DATASET_FILE not in on_dpp.dpp_files()
+    now[0] = start + dt.timedelta(seconds=31)
+    engine.sweep()
+    assert on_dpp.dpp_files() == written
+
+    on_dpp.lose("other")  # looked at by the last sweep, when nothing was lost
+    now[0] = start + dt.timedelta(minutes=5)
+    engine.sweep()
+    assert "alice/other/" + DATASET_FILE not in on_dpp.dpp_files()
+
+    on_dpp.restarted()[1].sweep()
+    assert on_dpp.dpp_files() == written
+    assert [state for *_, state in stored_revisions(app)] == ["REGISTERED", "REGISTERED"]

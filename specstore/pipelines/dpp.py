@@ -7,9 +7,14 @@ define them. Each dataset's pipelines are a file of their own,
 ``<DPP_PIPELINES_DIR>/<ownerid>/<dataset>/specstore.source-spec.yaml``, which DPP
 hands to specstore's plugin (``datapackage_pipelines_specstore.Generator``) and runs
 under the ids ``./<ownerid>/<dataset>``. A write replaces that file whole: a
-temporary file, synced, renamed over it, under a lock beside it, so DPP never reads
-half a file and a newer revision's pipelines are never replaced by an older one's;
-it costs the same however many datasets the owner has.
+temporary file renamed over it, under a lock beside it, so DPP never reads half a file
+and a newer revision's pipelines are never replaced by an older one's; it costs the
+same however many datasets the owner has.
+
+An upload does not wait for its files to reach the disk: the database, which does, is
+the record. What a crash of the machine can lose of them (the file, or the rename, or
+the plan's metadata file) the sweep finds missing from a revision still REGISTERED and
+writes again, synced (see :meth:`DppDispatcher.sweep`).
 
 Older specstores kept all of an owner's pipelines in ``<ownerid>/pipeline-spec.yaml``
 (one top-level key per dataset, DPP's own format). The first write for such an owner
@@ -41,6 +46,7 @@ from datapackage_pipelines_specstore.steps import child
 from ..events import FAILED, LOADED, REGISTERED, RUNNING, SUCCEEDED
 from ..http_client import HttpClient, PeerUnavailable
 from ..registry import Handover, Registry, RevisionRef
+from .disk import sync_directory, write_file
 from .planner import REVISION_KEY, PlanError, Planner, given_descriptor
 from .reports import Reports, emit
 
@@ -59,6 +65,9 @@ SPEC_FILE = "pipeline-spec.yaml"
 LOCK_FILE = ".specstore.lock"
 TEMPORARY_FILE = ".specstore.tmp"
 LEGACY_LOCK_FILE = ".pipeline-spec.lock"
+# How long (s) a revision left LOADED, or REGISTERED with its files lost, waits before
+# the sweep takes it up: an upload or a planner may still be at it.
+LEFT_AFTER = 30
 # How much of DPP's log a revision brought up to date by reconciliation keeps.
 MAX_RECONCILED_LOG_LINES = 100
 
@@ -92,13 +101,25 @@ class DppPipelines:
             found.update({key.split("/", 1)[1]: value for key, value in pipelines.items()})
         return found
 
-    def write(self, owner_id: str, dataset: str, pipelines: dict[str, dict[str, Any]]) -> Written:
+    def revision(self, owner_id: str, dataset: str) -> int | None:
+        """The revision whose pipelines the dataset's file holds; None: no file, or none
+        that reads (a rename is atomic: no lock needed to read it)."""
+        return _revision_in(_contents(self.dataset_dir(owner_id, dataset) / DATASET_FILE)) or None
+
+    def write(
+        self,
+        owner_id: str,
+        dataset: str,
+        pipelines: dict[str, dict[str, Any]],
+        sync: bool = False,
+    ) -> Written:
         """Make ``pipelines`` (ids ``<ownerid>/<dataset>...``, one revision's) the dataset's.
 
         When the dataset's pipelines are from a newer revision, nothing is written and the
         answer names them, with that revision's number (``newer``). Otherwise the file is
-        replaced whole, and the answer keeps what it held before, for :meth:`take_back`.
-        An owner's file as older specstores wrote it is first moved into its datasets'.
+        replaced whole (and synced to the disk, if asked), and the answer keeps what it
+        held before, for :meth:`take_back`. An owner's file as older specstores wrote it is
+        first moved into its datasets'.
         """
         if self._legacy_file(owner_id).exists():
             self._move_legacy(owner_id)
@@ -109,7 +130,7 @@ class DppPipelines:
             if there is not None and there > written.revision:
                 written.newer = dict.fromkeys(pipelines, there)
                 return written
-            _replace(path, _document(pipelines))
+            _replace(path, _document(pipelines), sync)
             written.wrote = True
         return written
 
@@ -124,7 +145,7 @@ class DppPipelines:
             if written.previous is None:
                 path.unlink()
             else:
-                _replace(path, written.previous)
+                _replace(path, written.previous, sync=False)
 
     @contextlib.contextmanager
     def _dataset_file(self, owner_id: str, dataset: str) -> Iterator[Path]:
@@ -155,7 +176,8 @@ class DppPipelines:
                 with self._dataset_file(owner_id, dataset) as path:
                     there = _revision_in(_contents(path))
                     if there is None or there < _revision_of(moved):
-                        _replace(path, _document(moved))
+                        # Synced: the old file, removed next, is all that holds them.
+                        _replace(path, _document(moved), sync=True)
             legacy.unlink()
         log.info("%s: the owner's %s moved into its datasets' files", owner_id, SPEC_FILE)
 
@@ -298,17 +320,16 @@ def _reads_the_same(text: str) -> bool:
         return False
 
 
-def _replace(path: Path, data: bytes) -> None:
-    """Write ``path`` whole or not at all: a temporary file, synced, renamed over it. The
-    caller holds the dataset's lock, so the temporary file's name is fixed (one left by a
-    crash is written over)."""
+def _replace(path: Path, data: bytes, sync: bool) -> None:
+    """Write ``path`` whole or not at all: a temporary file (synced to the disk first, if
+    asked) renamed over it. The caller holds the dataset's lock, so the temporary file's
+    name is fixed (one left by a crash is written over)."""
     temporary = path.parent / TEMPORARY_FILE
     try:
-        with open(temporary, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
+        write_file(temporary, data, sync)
         os.replace(temporary, path)
+        if sync:
+            sync_directory(path.parent)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
@@ -415,6 +436,13 @@ class DppDispatcher:
 
     * hands over what a stopped server stored, or this one had no room to plan, but
       never handed over (LOADED);
+    * hands over again, its files synced, a revision waiting for DPP (REGISTERED) whose
+      pipeline file or plan is not on the disk as its upload left them: an upload does
+      not wait for them to reach it, so a crash of the machine can lose them, and DPP
+      would never run it. A crash of the machine restarts the process: its first sweep
+      looks at every revision waiting, and each later one at those that have come to
+      wait 30 s since the last (not at them all again, which may be many while DPP is
+      down);
     * reconciles: a revision DPP has sent no event about for ``reconcile_after`` is
       looked up on DPP's dashboard (its record of the pipeline, if it is of this
       revision) and brought to the state DPP recorded, so a hook that never arrived
@@ -451,6 +479,8 @@ class DppDispatcher:
         self._lock = threading.Lock()
         self._started = False
         self._stopping = threading.Event()
+        # Revisions waiting for DPP since before this were looked at on the disk.
+        self._on_disk_until: dt.datetime | None = None
 
     def prepare(self, ref: RevisionRef, spec: dict[str, Any]) -> Handover | None:
         """Inside the upload's transaction: a spec that carries its data package is
@@ -480,15 +510,23 @@ class DppDispatcher:
         finally:
             self._room.release()
 
-    def _hand_over_guarded(self, ref: RevisionRef, spec: dict[str, Any] | None) -> None:
+    def _hand_over_guarded(
+        self, ref: RevisionRef, spec: dict[str, Any] | None, again: bool = False
+    ) -> bool:
+        """:meth:`hand_over`, its failure logged: False."""
         try:
-            self.hand_over(ref, spec)
+            self.hand_over(ref, spec, again)
         except Exception:
             log.exception("handing %s to DPP failed", ref.flow_id)
+            return False
+        return True
 
-    def hand_over(self, ref: RevisionRef, spec: dict[str, Any] | None = None) -> None:
+    def hand_over(
+        self, ref: RevisionRef, spec: dict[str, Any] | None = None, again: bool = False
+    ) -> None:
         """Plan ``ref`` (fetching its data package if the spec does not carry it), write
-        its pipelines where DPP finds them, and record it all in one transaction."""
+        its pipelines where DPP finds them, and record it all in one transaction; ``again``:
+        a REGISTERED revision whose files were lost, written again and synced."""
         newer = self.registry.superseded_by(ref)
         if newer is not None:
             # Planning it would be for nothing, and might wait on the network.
@@ -496,9 +534,9 @@ class DppDispatcher:
             return
         if spec is None:
             spec = self.registry.spec_of(ref)
-        handover = self._take(ref, spec)
+        handover = self._take(ref, spec, sync=again)
         try:
-            recorded = self.registry.hand_over(ref, handover)
+            recorded = self.registry.hand_over(ref, handover, again)
         except BaseException:
             if handover.undo is not None:
                 handover.undo()
@@ -506,20 +544,21 @@ class DppDispatcher:
         if not recorded and handover.undo is not None:
             handover.undo()
 
-    def _take(self, ref: RevisionRef, spec: dict[str, Any]) -> Handover:
-        """Plan ``ref`` and write its files and pipelines: what it comes to."""
+    def _take(self, ref: RevisionRef, spec: dict[str, Any], sync: bool = False) -> Handover:
+        """Plan ``ref`` and write its files and pipelines (synced to the disk, if asked):
+        what it comes to."""
         try:
             descriptor = self.planner.descriptor(spec)
             hooks = [self._hook_url(ref.revision)]
             plan = self.planner.plan(spec, ref.revision, descriptor, hooks=hooks)
-            plan.write_attachments()
+            plan.write_attachments(sync)
         except PlanError as exc:
             return Handover(exc.state, errors=tuple(exc.messages))
         except OSError as exc:
             message = f"the pipeline's files could not be written: {exc.strerror}"
             return Handover(FAILED, errors=(message,))
         try:
-            written = self.pipelines.write(ref.owner_id, ref.dataset, plan.pipelines)
+            written = self.pipelines.write(ref.owner_id, ref.dataset, plan.pipelines, sync)
         except OSError as exc:
             return Handover(FAILED, errors=(f"the pipeline could not be written for DPP: {exc}",))
         if plan.main_id in written.newer:
@@ -555,12 +594,12 @@ class DppDispatcher:
 
     def sweep(self) -> None:
         now = self.registry.clock()
-        for ref in self.registry.orphaned(
-            (LOADED,), now - dt.timedelta(seconds=30), newest_only=True
-        ):
+        left = now - dt.timedelta(seconds=LEFT_AFTER)
+        for ref in self.registry.orphaned((LOADED,), left, newest_only=True):
             if self._stopping.is_set():
                 return
             self._hand_over_guarded(ref, None)
+        self._hand_over_lost(left)
         quiet = now - dt.timedelta(seconds=self.reconcile_after)
         silent = now - dt.timedelta(seconds=self.silence_timeout)
         for ref, modified in self.registry.orphaned_since((REGISTERED, RUNNING), quiet):
@@ -577,6 +616,41 @@ class DppDispatcher:
                     "(DPP_SILENCE_TIMEOUT)"
                 ],
             )
+
+    def _hand_over_lost(self, left: dt.datetime) -> None:
+        """Hand over again the revisions waiting for DPP since before ``left`` whose files
+        are not on the disk: at the first sweep all of them, then those that have come to
+        wait since the last (a revision that could not be handed over is looked at again)."""
+        waiting = self.registry.orphaned(
+            (REGISTERED,), left, newest_only=True, changed_since=self._on_disk_until
+        )
+        handed_over = True
+        for ref in waiting:
+            if self._stopping.is_set():
+                return
+            if not self._on_disk(ref):
+                log.warning(
+                    "%s: its pipeline file or plan is not on the disk as its upload left them "
+                    "(lost in a crash of the machine): handed to DPP again",
+                    ref.flow_id,
+                )
+                handed_over = self._hand_over_guarded(ref, None, again=True) and handed_over
+        if handed_over:
+            self._on_disk_until = left
+
+    def _on_disk(self, ref: RevisionRef) -> bool:
+        """Whether what DPP needs to run ``ref`` is where its handover wrote it: its
+        pipelines in the dataset's file (or a newer revision's, whose upload supersedes it)
+        and its plan's files whole."""
+        try:
+            there = self.pipelines.revision(ref.owner_id, ref.dataset)
+        except (OSError, ValueError):
+            return False  # taken again, it ends with the reason
+        if there is not None and there > ref.revision:
+            return True
+        return there == ref.revision and self.planner.attachments_whole(
+            ref.owner_id, ref.dataset, ref.revision
+        )
 
     def reconcile(self, ref: RevisionRef) -> bool:
         """Bring ``ref`` to what DPP's dashboard recorded of its run: True when DPP has

@@ -55,6 +55,7 @@ from ..events import FAILED, INVALID
 from ..registry import pipeline_id
 from ..schedules import MAX_SCHEDULE_SECONDS, describe, schedule_seconds
 from ..validation import SchemaValidator
+from .disk import sync_directory, write_file
 
 if TYPE_CHECKING:
     from ..config import NpmRegistry
@@ -124,20 +125,23 @@ class Plan:
     def main(self) -> dict[str, Any]:
         return self.pipelines[self.main_id]
 
-    def write_attachments(self) -> None:
-        """Write the attachments where the steps will read them.
+    def write_attachments(self, sync: bool = False) -> None:
+        """Write the attachments where the steps will read them (synced to the disk, if
+        asked).
 
         Each is a file of one revision's, read only by that revision's run, which the
         engine gets once the file is written whole (the DPP pipeline file, the stored
         revision): no reader can find it half written, so it is written in place. A
         temporary file renamed over it would cost a rename, the dearest file system call
-        of an upload after the pipeline file's sync.
+        of an upload.
         """
         for path, value in self.attachments.items():
             target = Path(path)
             target.parent.mkdir(parents=True, exist_ok=True)
             # dumps, not dump: json.dump streams through the pure-Python encoder.
-            target.write_text(json.dumps(value, ensure_ascii=False), encoding="utf-8")
+            write_file(target, json.dumps(value, ensure_ascii=False).encode("utf-8"), sync)
+            if sync:
+                sync_directory(target.parent)
 
 
 @dataclass(frozen=True)
@@ -409,6 +413,15 @@ class Planner:
             details["hooks"] = list(hooks)
         metadata = _metadata(dataset, descriptor, resources)
         return Plan(main_id, {main_id: details}, {str(paths.metadata): metadata})
+
+    def attachments_whole(self, owner_id: str, dataset: str, revision: int) -> bool:
+        """Whether the files the revision's plan attached (its metadata) read, whole."""
+        try:
+            path = self.layout.revision_paths(owner_id, dataset, revision).metadata
+            json.loads(path.read_bytes())
+        except (PlanError, OSError, ValueError):
+            return False
+        return True
 
     def resources(self, spec: Mapping[str, Any], descriptor: Mapping[str, Any]) -> list[Resource]:
         """Every resource of the input as it will be planned; PlanError when one cannot be."""
