@@ -965,16 +965,12 @@ class Registry:
         return self._orphaned(states, idle_since, False, with_modified=True)
 
     def orphaned(
-        self,
-        states: tuple[str, ...],
-        idle_since: dt.datetime,
-        newest_only: bool = False,
-        changed_since: dt.datetime | None = None,
+        self, states: tuple[str, ...], idle_since: dt.datetime, newest_only: bool = False
     ) -> list[RevisionRef]:
         """Revisions in ``states`` (of each dataset's newest revision only, if asked) that
-        no live runner holds and that have not changed since ``idle_since`` (but have since
-        ``changed_since``, if given): left behind by a process that stopped."""
-        return self._orphaned(states, idle_since, newest_only, changed_since=changed_since)
+        no live runner holds and that have not changed since ``idle_since``: left behind
+        by a process that stopped."""
+        return self._orphaned(states, idle_since, newest_only)
 
     def _orphaned(
         self,
@@ -982,7 +978,6 @@ class Registry:
         idle_since: dt.datetime,
         newest_only: bool,
         with_modified: bool = False,
-        changed_since: dt.datetime | None = None,
     ) -> list[Any]:
         now = self.clock()
         joined = Revision.dataset_id == Dataset.id
@@ -1000,8 +995,6 @@ class Registry:
             )
             .order_by(Revision.modified)
         )
-        if changed_since is not None:
-            query = query.where(Revision.modified >= changed_since)
         with self.database.transaction() as session:
             rows = session.execute(query).all()
         if with_modified:

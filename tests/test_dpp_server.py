@@ -9,6 +9,7 @@ real PostgreSQL, in DPP mode.
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import re
 import time
@@ -19,8 +20,11 @@ from typing import Any
 import pytest
 import requests
 from datapackage_pipelines_specstore.steps import PLANS_DIR
+from sqlalchemy import select, update
 
-from specstore.pipelines.dpp import DATASET_FILE, LEFT_AFTER
+from specstore.db import Database
+from specstore.models import Dataset, Revision
+from specstore.pipelines.dpp import DATASET_FILE, machine_booted
 from specstore.pipelines.dpp_stack import DppStack, StackError
 from tests.conftest import HOOK_TOKEN
 from tests.support.dpp import DppUnavailable, dpp_venv
@@ -196,9 +200,10 @@ def test_a_pipeline_a_crash_of_the_machine_lost_is_written_again_and_runs(
     specstore, stack, example_data
 ):
     """The machine goes down just after an upload: neither its pipeline file nor its
-    plan's metadata file reached the disk (uploads do not wait for them). specstore,
-    started again, finds the revision waiting for DPP without them, writes them again,
-    and DPP runs it by itself."""
+    plan's metadata file reached the disk (uploads do not wait for them). The machine
+    boots again (here: the revision's last change is moved to before this machine's
+    boot), specstore starts again, finds the revision waiting for DPP without them,
+    writes them again, and DPP runs it by itself."""
     now = time.time()
     if now % 60 > 45:
         # The beat must not find the file in the moment it exists.
@@ -206,8 +211,20 @@ def test_a_pipeline_a_crash_of_the_machine_lost_is_written_again_and_runs(
     specstore.upload(carrying_its_package(example_data, dataset="crashed"))
     (stack.root / "alice" / "crashed" / DATASET_FILE).unlink()
     (specstore.root / "output" / "alice" / "crashed" / PLANS_DIR / "1.json").unlink()
+    specstore.stop()
+    database = Database(specstore.env["DATABASE_URL"])
+    try:
+        with database.transaction(write=True) as session:
+            crashed = select(Dataset.id).where(Dataset.name == "crashed").scalar_subquery()
+            session.execute(
+                update(Revision)
+                .where(Revision.dataset_id == crashed)
+                .values(modified=machine_booted() - dt.timedelta(minutes=1))
+            )
+    finally:
+        database.dispose()
     specstore.restart()
-    status = specstore.finish("crashed", 1, timeout=LEFT_AFTER + TICK_WAIT)
+    status = specstore.finish("crashed", 1)
     assert status["state"] == "SUCCEEDED", status
     assert status["stats"]["count_of_rows"] > 0
     assert (specstore.root / "output" / "alice" / "crashed" / "crashed.sqlite").exists()

@@ -262,8 +262,8 @@ def test_uploads_past_the_planners_backlog_wait_loaded_for_the_sweep(make_app, k
 class OnDpp:
     """Servers on one database and one DPP folder: uploads go through one that then stops,
     as a crash of the machine stops it, its sweeper with it; the sweeps are those of a
-    server started after it, which has had no request (so no sweeper of its own): each
-    runs when the test says."""
+    server started after it (by default on a machine that has just booted again), which
+    has had no request (so no sweeper of its own): each runs when the test says."""
 
     def __init__(self, make_app, keypair, tmp_path) -> None:
         self.make_app, self.keypair = make_app, keypair
@@ -272,22 +272,20 @@ class OnDpp:
     def server(self):
         return self.make_app(dpp_pipelines_dir=str(self.root), output_dir=str(self.output))
 
-    def upload(self, specs: list[dict], clock=None) -> None:
+    def upload(self, specs: list[dict]) -> None:
         app = self.server()
-        if clock is not None:
-            app.extensions["specstore.components"].service.registry.clock = clock
         client = app.test_client()
         for spec in specs:
             response = upload(client, spec, self.keypair.token("alice"))
             assert response.status_code == 200, response.get_json()
         app.extensions["specstore.components"].close()
 
-    def restarted(self, clock=None):
-        """A server started again, and its engine (the sweep)."""
+    def restarted(self, booted: dt.datetime | None = None):
+        """A server started again, on a machine that booted at ``booted`` (now, by
+        default), and its engine (the sweep)."""
         app = self.server()
         engine = app.extensions["specstore.components"].engine
-        if clock is not None:
-            engine.registry.clock = clock
+        engine.booted = booted or dt.datetime.now(dt.UTC)
         return app, engine
 
     def dpp_files(self) -> dict[str, bytes]:
@@ -400,32 +398,28 @@ def test_the_sweep_leaves_files_that_are_on_the_disk_alone(
     assert [state for *_, state in stored_revisions(app)] == ["REGISTERED", "REGISTERED"]
 
 
-def test_each_sweep_looks_at_the_revisions_come_to_wait_since_the_last_and_a_restart_at_all(
+def test_what_was_handed_over_before_the_machine_booted_is_looked_at_once_per_process(
     make_app, keypair, example_data, tmp_path
 ):
-    """A crash of the machine restarts the server: its first sweep looks at every revision
-    waiting for DPP, each later one only at those that have come to wait 30 s since the
-    last, so that thousands waiting while DPP is down are not all read again every time."""
+    """Only a crash of the machine loses what an upload wrote, and the machine boots after
+    it: a revision handed over since the boot is never read from the disk, one handed over
+    before it by the first sweep of each process (not by every sweep: thousands may be
+    waiting while DPP is down)."""
     on_dpp = OnDpp(make_app, keypair, tmp_path)
-    start = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
-    now = [start]
-    on_dpp.upload(
-        [carrying_its_package(example_data, name) for name in ("gdp", "other")],
-        clock=lambda: now[0],
-    )
+    on_dpp.upload([carrying_its_package(example_data, name) for name in ("gdp", "other")])
     written = on_dpp.dpp_files()
-    app, engine = on_dpp.restarted(clock=lambda: now[0])
-
     on_dpp.lose("gdp")
-    engine.sweep()  # they have waited 0 s: not yet
+
+    # No boot since the uploads: what they wrote cannot have been lost by a crash.
+    app, engine = on_dpp.restarted(booted=dt.datetime.now(dt.UTC) - dt.timedelta(hours=1))
+    engine.sweep()
     assert "alice/gdp/" + DATASET_FILE not in on_dpp.dpp_files()
-    now[0] = start + dt.timedelta(seconds=31)
+
+    app, engine = on_dpp.restarted()
     engine.sweep()
     assert on_dpp.dpp_files() == written
-
-    on_dpp.lose("other")  # looked at by the last sweep, when nothing was lost
-    now[0] = start + dt.timedelta(minutes=5)
-    engine.sweep()
+    on_dpp.lose("other")
+    engine.sweep()  # this process has looked already
     assert "alice/other/" + DATASET_FILE not in on_dpp.dpp_files()
 
     on_dpp.restarted()[1].sweep()

@@ -13,8 +13,8 @@ same however many datasets the owner has.
 
 An upload does not wait for its files to reach the disk: the database, which does, is
 the record. What a crash of the machine can lose of them (the file, or the rename, or
-the plan's metadata file) the sweep finds missing from a revision still REGISTERED and
-writes again, synced (see :meth:`DppDispatcher.sweep`).
+the plan's metadata file) the first sweep after the machine boots again finds missing
+from a revision still REGISTERED, and writes again, synced (see :class:`DppDispatcher`).
 
 Older specstores kept all of an owner's pipelines in ``<ownerid>/pipeline-spec.yaml``
 (one top-level key per dataset, DPP's own format). The first write for such an owner
@@ -65,11 +65,16 @@ SPEC_FILE = "pipeline-spec.yaml"
 LOCK_FILE = ".specstore.lock"
 TEMPORARY_FILE = ".specstore.tmp"
 LEGACY_LOCK_FILE = ".pipeline-spec.lock"
-# How long (s) a revision left LOADED, or REGISTERED with its files lost, waits before
-# the sweep takes it up: an upload or a planner may still be at it.
+# How long (s) a revision left LOADED waits before the sweep takes it up: an upload or a
+# planner may still be at it.
 LEFT_AFTER = 30
 # How much of DPP's log a revision brought up to date by reconciliation keeps.
 MAX_RECONCILED_LOG_LINES = 100
+
+
+def machine_booted() -> dt.datetime:
+    """When this machine last booted (what a crash of it lost was written before)."""
+    return dt.datetime.fromtimestamp(time.time() - time.clock_gettime(time.CLOCK_BOOTTIME), dt.UTC)
 
 
 def folder_name(name: str) -> str:
@@ -439,10 +444,9 @@ class DppDispatcher:
     * hands over again, its files synced, a revision waiting for DPP (REGISTERED) whose
       pipeline file or plan is not on the disk as its upload left them: an upload does
       not wait for them to reach it, so a crash of the machine can lose them, and DPP
-      would never run it. A crash of the machine restarts the process: its first sweep
-      looks at every revision waiting, and each later one at those that have come to
-      wait 30 s since the last (not at them all again, which may be many while DPP is
-      down);
+      would never run it. Only what was handed over before the machine last booted
+      (``booted``) can have been lost that way: the process's first sweep looks at those,
+      once (they may be many, should DPP be down);
     * reconciles: a revision DPP has sent no event about for ``reconcile_after`` is
       looked up on DPP's dashboard (its record of the pipeline, if it is of this
       revision) and brought to the state DPP recorded, so a hook that never arrived
@@ -479,8 +483,8 @@ class DppDispatcher:
         self._lock = threading.Lock()
         self._started = False
         self._stopping = threading.Event()
-        # Revisions waiting for DPP since before this were looked at on the disk.
-        self._on_disk_until: dt.datetime | None = None
+        self.booted = machine_booted()
+        self._lost_looked_for = False
 
     def prepare(self, ref: RevisionRef, spec: dict[str, Any]) -> Handover | None:
         """Inside the upload's transaction: a spec that carries its data package is
@@ -599,7 +603,8 @@ class DppDispatcher:
             if self._stopping.is_set():
                 return
             self._hand_over_guarded(ref, None)
-        self._hand_over_lost(left)
+        if not self._lost_looked_for:
+            self._lost_looked_for = self._hand_over_lost()
         quiet = now - dt.timedelta(seconds=self.reconcile_after)
         silent = now - dt.timedelta(seconds=self.silence_timeout)
         for ref, modified in self.registry.orphaned_since((REGISTERED, RUNNING), quiet):
@@ -617,17 +622,14 @@ class DppDispatcher:
                 ],
             )
 
-    def _hand_over_lost(self, left: dt.datetime) -> None:
-        """Hand over again the revisions waiting for DPP since before ``left`` whose files
-        are not on the disk: at the first sweep all of them, then those that have come to
-        wait since the last (a revision that could not be handed over is looked at again)."""
-        waiting = self.registry.orphaned(
-            (REGISTERED,), left, newest_only=True, changed_since=self._on_disk_until
-        )
+    def _hand_over_lost(self) -> bool:
+        """Hand over again the revisions waiting for DPP since before the machine booted
+        whose files are not on the disk: True when each of them was (False: to be looked
+        for again at the next sweep)."""
         handed_over = True
-        for ref in waiting:
+        for ref in self.registry.orphaned((REGISTERED,), self.booted, newest_only=True):
             if self._stopping.is_set():
-                return
+                return False
             if not self._on_disk(ref):
                 log.warning(
                     "%s: its pipeline file or plan is not on the disk as its upload left them "
@@ -635,8 +637,7 @@ class DppDispatcher:
                     ref.flow_id,
                 )
                 handed_over = self._hand_over_guarded(ref, None, again=True) and handed_over
-        if handed_over:
-            self._on_disk_until = left
+        return handed_over
 
     def _on_disk(self, ref: RevisionRef) -> bool:
         """Whether what DPP needs to run ``ref`` is where its handover wrote it: its
