@@ -605,8 +605,14 @@ class DppDispatcher:
             self._hand_over_guarded(ref, None)
         if not self._lost_looked_for:
             self._lost_looked_for = self._hand_over_lost()
-        quiet = now - dt.timedelta(seconds=self.reconcile_after)
         silent = now - dt.timedelta(seconds=self.silence_timeout)
+        # Without a dashboard to reconcile with, only the silence timeout acts: what has
+        # not been silent that long is not read (there may be thousands waiting).
+        quiet = (
+            now - dt.timedelta(seconds=self.reconcile_after)
+            if self.dashboard is not None
+            else silent
+        )
         for ref, modified in self.registry.orphaned_since((REGISTERED, RUNNING), quiet):
             if self._stopping.is_set():
                 return
