@@ -11,6 +11,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -18,7 +19,7 @@ from datapackage_pipelines_specstore.steps import PLANS_DIR
 from sqlalchemy import event, select, text, update
 
 from specstore.models import Revision
-from specstore.pipelines.dpp import DATASET_FILE, LOCK_FILE
+from specstore.pipelines.dpp import DATASET_FILE, LOCK_FILE, machine_booted
 from specstore.registry import Registry
 from tests.conftest import database_of, stored_datasets, stored_revisions, upload
 from tests.support.pipelines import (
@@ -425,3 +426,14 @@ def test_what_was_handed_over_before_the_machine_booted_is_looked_at_once_per_pr
     on_dpp.restarted()[1].sweep()
     assert on_dpp.dpp_files() == written
     assert [state for *_, state in stored_revisions(app)] == ["REGISTERED", "REGISTERED"]
+
+
+def test_the_machines_boot_is_when_it_last_started_or_now_where_the_system_does_not_say(
+    monkeypatch,
+):
+    now = dt.datetime.now(dt.UTC)
+    booted = machine_booted()
+    up = Path("/proc/uptime").read_text().split()[0]
+    assert abs((now - booted).total_seconds() - float(up)) < 5
+    monkeypatch.delattr(time, "CLOCK_BOOTTIME")
+    assert abs((machine_booted() - dt.datetime.now(dt.UTC)).total_seconds()) < 1

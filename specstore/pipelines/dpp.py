@@ -73,8 +73,11 @@ MAX_RECONCILED_LOG_LINES = 100
 
 
 def machine_booted() -> dt.datetime:
-    """When this machine last booted (what a crash of it lost was written before)."""
-    return dt.datetime.fromtimestamp(time.time() - time.clock_gettime(time.CLOCK_BOOTTIME), dt.UTC)
+    """When this machine last booted (what a crash of it lost was written before); where
+    the system does not say (CLOCK_BOOTTIME is Linux's), now: all that came before."""
+    clock = getattr(time, "CLOCK_BOOTTIME", None)
+    up = time.clock_gettime(clock) if clock is not None else 0.0
+    return dt.datetime.fromtimestamp(time.time() - up, dt.UTC)
 
 
 def folder_name(name: str) -> str:
