@@ -447,7 +447,7 @@ def _record_handover(
     ref: RevisionRef,
     handover: Handover,
     now: dt.datetime,
-    from_state: str = LOADED,
+    from_state: str,
 ) -> bool:
     """Move revision ``ref`` on from ``from_state`` as ``handover`` says, and the dataset's
     last change to now; False when it was not in that state (nothing changes)."""
