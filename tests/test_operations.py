@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -14,6 +16,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from specstore.db import Database
+from specstore.operations import _new_request_id
 from tests.conftest import HOOK_TOKEN, empty_tables, make_spec, post_event, upload
 from tests.support.net import FakeAuthService, free_port
 
@@ -94,12 +97,17 @@ def test_one_json_log_line_per_request_with_a_request_id(client, keypair, caplog
     response = client.get("/source/alice/gdp/status", headers={"X-Request-ID": "abc-123"})
     assert response.headers["X-Request-ID"] == "abc-123"
 
+    third = client.get("/source/alice/gdp/status")
+
     lines = _access_lines(caplog)
-    assert len(lines) == 2
-    first, second = lines
+    assert len(lines) == 3
+    first, second, last = lines
     assert first["method"] == "POST" and first["route"] == "/source/upload"
     assert first["status"] == 200 and first["duration_ms"] >= 0
-    assert len(first["request_id"]) == 32  # made up when the client sends none
+    # Made up when the client sends none: 32 hex digits, one per request, sent back too.
+    made_up = [first["request_id"], last["request_id"]]
+    assert all(re.fullmatch("[0-9a-f]{32}", made) for made in made_up)
+    assert made_up[0] != made_up[1] and third.headers["X-Request-ID"] == made_up[1]
     assert second == {
         "request_id": "abc-123",
         "method": "GET",
@@ -108,6 +116,20 @@ def test_one_json_log_line_per_request_with_a_request_id(client, keypair, caplog
         "status": 200,
         "duration_ms": second["duration_ms"],
     }
+
+
+def test_workers_forked_from_one_process_make_up_different_request_ids():
+    # gunicorn forks its workers: each must make up its own ids, not the same sequence.
+    readable, writable = os.pipe()
+    child = os.fork()
+    if child == 0:
+        os.write(writable, _new_request_id().encode())
+        os._exit(0)
+    os.waitpid(child, 0)
+    made_in_child = os.read(readable, 64).decode()
+    os.close(readable), os.close(writable)
+    assert re.fullmatch("[0-9a-f]{32}", made_in_child)
+    assert made_in_child != _new_request_id()
 
 
 def test_tokens_never_reach_the_logs(client, keypair, caplog):
