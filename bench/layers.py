@@ -95,11 +95,36 @@ def without(app, name: str) -> Iterator[None]:
         app.after_request_funcs.update(after)
 
 
+@contextlib.contextmanager
+def _replaced(module: object, name: str, stand_in: Callable[..., object]) -> Iterator[None]:
+    """``module.name`` replaced by ``stand_in`` for the block."""
+    kept = getattr(module, name)
+    setattr(module, name, stand_in)
+    try:
+        yield
+    finally:
+        setattr(module, name, kept)
+
+
+@contextlib.contextmanager
+def _no_access_line(access: logging.Logger) -> Iterator[None]:
+    access.disabled = True
+    try:
+        yield
+    finally:
+        access.disabled = False
+
+
+def _nothing(*_arguments: object) -> None:
+    return None
+
+
 def measure(url: str, datasets: int, owners: int) -> list[tuple[str, float]]:
     """(what, microseconds per status request) for the whole route and without each layer."""
     import psycopg2
     from sqlalchemy.engine import make_url
 
+    from specstore import metrics, operations
     from specstore.app import create_app
     from specstore.registry import _revision_query
 
@@ -121,11 +146,14 @@ def measure(url: str, datasets: int, owners: int) -> list[tuple[str, float]]:
 
     status(0)
     found = [("status, whole", microseconds_per_call(status))]
-    for label, name in (
-        ("without the access log line, request id and metrics", "_log_request"),
-        ("without CORS", "cors_after_request"),
+    for label, layer in (
+        ("without the access log line", _no_access_line(access)),
+        ("without the Prometheus counters", _replaced(metrics, "count_request", _nothing)),
+        ("without a request id made up", _replaced(operations, "_new_request_id", str)),
+        ("without all three (and the request's start time)", without(app, "_log_request")),
+        ("without CORS", without(app, "cors_after_request")),
     ):
-        with without(app, name):
+        with layer:
             found.append((label, microseconds_per_call(status)))
 
     service = app.extensions["specstore"]
