@@ -612,7 +612,7 @@ def main() -> int:
     ]
     for row in rows:
         cells = " | ".join(
-            f"{row[level]['rps']:,.0f} | {row[level]['p99']:.2f} | {row[level]['ratio']:.2f}"
+            f"{row[level]['rps']:,.0f} | {row[level]['p99']:.2f} | {row[level]['ratio']:.3f}"
             for level in levels
         )
         target = f">= {TARGETS[row['name']]:.2f}" if row["name"] in TARGETS else ""
@@ -647,7 +647,7 @@ def main() -> int:
         all_cpu = statistics.median(sum(run["cpu"].values()) for run in runs)
         lines.append(
             f"| {name} | {median_of(runs, 'rps'):,.0f} | {median_of(runs, 'p99'):.2f} | "
-            f"{ratio:.2f} | {all_cpu:,.0f} | {statistics.median(busy(run) for run in runs):.0%} |"
+            f"{ratio:.3f} | {all_cpu:,.0f} | {statistics.median(busy(run) for run in runs):.0%} |"
         )
     lines += [
         "",
