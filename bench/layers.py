@@ -25,6 +25,8 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
+from unittest import mock
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -96,30 +98,6 @@ def without(app, name: str) -> Iterator[None]:
         app.after_request_funcs.update(after)
 
 
-@contextlib.contextmanager
-def _replaced(module: object, name: str, stand_in: Callable[..., object]) -> Iterator[None]:
-    """``module.name`` replaced by ``stand_in`` for the block."""
-    kept = getattr(module, name)
-    setattr(module, name, stand_in)
-    try:
-        yield
-    finally:
-        setattr(module, name, kept)
-
-
-@contextlib.contextmanager
-def _no_access_line(access: logging.Logger) -> Iterator[None]:
-    access.disabled = True
-    try:
-        yield
-    finally:
-        access.disabled = False
-
-
-def _nothing(*_arguments: object) -> None:
-    return None
-
-
 def measure(url: str, datasets: int, owners: int) -> list[tuple[str, float]]:
     """(what, microseconds per status request) for the whole route and without each layer."""
     import psycopg2
@@ -148,9 +126,15 @@ def measure(url: str, datasets: int, owners: int) -> list[tuple[str, float]]:
     status(0)
     layers: list[tuple[str, Callable[[], contextlib.AbstractContextManager]]] = [
         ("status, whole", contextlib.nullcontext),
-        ("without the access log line", lambda: _no_access_line(access)),
-        ("without the Prometheus counters", lambda: _replaced(metrics, "count_request", _nothing)),
-        ("without a request id made up", lambda: _replaced(operations, "_new_request_id", str)),
+        ("without the access log line", lambda: mock.patch.object(access, "disabled", True)),
+        (
+            "without the Prometheus counters",
+            lambda: mock.patch.object(metrics, "count_request", lambda *_: None),
+        ),
+        (
+            "without a request id made up",
+            lambda: mock.patch.object(operations, "_new_request_id", str),
+        ),
         ("without all three (and the request's start time)", lambda: without(app, "_log_request")),
         ("without CORS", lambda: without(app, "cors_after_request")),
     ]
@@ -217,13 +201,15 @@ def measure(url: str, datasets: int, owners: int) -> list[tuple[str, float]]:
 UPLOADS = 400
 
 
-def upload_costs(url: str, spec_for: Callable[[str, str], dict]) -> list[tuple[str, float]]:
+def upload_costs(postgres: Any, spec_for: Callable[[str, str], dict]) -> list[tuple[str, float]]:
     """(what, microseconds per upload): an upload of a new dataset (20 owners in turn),
-    whole, then each step alone, in DPP mode on the database at ``url``, which should hold
-    nothing waiting (the first upload starts the engine's sweep in this process)."""
+    whole, then each step alone, in DPP mode, on a database of its own on ``postgres``: the
+    first upload starts the engine's sweep in this process, and it finds nothing left
+    waiting by other runs to take up meanwhile."""
     import json
 
     from specstore.app import create_app
+    from specstore.db import Database
     from specstore.events import REGISTERED
     from specstore.pipelines.dpp import DppPipelines
     from specstore.pipelines.planner import given_descriptor
@@ -231,6 +217,8 @@ def upload_costs(url: str, spec_for: Callable[[str, str], dict]) -> list[tuple[s
     from specstore.validation import parse_document, spec_validator
     from tests.support.tokens import KeyPair
 
+    url = postgres.create_database("uploads")
+    Database(url).upgrade()
     keys = KeyPair.generate()
     work = Path(tempfile.mkdtemp(prefix="specstore-layers-"))
     app = create_app(
@@ -333,9 +321,7 @@ def main() -> int:
         url = postgres.create_database("layers")
         Database(url).upgrade()
         load_registry(url, 0, 10_000)
-        uploads_url = postgres.create_database("uploads")
-        Database(uploads_url).upgrade()
-        for what, micros in measure(url, 10_000, OWNERS) + upload_costs(uploads_url, spec_for):
+        for what, micros in measure(url, 10_000, OWNERS) + upload_costs(postgres, spec_for):
             print(f"{what}: {micros:,.0f} µs")
     finally:
         postgres.destroy()

@@ -586,11 +586,7 @@ def main() -> int:
             server.stop()
         servers.clear()
         costs = layers.measure(url, args.datasets, OWNERS)
-        # Uploads in a database of their own: no revision the gunicorn runs left waiting for
-        # the in-process engine's sweep to take up while they are measured.
-        uploads_url = postgres.create_database("uploads")
-        Database(uploads_url).upgrade()
-        upload_costs = layers.upload_costs(uploads_url, spec_for)
+        upload_costs = layers.upload_costs(postgres, spec_for)
     finally:
         for proxy in proxies:
             proxy.stop()

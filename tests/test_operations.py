@@ -127,7 +127,8 @@ def test_workers_forked_from_one_process_make_up_different_request_ids():
         os._exit(0)
     os.waitpid(child, 0)
     made_in_child = os.read(readable, 64).decode()
-    os.close(readable), os.close(writable)
+    os.close(readable)
+    os.close(writable)
     assert re.fullmatch("[0-9a-f]{32}", made_in_child)
     assert made_in_child != _new_request_id()
 
