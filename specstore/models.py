@@ -76,8 +76,15 @@ class Dataset(Base):
     __tablename__ = "datasets"
     __table_args__ = (
         UniqueConstraint("owner_id", "name", name="uq_datasets_owner_id_name"),
-        # The owner's listing: newest first, paged in SQL.
-        Index("ix_datasets_owner_id_modified", "owner_id", "modified"),
+        # The owner's listing: newest first, paged in SQL, page and count read from the
+        # index alone on PostgreSQL (it carries what they read of each dataset).
+        Index(
+            "ix_datasets_listing",
+            "owner_id",
+            "modified",
+            "id",
+            postgresql_include=["findability", "name", "last_revision"],
+        ),
         # The scheduler's question: which datasets are due.
         Index("ix_datasets_next_run", "next_run"),
     )
