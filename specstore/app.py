@@ -15,7 +15,7 @@ from datapackage_pipelines_specstore.fetch import Limits
 from flask import Flask
 from flask_cors import CORS
 
-from . import api, dashboard, operations
+from . import api, dashboard, operations, representations
 from .auth import LocalKeyPair, PublicKeySource, RemotePublicKey, StaticPublicKey, TokenVerifier
 from .config import ConfigError, Settings, configure
 from .db import Database
@@ -208,9 +208,9 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
         settings = configure({}, **{**settings.__dict__, **overrides})
     components = build(settings)
     app = Flask(__name__)
+    app.json = representations.JSONProvider(app)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_content_length
     app.config["BODY_TIMEOUT"] = settings.body_timeout
-    app.json.sort_keys = False
     app.extensions["specstore"] = components.service
     app.extensions["specstore.components"] = components
     CORS(

@@ -120,6 +120,34 @@ def test_events_are_recorded_whatever_their_text_holds(client, uploaded, text):
     assert info["stats"] == {shown: shown}
 
 
+def test_the_answers_carry_every_json_value_an_event_brought(client, uploaded):
+    """status and info give back what the events held: text beyond ASCII, sent as UTF-8;
+    integers past 64 bits (which the fast encoder refuses, so Flask's encodes that
+    answer, as UTF-8 too), floats."""
+    line = "load: Zoë ✓ 数据"
+    progress = {"pipeline_id": "./alice/gdp", "event": "progress", "log": [line]}
+    assert post_event(client, progress).status_code == 200
+    response = client.get("/source/alice/gdp/status")
+    assert json.loads(response.data)["logs"] == [line]
+    assert line.encode() in response.data
+
+    stats = {
+        "count_of_rows": 2**70,
+        "negative": -(2**63) - 1,
+        "mean": 0.1,
+        "dataset_name": "Zoë ✓ 数据",
+        "nested": {"": [None, True, []]},
+    }
+    finish = {"pipeline_id": "./alice/gdp", "event": "finish", "success": True, "stats": stats}
+    assert post_event(client, finish).status_code == 200
+    for path in ("/source/alice/gdp/status", "/source/alice/gdp/info"):
+        response = client.get(path)
+        assert response.status_code == 200
+        assert response.mimetype == "application/json"
+        assert json.loads(response.data)["stats"] == stats
+        assert "Zoë ✓ 数据".encode() in response.data
+
+
 @pytest.mark.parametrize(
     "payload",
     [
