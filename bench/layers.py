@@ -2,7 +2,8 @@
 directly: no HTTP, no gunicorn), on a throw-away PostgreSQL.
 
 * ``status``, whole and with one layer taken off at a time (a layer's cost is what the
-  route saves without it), then its query as the registry runs it (compiled once, on
+  route saves without it), a listing of 50 whole and its answer encoded by the app's JSON
+  provider and by Flask's own, then the status query as the registry runs it (compiled once, on
   the driver's cursor), through SQLAlchemy's execute, and by psycopg2 alone, the
   floor's way. Metrics are kept as under gunicorn (prometheus-client's
   multi-process files), the access log written to a file as gunicorn's standard error.
@@ -99,11 +100,13 @@ def without(app, name: str) -> Iterator[None]:
 
 
 def measure(url: str, datasets: int, owners: int) -> list[tuple[str, float]]:
-    """(what, microseconds per status request) for the whole route and without each layer."""
+    """(what, microseconds per request): status whole and without each layer, the listing,
+    and the status query three ways."""
     import psycopg2
+    from flask.json.provider import DefaultJSONProvider
     from sqlalchemy.engine import make_url
 
-    from specstore import metrics, operations
+    from specstore import metrics, operations, representations
     from specstore.app import create_app
     from specstore.registry import _revision_query
 
@@ -150,6 +153,25 @@ def measure(url: str, datasets: int, owners: int) -> list[tuple[str, float]]:
     found = [(label, statistics.median(rounds[label])) for label, _ in layers]
 
     service = app.extensions["specstore"]
+
+    def listing(index: int) -> None:
+        environ = _environ(f"/source/owner-{index % owners}")
+        environ["QUERY_STRING"] = "limit=50"
+        body = app(environ, lambda status, headers: None)
+        b"".join(body)
+        body.close()
+
+    found.append(("listing of 50, whole", microseconds_per_call(listing)))
+    page = representations.listing(service.registry.list_datasets("owner-0", False, 50, 0))
+    flasks = DefaultJSONProvider(app)
+    flasks.sort_keys = False
+    for label, provider in (("orjson, the app's", app.json), ("Flask's own", flasks)):
+        found.append(
+            (
+                f"its answer encoded by {label} JSON provider",
+                microseconds_per_call(lambda _, provider=provider: provider.dumps(page)),
+            )
+        )
 
     def registry_read(index: int) -> None:
         number = index % datasets
