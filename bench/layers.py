@@ -121,10 +121,13 @@ def measure(url: str, datasets: int, owners: int) -> list[tuple[str, float]]:
         number = index % datasets
         return f"/source/owner-{number % owners}/ds-{number}/status"
 
-    def status(index: int) -> None:
-        body = app(_environ(path(index)), lambda status, headers: None)
+    def get(environ: dict) -> None:
+        body = app(environ, lambda status, headers: None)
         b"".join(body)
         body.close()
+
+    def status(index: int) -> None:
+        get(_environ(path(index)))
 
     status(0)
     layers: list[tuple[str, Callable[[], contextlib.AbstractContextManager]]] = [
@@ -155,11 +158,7 @@ def measure(url: str, datasets: int, owners: int) -> list[tuple[str, float]]:
     service = app.extensions["specstore"]
 
     def listing(index: int) -> None:
-        environ = _environ(f"/source/owner-{index % owners}")
-        environ["QUERY_STRING"] = "limit=50"
-        body = app(environ, lambda status, headers: None)
-        b"".join(body)
-        body.close()
+        get({**_environ(f"/source/owner-{index % owners}"), "QUERY_STRING": "limit=50"})
 
     found.append(("listing of 50, whole", microseconds_per_call(listing)))
     page = representations.listing(service.registry.list_datasets("owner-0", False, 50, 0))

@@ -154,7 +154,7 @@ def body_template(template: dict) -> str:
 
 def load_registry(url: str, start: int, stop: int) -> None:
     """Datasets start..stop-1 (owner-<i % OWNERS>/ds-<i>), 3 revisions each, the newest RUNNING;
-    then VACUUM ANALYZE."""
+    then VACUUM ANALYZE, again until every page is marked as seen by all."""
     engine = create_engine(url)
     now = dt.datetime.now(dt.UTC)
     batch = 2000

@@ -18,7 +18,7 @@ STATUS_LOG_LINES = 50
 
 class JSONProvider(DefaultJSONProvider):
     """Flask's JSON, the bodies encoded by orjson: a listing of 50 in about 4 µs rather
-    than 44 (``bench/layers.py``), non-ASCII characters sent as UTF-8 (by Flask's encoder
+    than 47 (``bench/layers.py``), non-ASCII characters sent as UTF-8 (by Flask's encoder
     too, which would escape them). What orjson does not encode as Flask does (dates,
     dataclasses), refuses (integers past 64 bits, lone surrogates), or a call with
     options but the compact separators orjson uses (debug mode's indenting) goes to
