@@ -33,9 +33,9 @@ $(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
 	$(BIN)/pip install --quiet -c constraints.txt -r requirements-dev.txt
 	touch $@
 
-## run: migrate the database and serve on HOST:PORT (default 127.0.0.1:5000)
+## run: migrate the database and serve on HOST:PORT (default 127.0.0.1:5000), fetching from this machine too (for the example)
 run: install
-	$(BIN)/python server.py
+	INPUT_ADDRESS_ALLOW=$${INPUT_ADDRESS_ALLOW-127.0.0.1/32} $(BIN)/python server.py
 
 ## example: with `make run` going, serve examples/datapackage on EXAMPLE_PORT (8000), upload examples/spec.yaml for it and follow it to the end
 example: install

@@ -117,11 +117,6 @@ def _raw_body() -> bytes:
     return b"".join(chunks)
 
 
-def _body() -> Any:
-    """The request body parsed as the document type it says it is."""
-    return parse_document(_raw_body(), request.mimetype)
-
-
 def _event_body() -> Any:
     """An engine's event: recorded whatever its text holds (see ``storable``)."""
     return parse_document(_raw_body(), request.mimetype, replace_unstorable=True)
@@ -148,7 +143,7 @@ def _require_media_type(accepted: frozenset[str], allow_missing: bool = False) -
 @bp.post("/upload")
 def upload() -> Any:
     _check_body(DOCUMENT_TYPES)
-    registered = service().upload(_auth_token(), _body)
+    registered = service().upload(_auth_token(), _raw_body, request.mimetype)
     return representations.uploaded(registered)
 
 
@@ -156,7 +151,8 @@ def upload() -> Any:
 def update() -> Any:
     _check_body(JSON_TYPES, allow_missing=True)
     token = request.args.get("token") or request.headers.get("X-Hook-Token")
-    outcome = service().update(token, _event_body, _revision_argument())
+    dataset = request.args.get("dataset")
+    outcome = service().update(token, _event_body, dataset, _revision_argument())
     return representations.updated(outcome)
 
 
@@ -252,7 +248,8 @@ def _http_error(error: HTTPException) -> tuple[Response, int]:
 
 
 def _unexpected_error(error: Exception) -> tuple[Response, int]:
-    log.exception("unhandled error on %s %s", request.method, request.path)
+    # The path as a quoted literal: what a client sent never makes lines of its own.
+    log.exception("unhandled error on %s %r", request.method, request.path)
     return _error_response(500, ["internal error"])
 
 

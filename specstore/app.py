@@ -7,7 +7,6 @@ request, the auth service's key when the first token has to be checked.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +18,7 @@ from . import api, dashboard, operations, representations
 from .auth import LocalKeyPair, PublicKeySource, RemotePublicKey, StaticPublicKey, TokenVerifier
 from .config import ConfigError, Settings, configure
 from .db import Database
+from .hooks import HookCredentials
 from .http_client import HttpClient
 from .installation import InstallationValues
 from .pipelines.dpp import DppDashboard, DppDispatcher, DppPipelines
@@ -26,9 +26,9 @@ from .pipelines.planner import OutputLayout, Planner
 from .pipelines.reports import Reports
 from .pipelines.runner import EmbeddedRunner
 from .pipelines.scheduler import Scheduler
-from .registry import Registry
+from .registry import Registry, RevisionRef
 from .service import SourceService
-from .throttle import UploadThrottle
+from .throttle import SpecBytesThrottle, UploadThrottle
 from .validation import spec_validator
 
 Engine = DppDispatcher | EmbeddedRunner
@@ -47,8 +47,9 @@ class Components:
     engine: Engine | None
     scheduler: Scheduler | None
 
-    def hook_token(self) -> str:
-        return _hook_token_source(self.settings, self.installation)()
+    @property
+    def hooks(self) -> HookCredentials:
+        return self.service.hooks
 
     def start_engine(self) -> None:
         """Start running pipelines (and pick up what a stopped server left behind), and
@@ -100,10 +101,15 @@ def _key_source(settings: Settings, installation: InstallationValues) -> PublicK
     return LocalKeyPair(installation)
 
 
-def _hook_token_source(settings: Settings, installation: InstallationValues) -> Callable[[], str]:
-    """HOOK_TOKEN when set, else the token the installation made for itself."""
-    configured = settings.hook_token
-    return (lambda: configured) if configured else installation.hook_token
+def _hook_credentials(settings: Settings, installation: InstallationValues) -> HookCredentials:
+    """Credentials derived from HOOK_SECRET when set, else from the secret the installation
+    made for itself; the old single token taken meanwhile is HOOK_TOKEN when set, else the
+    one an older release made for the installation, if it did."""
+    secret, legacy = settings.hook_secret, settings.hook_token
+    return HookCredentials(
+        (lambda: secret) if secret else installation.hook_secret,
+        (lambda: legacy) if legacy else installation.legacy_hook_token,
+    )
 
 
 def _engine(
@@ -111,7 +117,7 @@ def _engine(
     registry: Registry,
     planner: Planner,
     reports: Reports,
-    hook_token: Callable[[], str],
+    hooks: HookCredentials,
     dashboard: DppDashboard | None,
 ) -> Engine | None:
     if settings.engine_mode == "dpp":
@@ -121,8 +127,12 @@ def _engine(
             )
         public_url = settings.public_url or f"http://{settings.host}:{settings.port}/"
 
-        def hook_url(revision: int) -> str:
-            return f"{public_url}source/update?token={hook_token()}&revision={revision}"
+        def hook_url(ref: RevisionRef) -> str:
+            credential = hooks.for_revision(ref.owner_id, ref.dataset, ref.revision)
+            return (
+                f"{public_url}source/update?dataset={ref.owner_id}/{ref.dataset}"
+                f"&revision={ref.revision}&token={credential}"
+            )
 
         return DppDispatcher(
             registry,
@@ -134,6 +144,7 @@ def _engine(
             reconcile_after=settings.dpp_reconcile_after,
             dashboard=dashboard,
             backlog=settings.dpp_planning_backlog,
+            per_owner=settings.runs_per_owner,
         )
     if settings.runner_workers == 0:
         return None
@@ -146,6 +157,7 @@ def _engine(
         engines=settings.engines,
         npm_environment=settings.npm_environment(),
         lease_seconds=settings.runner_lease_seconds,
+        runs_per_owner=settings.runs_per_owner,
     )
 
 
@@ -156,6 +168,8 @@ def fetch_limits(settings: Settings) -> Limits:
         timeout=settings.download_timeout,
         max_bytes=settings.download_max_bytes,
         max_unpacked_bytes=settings.unpacked_max_bytes,
+        allow_networks=settings.input_address_allow,
+        ports=settings.input_ports,
     )
 
 
@@ -164,7 +178,7 @@ def build(settings: Settings) -> Components:
     installation = InstallationValues(database)
     keys = _key_source(settings, installation)
     registry = Registry(database)
-    hook_token = _hook_token_source(settings, installation)
+    hooks = _hook_credentials(settings, installation)
     planner = Planner(
         OutputLayout(settings.output_dir),
         settings.engine_url,
@@ -172,6 +186,8 @@ def build(settings: Settings) -> Components:
         settings.npm_registry,
         run_timeout=settings.run_timeout,
         schedule_min_interval=settings.schedule_min_interval,
+        max_resources=settings.max_resources,
+        engine_open_to=settings.engine_open_to,
     )
     reports = Reports(settings.output_dir, [settings.dpp_pipelines_dir or ""])
     dashboard = (
@@ -179,7 +195,7 @@ def build(settings: Settings) -> Components:
         if settings.dpp_url
         else None
     )
-    engine = _engine(settings, registry, planner, reports, hook_token, dashboard)
+    engine = _engine(settings, registry, planner, reports, hooks, dashboard)
     service = SourceService(
         registry=registry,
         verifier=TokenVerifier(keys, settings.auth_service, settings.auth_audience),
@@ -188,8 +204,14 @@ def build(settings: Settings) -> Components:
             if settings.upload_rate_limit
             else None
         ),
+        spec_bytes=(
+            SpecBytesThrottle(settings.spec_bytes_limit, settings.rate_limit_storage_uri)
+            if settings.spec_bytes_limit
+            else None
+        ),
+        schedules_per_owner=settings.schedules_per_owner,
         spec_validator=spec_validator(),
-        hook_token=hook_token,
+        hooks=hooks,
         planner=planner,
         reports=reports,
         engine=engine,

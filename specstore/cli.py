@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 import requests
+from datapackage_pipelines_specstore.redaction import redact_query
 from flask import Flask
 from werkzeug.serving import WSGIRequestHandler
 
@@ -17,7 +18,7 @@ from .app import build, create_app
 from .auth import LocalKeyPair, issue_token
 from .config import ConfigError, configure
 from .errors import BadRequest
-from .redaction import redact_query
+from .installation import HOOK_TOKEN
 from .validation import DOCUMENT_TYPES, parse_document, spec_validator
 
 
@@ -58,11 +59,34 @@ def token(userid: str, service: str | None) -> None:
 
 
 @main.command("hook-token")
-def hook_token() -> None:
-    """Print the token the pipeline engine must send to /source/update."""
+@click.argument("dataset", metavar="OWNERID/DATASET", required=False)
+@click.argument("revision", type=click.IntRange(min=1), required=False)
+@click.option(
+    "--retire",
+    is_flag=True,
+    help="Forget the single hook token an older release made for this installation.",
+)
+def hook_token(dataset: str | None, revision: int | None, retire: bool) -> None:
+    """Print the credential an engine sends to /source/update with events of REVISION
+    of OWNERID/DATASET (the hook URLs written into pipelines carry it).
+
+    With --retire, stop taking the single token older releases used for every event:
+    once no revision handed over before the upgrade is still waiting.
+    """
     components = _components()
     components.database.upgrade()
-    click.echo(components.hook_token())
+    if retire:
+        if dataset or revision:
+            raise click.UsageError("--retire takes no OWNERID/DATASET or REVISION")
+        forgot = components.installation.forget(HOOK_TOKEN)
+        click.echo("the old hook token is retired" if forgot else "there was no old hook token")
+        if components.settings.hook_token:
+            click.echo("HOOK_TOKEN is still set: unset it to retire it too", err=True)
+        return
+    owner_id, slash, name = (dataset or "").partition("/")
+    if not slash or not owner_id or not name or "/" in name or revision is None:
+        raise click.UsageError("give OWNERID/DATASET and REVISION")
+    click.echo(components.hooks.for_revision(owner_id, name, revision))
 
 
 _SUFFIX_TYPES = {
@@ -247,7 +271,8 @@ def _fail(messages: list[str]) -> None:
     "--redis-host",
     default="127.0.0.83",
     show_default=True,
-    help="The loopback address Redis listens on (port 6379: DPP uses no other).",
+    help="The loopback address Redis listens on (port 6379: DPP uses no other); it asks "
+    "for a password made for each start.",
 )
 @click.option("--dashboard-port", default=5050, show_default=True, help="The dashboard's port.")
 def dpp_serve(venv: Path, root: Path, workers: int, redis_host: str, dashboard_port: int) -> None:
@@ -261,14 +286,17 @@ def dpp_serve(venv: Path, root: Path, workers: int, redis_host: str, dashboard_p
     settings = configure()
     environment = {f"ENGINE_{name}": url for name, url in settings.engines.items()}
     environment.update(settings.npm_environment())
-    stack = DppStack(
-        venv=venv.resolve(),
-        root=root.resolve(),
-        workers=workers,
-        redis_host=redis_host,
-        dashboard_port=dashboard_port,
-        environment=environment,
-    )
+    try:
+        stack = DppStack(
+            venv=venv.resolve(),
+            root=root.resolve(),
+            workers=workers,
+            redis_host=redis_host,
+            dashboard_port=dashboard_port,
+            environment=environment,
+        )
+    except StackError as exc:
+        raise click.ClickException(str(exc)) from exc
     try:
         stack.start()
     except StackError as exc:

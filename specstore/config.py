@@ -12,12 +12,16 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from datapackage_pipelines_specstore.fetch import parse_networks, parse_ports
 from datapackage_pipelines_specstore.steps import sqlalchemy_url
 from limits import parse_many
+from sqlalchemy.engine import make_url
 
 from .db import database_url
+from .throttle import parse_byte_rates
 
 DEFAULT_DATABASE_URL = "sqlite:///specstore.db"
 # Large enough for a data package descriptor with its README inlined, as the DataHub
@@ -62,7 +66,11 @@ class Settings:
     dpp_url: str | None = None
     dpp_pipelines_dir: str | None = None
     public_url: str | None = None
-    hook_token: str | None = None
+    # The key each revision's hook credential is derived from (None: the installation's
+    # own, made once and kept in the database).
+    hook_secret: str | None = field(default=None, repr=False)
+    # The single hook token of older releases, still taken during an upgrade (None: not).
+    hook_token: str | None = field(default=None, repr=False)
     output_dir: str = "./output"
     max_content_length: int = DEFAULT_MAX_CONTENT_LENGTH
     # Seconds a request body may take to arrive, in all (well under gunicorn's timeout).
@@ -80,6 +88,12 @@ class Settings:
     # Which hosts inputs may be fetched from (shell-style patterns; empty: any host),
     # and how much and for how long one download may take.
     input_url_allow: tuple[str, ...] = ()
+    # Networks inputs may be fetched from although they are not public (loopback,
+    # private...: refused otherwise), and the ports a URL may name (empty: any).
+    input_address_allow: tuple[str, ...] = ()
+    input_ports: tuple[str, ...] = ()
+    # How many resources a data package may have (a carried descriptor, or one fetched).
+    max_resources: int = 1000
     download_max_bytes: int = 100 * 1024 * 1024
     download_timeout: float = 60.0
     # How many bytes an archive (zip, xlsx, ods, gzip) may unpack to.
@@ -95,11 +109,19 @@ class Settings:
     dpp_planning_backlog: int = 64
     # The shortest interval a spec's schedule may ask for, in seconds.
     schedule_min_interval: float = 600.0
+    # Per owner, across every process: runs at once (the embedded runner's; on DPP, its
+    # planners'), datasets with a schedule, and bytes of specs stored (rates such as
+    # "64MiB/hour"; None: no limit). 0: no limit.
+    runs_per_owner: int = 1
+    schedules_per_owner: int = 10
+    spec_bytes_limit: str | None = "64MiB/hour;256MiB/day"
     # Uploads per user (e.g. "120/minute"; None: no limit), counted in this storage.
     upload_rate_limit: str | None = "120/minute"
     rate_limit_storage_uri: str = "memory://"
-    # Named database connections for `rdbms` outputs: ENGINE_<NAME>=<SQLAlchemy URL>.
-    engines: Mapping[str, str] = field(default_factory=dict)
+    # Named database connections for `rdbms` outputs: ENGINE_<NAME>=<SQLAlchemy URL>,
+    # and the owners each is open to (ENGINE_<NAME>_OWNERS; none named: every owner).
+    engines: Mapping[str, str] = field(default_factory=dict, repr=False)
+    engine_owners: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     # Named npm registries for `npm` outputs (see NpmRegistry).
     npm_registries: Mapping[str, NpmRegistry] = field(default_factory=dict)
 
@@ -111,6 +133,11 @@ class Settings:
     def engine_url(self, name: str) -> str | None:
         """The connection URL configured as ENGINE_<NAME> (names are case-insensitive)."""
         return self.engines.get(name.upper())
+
+    def engine_open_to(self, name: str, owner_id: str) -> bool:
+        """Whether ``owner_id``'s outputs may write into the connection ENGINE_<NAME>."""
+        owners = self.engine_owners.get(name.upper())
+        return not owners or owner_id in owners
 
     def npm_registry(self, name: str) -> NpmRegistry | None:
         """The npm credentials configured as NPM_<NAME>_* (names are case-insensitive)."""
@@ -215,6 +242,26 @@ def _rate(value: str) -> str | None:
     return value
 
 
+def _byte_rate(value: str) -> str | None:
+    value = value.strip()
+    if value.lower() in ("", "off", "none"):
+        return None
+    parse_byte_rates(value)  # raises ValueError when it is not a rate such as 64MiB/hour
+    return value
+
+
+def _networks(value: str) -> tuple[str, ...]:
+    networks = _list(value)
+    parse_networks(networks)  # raises ValueError naming what is not a network
+    return networks
+
+
+def _ports(value: str) -> tuple[str, ...]:
+    ports = _list(value)
+    parse_ports(ports)  # raises ValueError naming what is not a port or a range
+    return ports
+
+
 # Environment variable -> (Settings field, coercer).
 _VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "DATABASE_URL": ("database_url", lambda value: database_url(value.strip())),
@@ -228,6 +275,7 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "DPP_URL": ("dpp_url", _url_base),
     "DPP_PIPELINES_DIR": ("dpp_pipelines_dir", _text),
     "PUBLIC_URL": ("public_url", _url_base),
+    "HOOK_SECRET": ("hook_secret", _text),
     "HOOK_TOKEN": ("hook_token", _text),
     "OUTPUT_DIR": ("output_dir", str.strip),
     "MAX_CONTENT_LENGTH": ("max_content_length", _positive_int),
@@ -237,6 +285,12 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "PORT": ("port", _port),
     "RUNNER_WORKERS": ("runner_workers", _count),
     "INPUT_URL_ALLOW": ("input_url_allow", _host_patterns),
+    "INPUT_ADDRESS_ALLOW": ("input_address_allow", _networks),
+    "INPUT_PORTS": ("input_ports", _ports),
+    "MAX_RESOURCES": ("max_resources", _positive_int),
+    "RUNS_PER_OWNER": ("runs_per_owner", _count),
+    "SCHEDULES_PER_OWNER": ("schedules_per_owner", _count),
+    "SPEC_BYTES_LIMIT": ("spec_bytes_limit", _byte_rate),
     "DOWNLOAD_MAX_BYTES": ("download_max_bytes", _positive_int),
     "DOWNLOAD_TIMEOUT": ("download_timeout", _positive_float),
     "UNPACKED_MAX_BYTES": ("unpacked_max_bytes", _positive_int),
@@ -252,6 +306,8 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
 }
 
 ENGINE_PREFIX = "ENGINE_"
+# ENGINE_<NAME>_OWNERS: the owners a connection is open to, not a connection.
+ENGINE_OWNERS_SUFFIX = "_OWNERS"
 _ENGINE_NAME = re.compile(r"^[A-Z0-9_]{1,64}$")
 
 _NPM_VARIABLE = re.compile(r"^NPM_(?P<name>[A-Z0-9_]+?)_(?P<part>REGISTRY|TOKEN|SCOPE)$")
@@ -276,19 +332,66 @@ def configure(environ: Mapping[str, str] | None = None, **overrides: Any) -> Set
             values[attribute] = coerce(raw)
         except ValueError as exc:
             raise ConfigError(f"{name}={raw!r}: {exc}") from exc
-    engines = {}
-    for name, url in environ.items():
-        if name.startswith(ENGINE_PREFIX) and url.strip():
-            engine = name.removeprefix(ENGINE_PREFIX)
-            if not _ENGINE_NAME.match(engine):
-                raise ConfigError(f"{name}: connection names are letters, digits and '_'")
-            engines[engine] = sqlalchemy_url(url.strip())
-    values["engines"] = engines
+    values["engines"], values["engine_owners"] = _engines(environ)
     values["npm_registries"] = _npm_registries(environ)
     values.update(overrides)
     if not values.get("database_url", DEFAULT_DATABASE_URL):
         raise ConfigError("DATABASE_URL must not be empty")
-    return Settings(**values)
+    settings = Settings(**values)
+    _check_engines(settings)
+    return settings
+
+
+def _engines(environ: Mapping[str, str]) -> tuple[dict[str, str], dict[str, tuple[str, ...]]]:
+    """ENGINE_<NAME> connections, and ENGINE_<NAME>_OWNERS, the owners each is open to."""
+    engines: dict[str, str] = {}
+    owners: dict[str, tuple[str, ...]] = {}
+    for variable, value in environ.items():
+        if not variable.startswith(ENGINE_PREFIX) or not value.strip():
+            continue
+        name = variable.removeprefix(ENGINE_PREFIX)
+        if not _ENGINE_NAME.match(name):
+            raise ConfigError(f"{variable}: connection names are letters, digits and '_'")
+        if name.endswith(ENGINE_OWNERS_SUFFIX):
+            owners[name.removesuffix(ENGINE_OWNERS_SUFFIX)] = _list(value)
+        else:
+            engines[name] = sqlalchemy_url(value.strip())
+    for name in owners:
+        if name not in engines:
+            raise ConfigError(
+                f"{ENGINE_PREFIX}{name}{ENGINE_OWNERS_SUFFIX}: there is no {ENGINE_PREFIX}{name}"
+            )
+    return engines, owners
+
+
+def _same_database(one: str, other: str) -> bool:
+    """Whether two SQLAlchemy URLs reach the same database (drivers and credentials aside)."""
+    try:
+        first, second = make_url(one), make_url(other)
+    except ValueError:
+        return False
+    if first.get_backend_name() != second.get_backend_name():
+        return False
+    if first.get_backend_name() == "sqlite":
+        paths = [
+            str(Path(url.database).resolve()) if url.database else "" for url in (first, second)
+        ]
+        return bool(paths[0]) and paths[0] == paths[1] and first.database != ":memory:"
+    return (first.host or "localhost", first.port, first.database) == (
+        second.host or "localhost",
+        second.port,
+        second.database,
+    )
+
+
+def _check_engines(settings: Settings) -> None:
+    """No rdbms output may write into specstore's own database."""
+    for name, url in settings.engines.items():
+        if _same_database(url, settings.database_url):
+            raise ConfigError(
+                f"{ENGINE_PREFIX}{name}: it is specstore's own database (DATABASE_URL); "
+                "give rdbms outputs a database of their own"
+            )
 
 
 def _npm_registries(environ: Mapping[str, str]) -> dict[str, NpmRegistry]:

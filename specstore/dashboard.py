@@ -39,8 +39,9 @@ def index() -> Any:
 
 @bp.get("/datasets/<owner_id>/<dataset>")
 def dataset(owner_id: str, dataset: str) -> Any:
-    found = _service().revision(owner_id, dataset, _viewer())
-    revisions = _service().registry.revisions(owner_id, dataset)
+    viewer = _viewer()
+    found = _service().revision(owner_id, dataset, viewer)
+    revisions = _service().revisions(found, viewer)
     revision = found.revision
     pipelines = {
         pipeline_id: _service().shown_pipeline(found, details)

@@ -8,11 +8,13 @@ import requests
 
 class PeerUnavailable(Exception):
     """The other service did not answer in time, or did not answer 2xx (``status``: the
-    status it answered with; None when it did not answer)."""
+    status it answered with; None when it did not answer). ``reached``: whether it took
+    the connection (False: nothing answers there at all)."""
 
-    def __init__(self, message: str, status: int | None = None) -> None:
+    def __init__(self, message: str, status: int | None = None, reached: bool = True) -> None:
         super().__init__(message)
         self.status = status
+        self.reached = reached
 
 
 class HttpClient:
@@ -33,7 +35,12 @@ class HttpClient:
         try:
             response = self._session.get(url, timeout=self.timeout)
         except requests.RequestException as exc:
-            raise PeerUnavailable(f"GET {url} failed ({exc.__class__.__name__})") from exc
+            reached = not isinstance(exc, requests.ConnectionError) or isinstance(
+                exc, requests.ReadTimeout
+            )
+            raise PeerUnavailable(
+                f"GET {url} failed ({exc.__class__.__name__})", reached=reached
+            ) from exc
         if not response.ok:
             status = response.status_code
             raise PeerUnavailable(f"GET {url} answered {status}", status)

@@ -12,12 +12,15 @@ from collections.abc import Callable
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from .db import Database, insert_if_absent
 from .models import Setting
 
-HOOK_TOKEN = "hook_token"  # noqa: S105 - the setting's name, not a secret
+# The settings' names, not secrets. ``hook_token`` is the single hook token older
+# releases made; ``hook_secret`` the key each revision's hook credential is derived from.
+HOOK_TOKEN = "hook_token"  # noqa: S105
+HOOK_SECRET = "hook_secret"  # noqa: S105
 LOCAL_PRIVATE_KEY = "local_private_key"
 
 
@@ -34,6 +37,7 @@ class InstallationValues:
     def __init__(self, database: Database) -> None:
         self._database = database
         self._cache: dict[str, str] = {}
+        self._found: dict[str, str | None] = {}
 
     def get_or_create(self, name: str, make: Callable[[], str]) -> str:
         if name not in self._cache:
@@ -47,8 +51,29 @@ class InstallationValues:
             self._cache[name] = value
         return self._cache[name]
 
-    def hook_token(self) -> str:
-        return self.get_or_create(HOOK_TOKEN, lambda: secrets.token_urlsafe(32))
+    def get(self, name: str) -> str | None:
+        """The value ``name``, if the installation has made one (None: it has not),
+        read once per process: nothing makes one of these later."""
+        if name not in self._found:
+            with self._database.transaction() as session:
+                self._found[name] = session.scalar(
+                    select(Setting.value).where(Setting.name == name)
+                )
+        return self._found[name]
+
+    def forget(self, name: str) -> bool:
+        """Remove the value ``name``; whether there was one."""
+        self._cache.pop(name, None)
+        self._found.pop(name, None)
+        with self._database.transaction(write=True) as session:
+            return session.execute(delete(Setting).where(Setting.name == name)).rowcount > 0
+
+    def hook_secret(self) -> str:
+        return self.get_or_create(HOOK_SECRET, lambda: secrets.token_urlsafe(32))
+
+    def legacy_hook_token(self) -> str | None:
+        """The single hook token an older release made for this installation, if it did."""
+        return self.get(HOOK_TOKEN)
 
     def local_private_key_pem(self) -> str:
         return self.get_or_create(LOCAL_PRIVATE_KEY, new_private_key_pem)

@@ -119,7 +119,10 @@ class Revision(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"))
     revision: Mapped[int] = mapped_column(Integer)
-    spec: Mapped[dict[str, Any]] = mapped_column(JSONDocument)
+    # The spec; NULL for a scheduled revision, which has the spec of revision
+    # ``spec_from`` of its dataset (the upload it repeats) rather than a copy.
+    spec: Mapped[dict[str, Any] | None] = mapped_column(JSONDocument, nullable=True)
+    spec_from: Mapped[int | None] = mapped_column(Integer, nullable=True)
     # Who may see this revision: its spec's, kept whatever later revisions say.
     findability: Mapped[str] = mapped_column(String(16))
     # What made it: "upload", or "scheduled" (its dataset's schedule came due).

@@ -26,9 +26,11 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
 
 from .db import Database, every, execute, first, first_after_commit, labels
-from .errors import NotFound
+from .errors import InvalidSpec, NotFound
 from .events import (
     FAILED,
     FINAL_STATES,
@@ -102,6 +104,15 @@ class Handover:
 # ref it is given has no row id yet: UNSTORED.
 UNSTORED = 0
 Prepare = Callable[[RevisionRef, dict[str, Any]], Handover | None]
+
+
+class MissingRevision(NotFound):
+    """The dataset is there, the revision asked for is not; ``dataset``: the dataset's
+    columns as read."""
+
+    def __init__(self, message: str, dataset: SimpleNamespace) -> None:
+        super().__init__(message)
+        self.dataset = dataset
 
 
 @dataclass(frozen=True)
@@ -179,6 +190,10 @@ REVISION_COLUMNS = (
 # The spec, read as the JSON text the database keeps: the answers that show it send that
 # text as it is (see ``representations.with_members``), neither decoded nor encoded again.
 SPEC_TEXT = "spec_text"
+# The spec without what its input carries (the data package and the resource mapping,
+# which ``spec_text`` holds): how ``info`` shows it as its ``source``, so that a large
+# spec is not sent twice.
+SOURCE_TEXT = "source_text"
 # The dataset's main pipeline (see ``pipeline_id``), read as JSON text too: ``info``
 # shows it cleaned in the text (see ``Reports.json_text``).
 MAIN_PIPELINE_TEXT = "main_pipeline_text"
@@ -220,13 +235,47 @@ VIEWS = {
     # Every column of the revision but its row id, the spec and main pipeline as text.
     "info": (
         (*DATASET_KEY, "last_success"),
-        (*REVISION_COLUMNS[1:], SPEC_TEXT, MAIN_PIPELINE_TEXT),
+        (*REVISION_COLUMNS[1:], SPEC_TEXT, SOURCE_TEXT, MAIN_PIPELINE_TEXT),
     ),
     "full": (DATASET_COLUMNS, REVISION_COLUMNS + REVISION_DOCUMENTS),
 }
 # The listing's columns, in ListedDataset's order: the datasets', then the revisions'.
 LISTED_DATASET = ListedDataset._fields[:3]
 LISTED_REVISION = ListedDataset._fields[3:]
+
+
+def _spec(revisions: Any) -> Any:
+    """A revision's spec: its own, else (a scheduled revision) that of the revision it
+    repeats, read only then."""
+    origin = Revision.__table__.alias("origin")
+    shared = (
+        select(origin.c.spec)
+        .where(
+            origin.c.dataset_id == revisions.c.dataset_id,
+            origin.c.revision == revisions.c.spec_from,
+        )
+        .scalar_subquery()
+    )
+    return func.coalesce(revisions.c.spec, shared, type_=revisions.c.spec.type)
+
+
+class WithoutInputParameters(FunctionElement[str]):
+    """A spec document as JSON text, without its input's ``parameters``."""
+
+    type = Text()
+    inherit_cache = True
+
+
+@compiles(WithoutInputParameters, "postgresql")
+def _without_parameters_postgresql(element: Any, compiler: Any, **kw: Any) -> str:
+    spec = compiler.process(element.clauses, **kw)
+    return f"CAST(({spec} #- '{{inputs,0,parameters}}') AS TEXT)"
+
+
+@compiles(WithoutInputParameters, "sqlite")
+def _without_parameters_sqlite(element: Any, compiler: Any, **kw: Any) -> str:
+    spec = compiler.process(element.clauses, **kw)
+    return f"json_remove({spec}, '$.inputs[0].parameters')"
 
 
 @functools.cache
@@ -248,7 +297,9 @@ def _labelled(model: type[Dataset] | type[Revision], names: tuple[str, ...]) -> 
 
 def _column(table: Any, name: str) -> Any:
     if name == SPEC_TEXT:
-        return cast(table.c.spec, Text)
+        return cast(_spec(table), Text)
+    if name == SOURCE_TEXT:
+        return WithoutInputParameters(_spec(table))
     if name == MAIN_PIPELINE_TEXT:
         # The key bound as ``main_id`` (see Registry.revision); the index's own type makes
         # it a JSON path on SQLite. No such pipeline: NULL (PostgreSQL), 'null' (SQLite).
@@ -311,18 +362,24 @@ def _findability_query() -> Select[Any]:
 @functools.cache
 def _revision_query(kind: str, view: str) -> Select[Any]:
     """The statement that reads one revision, built once per kind and view: its
-    parameters are bound at execution, so SQLAlchemy compiles it once per process too."""
+    parameters are bound at execution, so SQLAlchemy compiles it once per process too.
+
+    A numbered or the successful revision is joined to its dataset from the outside: a
+    dataset without it is a row whose revision's columns are all NULL, so that one
+    statement tells a missing revision from a missing dataset (the newest revision is
+    there whenever its dataset is)."""
     dataset_columns, revision_columns = VIEWS[view]
-    query = (
-        select(*_labelled(Dataset, dataset_columns), *_labelled(Revision, revision_columns))
-        .join(Revision, Revision.dataset_id == Dataset.id)
-        .where(Dataset.owner_id == bindparam("owner_id"), Dataset.name == bindparam("name"))
-    )
+    query = select(
+        *_labelled(Dataset, dataset_columns), *_labelled(Revision, revision_columns)
+    ).where(Dataset.owner_id == bindparam("owner_id"), Dataset.name == bindparam("name"))
+    of_dataset = Revision.dataset_id == Dataset.id
     if kind == "latest":
-        return query.where(Revision.revision == Dataset.last_revision)
+        return query.join(Revision, of_dataset & (Revision.revision == Dataset.last_revision))
     if kind == "successful":
-        return query.where(Revision.state == SUCCEEDED).order_by(Revision.revision.desc()).limit(1)
-    return query.where(Revision.revision == bindparam("number"))
+        succeeded = of_dataset & (Revision.state == SUCCEEDED)
+        return query.outerjoin(Revision, succeeded).order_by(Revision.revision.desc()).limit(1)
+    numbered = of_dataset & (Revision.revision == bindparam("number"))
+    return query.outerjoin(Revision, numbered)
 
 
 # The statements of the write paths are built once, their values bound at execution:
@@ -359,12 +416,16 @@ def _upsert_dataset(dialect: str) -> Any:
 
 
 @functools.cache
-def _insert_revision_statement(handed_over: tuple[str, ...] = (), superseding: bool = False) -> Any:
+def _insert_revision_statement(
+    handed_over: tuple[str, ...] = (), superseding: bool = False, shared: bool = False
+) -> Any:
     """A new revision: LOADED, or with the columns its engine's handover sets; when
     ``superseding`` (PostgreSQL only), the older revisions still waiting are ended in the
-    same statement (a CTE), one round trip fewer."""
+    same statement (a CTE), one round trip fewer. A ``shared`` one stores no spec: it
+    has another revision's (``spec_from``)."""
     revisions = Revision.__table__
-    columns = ("dataset_id", "revision", "spec", "findability", "trigger", "created")
+    spec = "spec_from" if shared else "spec"
+    columns = ("dataset_id", "revision", spec, "findability", "trigger", "created")
     values: dict[str, Any] = {"state": LOADED, "logs": [], "errors": [], "stats": {}}
     values["modified"] = bindparam("v_created", type_=revisions.c.created.type)
     values.update(_bound(revisions, columns + handed_over))
@@ -383,20 +444,23 @@ def _insert_revision(
     now: dt.datetime,
     handover: Handover | None = None,
     superseding: bool = False,
+    spec_from: int | None = None,
 ) -> Callable[[], int]:
     """Insert revision ``number`` of a dataset, LOADED or as ``handover`` says, and, when
     ``superseding``, end the older ones still waiting; what answers its row id once the
-    transaction has ended (in a pipelined one, the insert goes out with the COMMIT)."""
+    transaction has ended (in a pipelined one, the insert goes out with the COMMIT).
+    With ``spec_from``, it has that revision's spec, ``spec``, rather than a copy."""
     handed_over = _handover_values(handover, now) if handover is not None else {}
     superseded = _supersede_parameters(dataset_id, number, now) if superseding else {}
+    shared = spec_from is not None
     inserted = first_after_commit(
         connection,
-        _insert_revision_statement(tuple(handed_over), superseding),
+        _insert_revision_statement(tuple(handed_over), superseding, shared),
         {
             **superseded,
             "v_dataset_id": dataset_id,
             "v_revision": number,
-            "v_spec": spec,
+            **({"v_spec_from": spec_from} if shared else {"v_spec": spec}),
             "v_findability": spec["meta"].get("findability", PUBLISHED),
             "v_trigger": trigger,
             "v_created": now,
@@ -587,13 +651,39 @@ def _supersede_parameters(dataset_id: int, revision: int, now: dt.datetime) -> d
     }
 
 
+@functools.cache
+def _scheduled_datasets_query() -> Select[Any]:
+    return (
+        select(func.count())
+        .select_from(Dataset)
+        .where(
+            Dataset.owner_id == bindparam("owner_id"),
+            Dataset.schedule_seconds.is_not(None),
+            Dataset.name != bindparam("name"),
+        )
+    )
+
+
+def _check_schedules(connection: Connection, owner_id: str, name: str, limit: int) -> None:
+    """Refuse a schedule for ``name`` when the owner's other datasets have ``limit``."""
+    (scheduled,) = first(
+        connection, _scheduled_datasets_query(), {"owner_id": owner_id, "name": name}
+    ) or (0,)
+    if scheduled >= limit:
+        raise InvalidSpec(
+            f"schedule: {owner_id} has {limit} datasets with a schedule already, the most "
+            "this server runs for one owner (SCHEDULES_PER_OWNER): upload one of them "
+            "without its schedule first"
+        )
+
+
 class Registry:
     def __init__(self, database: Database, clock: Callable[[], dt.datetime] = utcnow) -> None:
         self.database = database
         self.clock = clock
 
     def register_revision(
-        self, spec: dict[str, Any], prepare: Prepare | None = None
+        self, spec: dict[str, Any], prepare: Prepare | None = None, schedules_per_owner: int = 0
     ) -> tuple[RevisionRef, Handover | None]:
         """Store ``spec`` (already validated) as its dataset's next revision, an upload,
         and let the engine take it (``prepare``), all in one transaction.
@@ -608,7 +698,9 @@ class Registry:
         The transaction is pipelined (:meth:`Database.pipelined`): the BEGIN goes out with
         the dataset's row, the COMMIT with the revision's, two round trips in all.
         The revision, and the engine's handover (None: the revision is LOADED, for the
-        engine to take later).
+        engine to take later). A spec with a schedule, of an owner with
+        ``schedules_per_owner`` other datasets that have one (0: no limit), is refused
+        (:class:`InvalidSpec`), in the same transaction.
         """
         meta = spec["meta"]
         owner_id, name = meta["ownerid"], meta["dataset"]
@@ -619,6 +711,8 @@ class Registry:
         handover = None
         try:
             with self.database.pipelined() as connection:
+                if seconds and schedules_per_owner:
+                    _check_schedules(connection, owner_id, name, schedules_per_owner)
                 dataset_id, number = first(
                     connection,
                     _upsert_dataset(connection.dialect.name),
@@ -691,11 +785,11 @@ class Registry:
                 .with_for_update(skip_locked=True)
             ).all()
             for dataset_id, owner_id, name, last, seconds in due:
-                spec = session.scalar(
-                    select(revisions.c.spec).where(
+                spec, spec_from = session.execute(
+                    select(_spec(revisions), func.coalesce(revisions.c.spec_from, last)).where(
                         revisions.c.dataset_id == dataset_id, revisions.c.revision == last
                     )
-                )
+                ).one()
                 number = last + 1
                 session.execute(
                     update(datasets)
@@ -707,7 +801,13 @@ class Registry:
                     )
                 )
                 row_id = _insert_revision(
-                    session.connection(), dataset_id, number, spec, SCHEDULED, now
+                    session.connection(),
+                    dataset_id,
+                    number,
+                    spec,
+                    SCHEDULED,
+                    now,
+                    spec_from=spec_from,
                 )()
                 fired.append((RevisionRef(owner_id, name, number, row_id), spec))
         return fired
@@ -781,8 +881,11 @@ class Registry:
         query = _revision_query(kind, view)
         row = self.database.read(lambda connection: first(connection, query, parameters))
         if row is None:
-            raise NotFound(f"no revision {which} of {owner_id}/{name}")
-        return DatasetRevision.from_row(row, labels(query))
+            raise NotFound(f"no dataset {owner_id}/{name}")
+        found = DatasetRevision.from_row(row, labels(query))
+        if found.revision.revision is None:
+            raise MissingRevision(f"no revision {which} of {owner_id}/{name}", found.dataset)
+        return found
 
     def findability(self, owner_id: str, name: str) -> str | None:
         """Who may see the dataset (its newest revision's findability); None: no dataset."""
@@ -830,8 +933,9 @@ class Registry:
     # -- what the engines need -------------------------------------------------------
 
     def spec_of(self, ref: RevisionRef) -> dict[str, Any]:
-        with self.database.transaction() as session:
-            return session.scalar(select(Revision.spec).where(Revision.id == ref.row_id))
+        revisions = Revision.__table__
+        query = select(_spec(revisions)).where(revisions.c.id == ref.row_id)
+        return self.database.read(lambda connection: connection.scalar(query))
 
     def superseded_by(self, ref: RevisionRef) -> int | None:
         """The dataset's newest revision number if it is newer than ``ref``, else None."""
@@ -892,15 +996,25 @@ class Registry:
 
     # -- one run of a dataset at a time ----------------------------------------------------
 
-    def claim_run(self, ref: RevisionRef, run: str, until: dt.datetime) -> tuple[bool, str | None]:
+    def claim_run(
+        self, ref: RevisionRef, run: str, until: dt.datetime, per_owner: int = 0
+    ) -> tuple[bool, str | None]:
         """Take the run lease of ``ref``'s dataset for ``run``, unless another run holds
-        it and renews it. Returns whether it was taken and, when it was taken over from
-        a run whose lease ran out, that run's process (``host:pid:start``), which the
-        caller makes sure is gone before it runs anything."""
+        it and renews it, or the owner's other datasets hold ``per_owner`` live run leases
+        already (0: no limit), whichever process or machine holds them. Returns whether it
+        was taken and, when it was taken over from a run whose lease ran out, that run's
+        process (``host:pid:start``), which the caller makes sure is gone before it runs
+        anything."""
         now = self.clock()
         with self.database.transaction(write=True) as session:
             row = session.execute(
-                select(Dataset.id, Dataset.run_owner, Dataset.run_until, Dataset.run_process)
+                select(
+                    Dataset.id,
+                    Dataset.owner_id,
+                    Dataset.run_owner,
+                    Dataset.run_until,
+                    Dataset.run_process,
+                )
                 .join(Revision, Revision.dataset_id == Dataset.id)
                 .where(Revision.id == ref.row_id)
                 .with_for_update(of=Dataset)
@@ -910,12 +1024,33 @@ class Registry:
             held = row.run_owner not in (None, run) and row.run_until is not None
             if held and row.run_until >= now:
                 return False, None
+            if per_owner and self._runs_of(session, row.owner_id, row.id, now) >= per_owner:
+                return False, None
             session.execute(
                 update(Dataset)
                 .where(Dataset.id == row.id)
                 .values(run_owner=run, run_until=until, run_process=None)
             )
             return True, (row.run_process if held else None)
+
+    @staticmethod
+    def _runs_of(session: Any, owner_id: str, besides: int, now: dt.datetime) -> int:
+        """How many of the owner's datasets but ``besides`` a live run holds. Claims of
+        one owner's runs wait for each other here (PostgreSQL: a lock on the owner, for
+        the transaction; SQLite: the write lock every claim takes), so two processes
+        never both take the owner's last place."""
+        if session.get_bind().dialect.name == "postgresql":
+            session.execute(select(func.pg_advisory_xact_lock(func.hashtext(owner_id))))
+        return session.scalar(
+            select(func.count())
+            .select_from(Dataset)
+            .where(
+                Dataset.owner_id == owner_id,
+                Dataset.id != besides,
+                Dataset.run_owner.is_not(None),
+                Dataset.run_until >= now,
+            )
+        )
 
     def note_run_process(self, run: str, process: str) -> None:
         """Record the process that runs the pipeline of the run lease ``run``."""

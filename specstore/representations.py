@@ -92,7 +92,8 @@ def status(found: DatasetRevision) -> dict[str, Any]:
 
 
 # The members of info and of a revision that hold the spec, added to their bodies as the
-# JSON text the database keeps (see ``with_members``).
+# JSON text the database keeps (see ``with_members``): the spec whole, and info's
+# ``source``, the spec without what its input carries (see ``registry.SOURCE_TEXT``).
 INFO_SPEC = ("source", "spec_contents")
 REVISION_SPEC = ("spec_contents",)
 
@@ -106,8 +107,12 @@ def with_members(text: str, members: Mapping[str, str]) -> str:
 
 
 def spec_members(found: DatasetRevision, names: tuple[str, ...]) -> dict[str, str]:
-    """The revision's spec under ``names``, as JSON text (see :func:`with_members`)."""
-    return dict.fromkeys(names, found.revision.spec_text)
+    """The revision's spec under ``names``, as JSON text (see :func:`with_members`):
+    ``source`` without what its input carries."""
+    revision = found.revision
+    return {
+        name: revision.source_text if name == "source" else revision.spec_text for name in names
+    }
 
 
 def info(found: DatasetRevision, engine_record: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -8,15 +8,16 @@ tested without Flask as easily as through it.
 
 from __future__ import annotations
 
-import hmac
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .auth import Identity, TokenVerifier
-from .errors import BadRequest, Forbidden, InvalidSpec, NotFound, Unauthorized
+from .errors import BadRequest, Forbidden, InvalidSpec, NotFound
 from .events import PipelineEvent
+from .hooks import HookCredentials
 from .pipelines.dpp import DppDashboard
 from .pipelines.planner import Planner
 from .pipelines.reports import Reports
@@ -26,11 +27,12 @@ from .registry import (
     DatasetPage,
     DatasetRevision,
     EventOutcome,
+    MissingRevision,
     Registry,
     RevisionRef,
 )
-from .throttle import UploadThrottle
-from .validation import SchemaValidator
+from .throttle import SpecBytesThrottle, UploadThrottle
+from .validation import SchemaValidator, parse_document
 
 if TYPE_CHECKING:
     from .pipelines.dpp import DppDispatcher
@@ -45,6 +47,15 @@ MAX_PAGE_SIZE = 500
 MAX_INTEGER = 2**31 - 1
 FINDABILITY_ALIASES = ("public", "publish")
 DEFAULT_PAGE_SIZE = 50
+
+
+# What an owner id or a dataset name may be (the spec's schema says the same).
+_SEGMENT = re.compile(r"(?!\.{1,2}\Z)[A-Za-z0-9._-]{1,128}")
+
+
+def is_segment(name: str) -> bool:
+    """Whether ``name`` may be an owner id or a dataset name."""
+    return _SEGMENT.fullmatch(name) is not None
 
 
 def _may_see(findability: str | None, owner_id: str, userid: str | None) -> bool:
@@ -99,12 +110,14 @@ class SourceService:
         registry: Registry,
         verifier: TokenVerifier,
         spec_validator: SchemaValidator,
-        hook_token: Callable[[], str],
+        hooks: HookCredentials,
         planner: Planner,
         reports: Reports,
         engine: Engine | None = None,
         dashboard: DppDashboard | None = None,
         throttle: UploadThrottle | None = None,
+        spec_bytes: SpecBytesThrottle | None = None,
+        schedules_per_owner: int = 0,
     ) -> None:
         self.registry = registry
         self.verifier = verifier
@@ -112,22 +125,25 @@ class SourceService:
         self.planner = planner
         self.reports = reports
         self.throttle = throttle
+        self.spec_bytes = spec_bytes
+        self.schedules_per_owner = schedules_per_owner
         self.engine = engine
         self.dashboard = dashboard
-        self._hook_token = hook_token
+        self.hooks = hooks
 
     # -- writing -------------------------------------------------------------------
 
-    def upload(self, token: str | None, parse: Callable[[], Any]) -> RevisionRef:
+    def upload(self, token: str | None, body: Callable[[], bytes], media_type: str) -> RevisionRef:
         """Verify the uploader, then parse, authorize, validate and store the spec.
 
-        ``parse`` reads the body; it is called only once the token verified,
-        so anonymous requests cost no parsing.
+        ``body`` reads the request's body; it is called only once the token verified,
+        so anonymous requests cost no reading or parsing.
         """
         identity = self.verifier.verify(token)
         if self.throttle is not None:
             self.throttle.hit(identity.userid)
-        spec = parse()
+        data = body()
+        spec = parse_document(data, media_type)
         if not isinstance(spec, dict):
             raise BadRequest("the spec must be an object")
         meta = spec.get("meta")
@@ -141,9 +157,11 @@ class SourceService:
         problems = self.planner.problems(spec)
         if problems:
             raise InvalidSpec(*problems)
+        if self.spec_bytes is not None:
+            self.spec_bytes.hit(spec["meta"]["ownerid"], len(data))
         engine = self.engine
         ref, handover = self.registry.register_revision(
-            spec, engine.prepare if engine is not None else None
+            spec, engine.prepare if engine is not None else None, self.schedules_per_owner
         )
         if engine is not None:
             try:
@@ -154,18 +172,27 @@ class SourceService:
         return ref
 
     def update(
-        self, token: str | None, parse: Callable[[], Any], revision: int | None = None
+        self,
+        token: str | None,
+        parse: Callable[[], Any],
+        dataset: str | None = None,
+        revision: int | None = None,
     ) -> EventOutcome:
-        """Record one engine event, if it carries the hook token (checked before parsing)."""
-        self.check_hook_token(token)
+        """Record one engine event, if it carries the credential of its revision (checked
+        before its body is parsed: ``dataset`` and ``revision`` from the hook URL)."""
+        owner_id, slash, name = (dataset or "").partition("/")
+        named = (owner_id, name) if slash and owner_id and name else (None, None)
+        self.hooks.check(token, *named, revision)
         event = PipelineEvent.from_payload(parse(), revision)
+        pipeline = event.pipeline
+        if named[0] is not None and (
+            (pipeline.owner_id, pipeline.dataset) != named or event.revision != revision
+        ):
+            raise Forbidden(
+                f"the hook token is for revision {revision} of {dataset}, not for this event's "
+                f"{pipeline.owner_id}/{pipeline.dataset} revision {event.revision}"
+            )
         return self.registry.apply_event(self.reports.event(event))
-
-    def check_hook_token(self, token: str | None) -> None:
-        if not token:
-            raise Unauthorized("the hook token is required (?token= or X-Hook-Token)")
-        if not hmac.compare_digest(token.encode("utf-8"), self._hook_token().encode("utf-8")):
-            raise Forbidden("the hook token is not valid")
 
     # -- reading -------------------------------------------------------------------
 
@@ -188,21 +215,25 @@ class SourceService:
         userid = viewer.userid
         if isinstance(which, int) and not 1 <= which <= MAX_INTEGER:
             raise BadRequest(f"revision: must be between 1 and {MAX_INTEGER}")
+        missing = NotFound(f"no dataset {owner_id}/{dataset}")
+        if not (is_segment(owner_id) and is_segment(dataset)):
+            raise missing  # no dataset has such a name: nothing to read
         try:
             found = self.registry.revision(owner_id, dataset, which, view)
+        except MissingRevision as exc:
+            if _may_see(exc.dataset.findability, owner_id, userid):
+                raise NotFound(f"no revision {which} of {owner_id}/{dataset}") from None
+            raise missing from None
         except NotFound:
-            found = None
-        if found is not None:
-            dataset_findability = found.dataset.findability
-            if _may_see(dataset_findability, owner_id, userid) and _may_see(
-                found.revision.findability, owner_id, userid
-            ):
-                return found
-        else:
-            dataset_findability = self.registry.findability(owner_id, dataset)
-        if which != "latest" and _may_see(dataset_findability, owner_id, userid):
-            raise NotFound(f"no revision {which} of {owner_id}/{dataset}")
-        raise NotFound(f"no dataset {owner_id}/{dataset}")
+            raise missing from None
+        if not (
+            _may_see(found.dataset.findability, owner_id, userid)
+            and _may_see(found.revision.findability, owner_id, userid)
+        ):
+            if which != "latest" and _may_see(found.dataset.findability, owner_id, userid):
+                raise NotFound(f"no revision {which} of {owner_id}/{dataset}")
+            raise missing
+        return found
 
     def engine_record(self, found: DatasetRevision) -> dict[str, Any] | None:
         """The engine's own record of the revision's run (DPP's dashboard), if it has one,
@@ -218,7 +249,14 @@ class SourceService:
         if isinstance(record.get("reason"), str):
             lines = self.reports.lines(record["reason"].splitlines(), owner_id, dataset)
             record["reason"] = "\n".join(lines)
-        return record
+        # What else it holds (its statistics name where DPP wrote the package): no server
+        # paths, no secrets, as an event's.
+        return {
+            key: value
+            if key in ("error_log", "reason")
+            else self.reports.value(value, owner_id, dataset)
+            for key, value in record.items()
+        }
 
     def shown_pipeline(self, found: DatasetRevision, pipeline: Any) -> Any:
         """A pipeline definition as users see it: paths relative to the dataset's folder,
@@ -237,5 +275,18 @@ class SourceService:
         """The owner's datasets (everyone's published ones when ``owner_id`` is None);
         private and unlisted ones only for the owner."""
         userid = viewer.userid  # a token that does not verify: 401, whoever's listing
+        if owner_id is not None and not is_segment(owner_id):
+            return DatasetPage([], 0)  # no owner has such an id: nothing to read
         include_hidden = owner_id is not None and userid == owner_id
         return self.registry.list_datasets(owner_id, include_hidden, page.limit, page.offset)
+
+    def revisions(self, found: DatasetRevision, viewer: Viewer) -> list[Any]:
+        """The dataset's revisions, newest first, that the viewer may see: the rule of
+        :meth:`revision`, so that a page listing them shows what the API answers."""
+        owner_id, dataset = found.dataset.owner_id, found.dataset.name
+        userid = viewer.userid
+        return [
+            revision
+            for revision in self.registry.revisions(owner_id, dataset)
+            if _may_see(revision.findability, owner_id, userid)
+        ]

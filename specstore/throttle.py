@@ -1,30 +1,88 @@
-"""How many uploads one user may make: counted per user (the token's ``userid``), in the
-storage ``limits`` keeps its windows in (this process's memory by default; Redis or
-memcached to count across workers and machines)."""
+"""How much one user may upload: uploads counted per user (the token's ``userid``), and
+bytes of specs stored per owner, in the storage ``limits`` keeps its windows in (this
+process's memory by default; Redis or memcached to count across workers and machines)."""
 
 from __future__ import annotations
 
 import math
+import re
 import time
 
-from limits import parse_many
+from limits import RateLimitItem, parse, parse_many
 from limits.storage import storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 
 from .errors import TooManyRequests
 
+# Byte rates are counted in KiB: ``limits`` counts in integers, and a window's count
+# must not grow past what its storage keeps.
+_UNITS = {"b": 1, "kib": 1024, "mib": 1024**2, "gib": 1024**3}
+_BYTE_RATE = re.compile(r"(?P<amount>[0-9]+)\s*(?P<unit>B|KiB|MiB|GiB)\s*(?P<per>/.+)", re.I)
 
-class UploadThrottle:
-    def __init__(self, rates: str, storage_uri: str = "memory://") -> None:
-        self.items = parse_many(rates)
+
+def parse_byte_rates(text: str) -> list[tuple[int, RateLimitItem]]:
+    """``64MiB/hour;256MiB/day`` as (bytes, the same rate in KiB); ValueError otherwise."""
+    rates = []
+    for part in text.split(";"):
+        found = _BYTE_RATE.fullmatch(part.strip())
+        if found is None:
+            raise ValueError(f"{part.strip()!r} is not a rate of bytes such as 64MiB/hour")
+        amount = int(found["amount"]) * _UNITS[found["unit"].lower()]
+        if amount < 1024:
+            raise ValueError(f"{part.strip()!r}: at least 1KiB")
+        rates.append((amount, parse(f"{amount // 1024}{found['per']}")))
+    return rates
+
+
+def _described(amount: int) -> str:
+    for unit in ("GiB", "MiB", "KiB"):
+        size = _UNITS[unit.lower()]
+        if amount % size == 0:
+            return f"{amount // size}{unit}"
+    return f"{amount}B"
+
+
+class _Limiter:
+    def __init__(self, storage_uri: str) -> None:
         self._limiter = MovingWindowRateLimiter(storage_from_string(storage_uri))
+
+    def retry_after(self, item: RateLimitItem, *identifiers: str) -> int:
+        reset = self._limiter.get_window_stats(item, *identifiers).reset_time
+        return max(1, math.ceil(reset - time.time()))
+
+
+class UploadThrottle(_Limiter):
+    def __init__(self, rates: str, storage_uri: str = "memory://") -> None:
+        super().__init__(storage_uri)
+        self.items = parse_many(rates)
 
     def hit(self, userid: str) -> None:
         """Count one upload of ``userid``; :class:`TooManyRequests` past any of the rates."""
         for item in self.items:
             if not self._limiter.hit(item, "upload", userid):
-                reset = self._limiter.get_window_stats(item, "upload", userid).reset_time
                 raise TooManyRequests(
                     f"too many uploads: at most {item} for one user, try again later",
-                    retry_after=max(1, math.ceil(reset - time.time())),
+                    retry_after=self.retry_after(item, "upload", userid),
                 )
+
+
+class SpecBytesThrottle(_Limiter):
+    """Bytes of specs one owner may have stored, per window (``SPEC_BYTES_LIMIT``)."""
+
+    def __init__(self, rates: str, storage_uri: str = "memory://") -> None:
+        super().__init__(storage_uri)
+        self.rates = parse_byte_rates(rates)
+
+    def hit(self, owner_id: str, size: int) -> None:
+        """Count ``size`` bytes of ``owner_id``'s; :class:`TooManyRequests` past any rate,
+        nothing counted then."""
+        cost = max(1, math.ceil(size / 1024))
+        for amount, item in self.rates:
+            if not self._limiter.test(item, "spec-bytes", owner_id, cost=cost):
+                raise TooManyRequests(
+                    f"too many bytes of specs: at most {_described(amount)} per "
+                    f"{item.GRANULARITY.name} for one owner (SPEC_BYTES_LIMIT), try again later",
+                    retry_after=self.retry_after(item, "spec-bytes", owner_id),
+                )
+        for _, item in self.rates:
+            self._limiter.hit(item, "spec-bytes", owner_id, cost=cost)

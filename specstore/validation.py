@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 import math
 import re
+import reprlib
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import Any, ClassVar
 
 import jsonschema_rs
 import yaml
@@ -60,12 +61,70 @@ def schema_text(name: str) -> str:
     return resources.files(__package__).joinpath("schemas", name).read_text("utf-8")
 
 
-class _SpecYamlLoader(_YamlBase):  # type: ignore[misc,valid-type]
-    """Safe YAML loading (libyaml's parser when PyYAML has it) that yields only JSON values.
+# The most digits a number may have: what no spec needs more of, and what costs nothing
+# to read (Python turns a long string of digits into a number in quadratic time).
+MAX_NUMBER_DIGITS = 100
+_INT, _FLOAT = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
+_MERGE = "tag:yaml.org,2002:merge"
 
-    Timestamps stay the strings they were written as; binary data and sets,
-    which JSON cannot hold, are refused.
+
+class _SpecYamlLoader(_YamlBase):  # type: ignore[misc,valid-type]
+    """Safe YAML loading (libyaml's parser when PyYAML has it) that yields only JSON values,
+    at a cost bounded by the document's size.
+
+    Timestamps stay the strings they were written as; binary data and sets, which JSON
+    cannot hold, are refused. YAML 1.1's base-60 numbers (``1:30``, read as 90, in
+    quadratic time for long ones) are strings, as in YAML 1.2; numbers of more than
+    ``MAX_NUMBER_DIGITS`` characters and merge keys (``<<``, which copy a mapping once
+    per alias) are refused.
     """
+
+    # YAML 1.1's implicit types, but numbers as YAML 1.2 writes them (no base 60).
+    yaml_implicit_resolvers: ClassVar[dict[str, list[tuple[str, Any]]]] = {
+        first: [(tag, pattern) for tag, pattern in resolvers if tag not in (_INT, _FLOAT)]
+        for first, resolvers in _YamlBase.yaml_implicit_resolvers.items()
+    }
+
+    def flatten_mapping(self, node: yaml.MappingNode) -> None:
+        for key, _ in node.value:
+            if key.tag == _MERGE:
+                raise yaml.constructor.ConstructorError(
+                    None, None, "merge keys (<<) are not taken: write the keys out", key.start_mark
+                )
+        super().flatten_mapping(node)
+
+
+_SpecYamlLoader.add_implicit_resolver(
+    _INT,
+    re.compile(r"^(?:[-+]?0b[0-1_]+|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+)$"),
+    list("-+0123456789"),
+)
+_SpecYamlLoader.add_implicit_resolver(
+    _FLOAT,
+    re.compile(
+        r"^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?"
+        r"|\.[0-9][0-9_]*(?:[eE][-+][0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+    ),
+    list("-+0123456789."),
+)
+
+
+def _bounded_number(construct: Any) -> Any:
+    """``construct`` (PyYAML's int or float constructor) for a number that is neither in
+    base 60 nor longer than ``MAX_NUMBER_DIGITS``: refused otherwise, even when tagged."""
+
+    def bounded(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Any:
+        text = loader.construct_scalar(node)
+        if ":" in text or len(text) > MAX_NUMBER_DIGITS:
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                f"a number is at most {MAX_NUMBER_DIGITS} characters, in base 10, 16, 8 or 2",
+                node.start_mark,
+            )
+        return construct(loader, node)
+
+    return bounded
 
 
 def _timestamp_as_text(loader: yaml.SafeLoader, node: yaml.Node) -> str:
@@ -78,6 +137,12 @@ def _refuse(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
     )
 
 
+_SpecYamlLoader.add_constructor(
+    _INT, _bounded_number(yaml.constructor.SafeConstructor.construct_yaml_int)
+)
+_SpecYamlLoader.add_constructor(
+    _FLOAT, _bounded_number(yaml.constructor.SafeConstructor.construct_yaml_float)
+)
 _SpecYamlLoader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp_as_text)
 _SpecYamlLoader.add_constructor("tag:yaml.org,2002:binary", _refuse)
 _SpecYamlLoader.add_constructor("tag:yaml.org,2002:set", _refuse)
@@ -85,6 +150,12 @@ _SpecYamlLoader.add_constructor("tag:yaml.org,2002:set", _refuse)
 
 def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a valid JSON number")
+
+
+def _bounded_int(text: str) -> int:
+    if len(text) > MAX_NUMBER_DIGITS:
+        raise ValueError(f"a number is at most {MAX_NUMBER_DIGITS} digits")
+    return int(text)
 
 
 def parse_document(data: bytes, media_type: str, replace_unstorable: bool = False) -> Any:
@@ -101,7 +172,7 @@ def parse_document(data: bytes, media_type: str, replace_unstorable: bool = Fals
         if media_type in YAML_TYPES:
             document = _load_yaml(data)
         else:
-            document = json.loads(data, parse_constant=_refuse_constant)
+            document = json.loads(data, parse_constant=_refuse_constant, parse_int=_bounded_int)
     except RecursionError:
         raise BadRequest(f"the document is nested deeper than {MAX_DEPTH} levels") from None
     except yaml.YAMLError as exc:
@@ -205,9 +276,24 @@ def _error_path(error: Any) -> str:
     return "(root)" if path == "$" else path.removeprefix("$.").removeprefix("$")
 
 
+# A value quoted in an error message is shortened to about this many characters: the
+# message says which value, not all of it (a spec's value may be megabytes long).
+_QUOTED = reprlib.Repr()
+_QUOTED.maxstring = _QUOTED.maxother = 80
+_QUOTED.maxlist = _QUOTED.maxdict = 4
+
+
 def _message(error: Any) -> str:
     """jsonschema's message, but for a pattern the schema describes, the description
-    rather than the regular expression."""
+    rather than the regular expression, and the value it quotes shortened."""
+    message = _full_message(error)
+    quoted = repr(error.instance)
+    if len(quoted) > _QUOTED.maxstring and quoted in message:
+        message = message.replace(quoted, _QUOTED.repr(error.instance))
+    return message
+
+
+def _full_message(error: Any) -> str:
     schema = error.schema if isinstance(error.schema, dict) else {}
     if error.validator == "pattern" and schema.get("description"):
         return f"{error.instance!r} does not match: {schema['description']}"

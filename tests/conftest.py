@@ -21,6 +21,7 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 from specstore import create_app
 from specstore.config import configure
 from specstore.db import Database
+from specstore.hooks import credential
 from specstore.models import Dataset, Revision, Setting
 from tests.support.net import StaticFiles
 from tests.support.npm_registry import RegistryUnavailable, Verdaccio
@@ -29,6 +30,9 @@ from tests.support.postgres import PostgresServer, PostgresUnavailable
 from tests.support.server import Server, server_env
 from tests.support.tokens import KeyPair
 
+# The key the tests' servers derive each revision's hook credential from, and the single
+# token of older releases, which the tests about the upgrade set.
+HOOK_SECRET = "test-hook-secret"
 HOOK_TOKEN = "test-hook-token"
 
 SPEC: dict[str, Any] = {
@@ -115,11 +119,16 @@ def settings_for(database_url: str, keypair: KeyPair, tmp_path: Any):
         values = {
             "database_url": database_url,
             "auth_public_key": keypair.public_pem,
-            "hook_token": HOOK_TOKEN,
+            "hook_secret": HOOK_SECRET,
             "output_dir": str(tmp_path / "output"),
+            # The tests' data servers are on loopback: allowed, as an operator would.
+            "input_address_allow": ("127.0.0.0/8",),
             "runner_workers": 0,
-            # Counted where a test is about it (test_hostile.py); the others upload freely.
+            # Counted where a test is about it (test_hostile.py, test_tenants.py); the others
+            # upload freely, many scheduled datasets of one owner among them.
             "upload_rate_limit": None,
+            "spec_bytes_limit": None,
+            "schedules_per_owner": 0,
         }
         values.update(overrides)
         return configure({}, **values)
@@ -212,10 +221,48 @@ def upload(
     return client.post("/source/upload", json=spec, headers=headers)
 
 
-def post_event(client: FlaskClient, payload: Any, token: str | None = HOOK_TOKEN, **query: Any):
-    if token is not None:
-        query["token"] = token
-    return client.post("/source/update", json=payload, query_string=query)
+def hook_credential(owner_id: str, dataset: str, revision: int) -> str:
+    """The credential the tests' servers give the hooks of that revision."""
+    return credential(HOOK_SECRET, owner_id, dataset, revision)
+
+
+def hook_query(owner_id: str, dataset: str, revision: int) -> dict[str, Any]:
+    """What a hook URL of that revision carries: its dataset, its number, its credential."""
+    return {
+        "dataset": f"{owner_id}/{dataset}",
+        "revision": revision,
+        "token": hook_credential(owner_id, dataset, revision),
+    }
+
+
+_CREDENTIAL = object()
+
+
+def post_event(
+    client: FlaskClient,
+    payload: Any,
+    token: Any = _CREDENTIAL,
+    revision: int | None = None,
+    **query: Any,
+):
+    """Post ``payload`` as the engine does, to the URL of a hook of revision ``revision``
+    (the dataset's newest, unless given) of the dataset the payload names: with that
+    revision's credential, unless ``token`` is given (None: none)."""
+    pipeline = (
+        payload.get("pipeline_id", payload.get("pipeline")) if isinstance(payload, dict) else None
+    )
+    owner_id, _, dataset = str(pipeline or "").removeprefix("./").partition(":")[0].partition("/")
+    if revision is None:
+        numbers = [
+            row[2] for row in stored_revisions(client.application) if row[:2] == (owner_id, dataset)
+        ]
+        revision = max(numbers, default=1)
+    hook = hook_query(owner_id, dataset, revision)
+    if token is not _CREDENTIAL:
+        hook.pop("token")
+        if token is not None:
+            hook["token"] = token
+    return client.post("/source/update", json=payload, query_string={**hook, **query})
 
 
 @pytest.fixture

@@ -18,7 +18,14 @@ from sqlalchemy import text
 
 from specstore.db import Database
 from specstore.validation import MAX_YAML_BYTES, MAX_YAML_NODES
-from tests.conftest import HOOK_TOKEN, empty_tables, make_spec, stored_revisions, upload
+from tests.conftest import (
+    HOOK_SECRET,
+    empty_tables,
+    hook_credential,
+    make_spec,
+    stored_revisions,
+    upload,
+)
 from tests.support.server import Gunicorn, server_env
 
 # -- parsing: time proportional to size, with a small constant ------------------------------
@@ -48,7 +55,7 @@ def gunicorn(tmp_path, database_url, keypair):
         settings = {
             "DATABASE_URL": database_url,
             "AUTH_PUBLIC_KEY": keypair.public_pem,
-            "HOOK_TOKEN": HOOK_TOKEN,
+            "HOOK_SECRET": HOOK_SECRET,
             "RUNNER_WORKERS": "0",
             "UPLOAD_RATE_LIMIT": "off",
             **env,
@@ -358,7 +365,7 @@ def test_numbers_out_of_range_are_400(client, keypair, request_line, message):
         response = client.post(
             path,
             json={"pipeline_id": "alice/gdp", "event": "start"},
-            headers={"X-Hook-Token": HOOK_TOKEN},
+            headers={"X-Hook-Token": hook_credential("alice", "gdp", 1)},
         )
     assert (response.status_code, response.get_json()) == (400, _error(400, message))
 
@@ -368,7 +375,8 @@ def test_a_revision_out_of_range_in_an_event_body_is_400(client, keypair):
     response = client.post(
         "/source/update",
         json={"pipeline_id": "alice/gdp", "event": "start", "revision": 2**63},
-        headers={"X-Hook-Token": HOOK_TOKEN},
+        query_string={"dataset": "alice/gdp", "revision": 1},
+        headers={"X-Hook-Token": hook_credential("alice", "gdp", 1)},
     )
     assert response.status_code == 400
     assert response.get_json()["errors"] == [

@@ -26,7 +26,7 @@ import openpyxl
 import pytest
 import requests
 
-from tests.conftest import HOOK_TOKEN
+from tests.conftest import HOOK_SECRET
 from tests.support.dpp import DppDeployment, DppUnavailable, dpp_venv
 from tests.support.hub import Hub
 from tests.support.net import StaticFiles
@@ -70,7 +70,7 @@ class Stack:
             server_env(
                 DATABASE_URL=f"sqlite:///{root}/registry.db",
                 AUTH_PUBLIC_KEY=keypair.public_pem,
-                HOOK_TOKEN=HOOK_TOKEN,
+                HOOK_SECRET=HOOK_SECRET,
                 OUTPUT_DIR=str(self.output),
                 INPUT_URL_ALLOW="127.0.0.1",
                 **env,

@@ -25,7 +25,7 @@ from specstore.pipelines.dpp import (
     DppPipelines,
 )
 from specstore.pipelines.planner import REVISION_KEY
-from tests.conftest import HOOK_TOKEN, stored_revisions, upload
+from tests.conftest import HOOK_SECRET, hook_credential, stored_revisions, upload
 from tests.support.dpp import DppDeployment, DppUnavailable, dpp_venv
 from tests.support.net import FakeDashboard, StaticFiles, free_port
 from tests.support.pipelines import (
@@ -60,7 +60,7 @@ def _specstore_for(dpp, start_server, keypair, output, **env):
     settings = {
         "DATABASE_URL": f"sqlite:///{output.parent}/dpp-registry.db",
         "AUTH_PUBLIC_KEY": keypair.public_pem,
-        "HOOK_TOKEN": HOOK_TOKEN,
+        "HOOK_SECRET": HOOK_SECRET,
         "DPP_PIPELINES_DIR": str(dpp.root),
         "OUTPUT_DIR": str(output),
     }
@@ -149,8 +149,10 @@ def test_pipelines_run_on_a_real_dpp_and_report_back(
     assert handed["state"] == "REGISTERED"
     written = pipelines_for_dpp(dpp.root)
     assert list(written) == ["gdp"]
+    credential = hook_credential("alice", "gdp", 1)
     assert written["gdp"]["hooks"] == [
-        f"http://127.0.0.1:{server.port}/source/update?token={HOOK_TOKEN}&revision=1"
+        f"http://127.0.0.1:{server.port}/source/update?dataset=alice/gdp&revision=1"
+        f"&token={credential}"
     ]
 
     # DPP does not know the pipeline yet: info answers from specstore's records.
@@ -178,7 +180,10 @@ def test_pipelines_run_on_a_real_dpp_and_report_back(
         "year": "INTEGER",
         "population": "INTEGER",
     }
-    assert database_tables(warehouse)["population"]["rows"] == POPULATION_ROWS
+    # Every table the dataset's own, named for its owner and dataset.
+    in_warehouse = database_tables(warehouse)
+    assert sorted(in_warehouse) == ["alice/gdp/gdp", "alice/gdp/population"]
+    assert in_warehouse["alice/gdp/population"]["rows"] == POPULATION_ROWS
     assert sorted(zip_members(out / "gdp.zip")) == ["datapackage.json", "gdp.csv", "population.csv"]
     assert sorted(files_under(out / "datapackage")) == [
         "datapackage.json",
@@ -197,10 +202,17 @@ def test_pipelines_run_on_a_real_dpp_and_report_back(
     assert "load" in info["reason"]
     assert info["pipeline"]["specstore-revision"] == 1
     assert info["pipeline"]["hooks"] == [
-        f"http://127.0.0.1:{server.port}/source/update?token=***&revision=1"
+        f"http://127.0.0.1:{server.port}/source/update?dataset=alice/gdp&revision=1&token=***"
     ]
     assert info["source"]["meta"]["owner"] == "Alice"
-    assert HOOK_TOKEN not in requests.get(server.url + "/source/alice/gdp/info", timeout=10).text
+    assert credential not in requests.get(server.url + "/source/alice/gdp/info", timeout=10).text
+    # DPP's statistics name where it wrote the package: no server path in what info shows.
+    assert str(tmp_path) not in json.dumps(info["stats"]), info["stats"]
+    # Nor does DPP's dashboard show the credential, in any of its answers.
+    for page in ("api/raw/alice/gdp", "api/pipeline/alice/gdp", "alice/gdp"):
+        shown = requests.get(dpp.dashboard_url + page, timeout=10)
+        assert shown.status_code == 200 and credential not in shown.text, page
+    assert "token=***" in requests.get(dpp.dashboard_url + "api/raw/alice/gdp", timeout=10).text
 
     # A spec whose data is missing ends FAILED with DPP's error lines.
     broken = example_spec(example_data, dataset="broken")
@@ -279,7 +291,8 @@ def test_concurrent_uploads_of_one_owners_datasets_all_reach_dpp(
     for name in datasets:
         assert written[name]["specstore-revision"] == 2, name
         assert written[name]["hooks"] == [
-            f"http://specstore.test/source/update?token={HOOK_TOKEN}&revision=2"
+            f"http://specstore.test/source/update?dataset=alice/{name}&revision=2"
+            f"&token={hook_credential('alice', name, 2)}"
         ]
     # Revision 2 waits for DPP; revision 1, whichever was written first, never runs.
     assert {(row[2], row[3]) for row in stored_revisions(app)} == {(1, "FAILED"), (2, "REGISTERED")}
@@ -303,7 +316,9 @@ def test_info_answers_from_specstores_records_when_dpp_is_down(
     assert info.status_code == 200
     body = info.get_json()
     assert body["state"] == "REGISTERED"
-    assert body["pipeline"]["hooks"] == ["http://127.0.0.1:5000/source/update?token=***&revision=1"]
+    assert body["pipeline"]["hooks"] == [
+        "http://127.0.0.1:5000/source/update?dataset=alice/gdp&revision=1&token=***"
+    ]
     assert client.get("/source/alice/gdp/status").get_json()["state"] == "REGISTERED"
 
 
@@ -329,12 +344,13 @@ def test_info_shows_the_pipeline_dpp_runs_without_server_paths_or_the_hook_token
     assert upload(client, spec, keypair.token("alice")).status_code == 200
 
     written = json.dumps(pipelines_for_dpp(root)["gdp"])
-    assert "notes.txt" in written and HOOK_TOKEN in written
-    shown = written.replace(f"{dataset}/", "").replace(dataset, ".").replace(HOOK_TOKEN, "***")
+    credential = hook_credential("alice", "gdp", 1)
+    assert "notes.txt" in written and credential in written
+    shown = written.replace(f"{dataset}/", "").replace(dataset, ".").replace(credential, "***")
     info = client.get("/source/alice/gdp/info")
     assert info.status_code == 200
     assert info.get_json()["pipeline"] == json.loads(shown)
-    assert HOOK_TOKEN not in info.text
+    assert credential not in info.text
     assert str(tmp_path.resolve()) not in json.dumps(info.get_json()["pipeline"])
 
 
@@ -375,19 +391,42 @@ def test_the_dashboards_answers_are_kept_a_moment_and_a_silent_one_is_left_alone
         now[0] = 2.5
         assert dpp.record("alice/gdp", 1)["state"] == "FAILED"
         assert dashboard.asked == 3
-        # No answer in time: not asked again for 30 s, whatever the pipeline.
-        dashboard.hang = 1.0
+        # One record not answered in time: not asked for again for 30 s; the others are.
+        dashboard.slow["alice/gdp"] = 1.0
+        dashboard.records["alice/other"] = {**record, "id": "./alice/other"}
         now[0] = 5.0
         assert dpp.record("alice/gdp", 1) is None
         assert dashboard.asked == 4
         now[0] = 30.0
         assert dpp.record("alice/gdp", 1) is None
-        assert dpp.record("alice/other", 1) is None
         assert dashboard.asked == 4
-        dashboard.hang = 0.0
+        assert dpp.record("alice/other", 1)["state"] == "SUCCEEDED"
+        assert dashboard.asked == 5
+        del dashboard.slow["alice/gdp"]
         now[0] = 35.5
         assert dpp.record("alice/gdp", 1)["state"] == "FAILED"
-        assert dashboard.asked == 5
+        assert dashboard.asked == 6
+        # A dashboard that hangs for every record: after three in a row, none is asked
+        # for for 30 s.
+        dashboard.hang = 1.0
+        now[0] = 40.0
+        for name in ("one", "two", "three"):
+            assert dpp.record(f"alice/{name}", 1) is None
+        assert dashboard.asked == 9
+        assert dpp.record("alice/four", 1) is None
+        assert dpp.record("alice/gdp", 1) is None
+        assert dashboard.asked == 9
+        dashboard.hang = 0.0
+        now[0] = 70.5
+        assert dpp.record("alice/four", 1) is None  # DPP's 404: an answer
+        assert dashboard.asked == 10
+
+
+def test_a_dashboard_that_does_not_answer_at_all_is_left_alone_at_once(caplog):
+    dpp = DppDashboard(HttpClient(0.5), f"http://127.0.0.1:{free_port()}/", retry_after=30.0)
+    with caplog.at_level("WARNING", logger="specstore.pipelines.dpp"):
+        assert dpp.record("alice/gdp", 1) is None
+    assert "DPP's dashboard does not answer: any record not asked for for 30 s" in caplog.text
 
 
 def test_dpp_publishes_the_very_npm_package_the_embedded_runner_builds(
@@ -463,6 +502,6 @@ def test_data_that_does_not_fit_its_schema_fails_on_dpp_as_on_the_embedded_runne
         status = wait_for(lambda: _get(server, "/source/alice/years/status"), timeout=30)
     assert status["state"] == "FAILED"
     assert status["errors"] == [
-        "resource years, data row 2, field 'year': '19x9' is not a valid integer"
+        "resource years, data row 2, field 'year': a text of 4 characters is not a valid integer"
     ]
     assert not (tmp_path / "output" / "alice" / "years" / "years.sqlite").exists()

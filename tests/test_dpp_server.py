@@ -12,6 +12,9 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import re
+import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,8 +28,8 @@ from sqlalchemy import select, update
 from specstore.db import Database
 from specstore.models import Dataset, Revision
 from specstore.pipelines.dpp import DATASET_FILE, machine_booted
-from specstore.pipelines.dpp_stack import DppStack, StackError
-from tests.conftest import HOOK_TOKEN
+from specstore.pipelines.dpp_stack import REDIS_PORT, DppStack, StackError
+from tests.conftest import HOOK_SECRET
 from tests.support.dpp import DppUnavailable, dpp_venv
 from tests.support.net import free_port
 from tests.support.pipelines import carrying_its_package, wait_for
@@ -63,7 +66,7 @@ class Specstore:
         self.env = server_env(
             DATABASE_URL=database_url,
             AUTH_PUBLIC_KEY=keypair.public_pem,
-            HOOK_TOKEN=HOOK_TOKEN,
+            HOOK_SECRET=HOOK_SECRET,
             DPP_PIPELINES_DIR=str(stack.root),
             DPP_URL=stack.dashboard_url,
             OUTPUT_DIR=str(root / "output"),
@@ -258,3 +261,36 @@ def test_a_schedule_fires_once_per_due_time_with_two_specstore_processes(specsto
     assert all(later - earlier >= 50 for earlier, later in itertools.pairwise(moments)), created
     # Stop the schedule: the rest of the run needs DPP to itself.
     specstore.upload(carrying_its_package(example_data, dataset="scheduled"))
+
+
+def test_dpps_redis_listens_on_loopback_and_asks_for_a_password(stack):
+    """Reproduced (from the code): `dpp-serve`'s Redis took anyone on its address and
+    took a non-loopback --redis-host. Now it asks for the password of this start, which
+    DPP's processes have (they ran the pipelines above), and anything but loopback is
+    refused before anything starts."""
+    with socket.create_connection((stack.redis_host, REDIS_PORT), timeout=5) as connection:
+        connection.sendall(b"GET anything\r\n")
+        assert connection.recv(256).startswith(b"-NOAUTH")
+        connection.sendall(b"AUTH wrong\r\n")
+        assert connection.recv(256).startswith(b"-WRONGPASS")
+    assert stack.redis_password not in stack.log("redis")
+    with pytest.raises(StackError, match=r"'10\.0\.0\.1' is not a loopback address"):
+        DppStack(stack.venv, stack.root, redis_host="10.0.0.1")
+    refused = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "specstore",
+            "dpp-serve",
+            "--venv",
+            str(stack.venv),
+            "--redis-host",
+            "0.0.0.0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert refused.returncode == 1
+    assert "'0.0.0.0' is not a loopback address" in refused.stderr

@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from specstore.db import Database
 from specstore.models import Dataset, Revision
-from tests.conftest import HOOK_TOKEN, empty_tables, upload
+from tests.conftest import HOOK_SECRET, empty_tables, upload
 from tests.support.pipelines import (
     carrying_its_package,
     example_spec,
@@ -94,7 +94,7 @@ def test_50_concurrent_uploads_through_4_gunicorn_workers(
     dpp_root = tmp_path / "dpp"
     server = gunicorn(
         AUTH_PUBLIC_KEY=keypair.public_pem,
-        HOOK_TOKEN=HOOK_TOKEN,
+        HOOK_SECRET=HOOK_SECRET,
         DPP_PIPELINES_DIR=str(dpp_root),
         PUBLIC_URL="http://specstore.test/",
     )
@@ -139,7 +139,7 @@ def test_sigkill_in_the_middle_of_a_burst_loses_nothing_answered(
 ):
     env = {
         "AUTH_PUBLIC_KEY": keypair.public_pem,
-        "HOOK_TOKEN": HOOK_TOKEN,
+        "HOOK_SECRET": HOOK_SECRET,
         "OUTPUT_DIR": str(tmp_path / "output"),
         "RUNNER_WORKERS": "1",
     }

@@ -6,10 +6,13 @@ from __future__ import annotations
 import contextlib
 import gzip
 import io
+import re
+import socket
 import threading
 import time
 import zipfile
 from collections.abc import Iterator
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -32,8 +35,10 @@ URL_PATTERN = load_schema(SPEC_SCHEMA)["$defs"]["httpUrl"]["pattern"]
 @given(url=st.from_regex(URL_PATTERN, fullmatch=True))
 def test_every_url_the_schema_admits_the_policy_admits(url):
     """What the published schema says a URL may be, the fetch policy takes as it is (no
-    allow-list): the two never disagree on a spec."""
-    assert url_problem(url) is None, url
+    allow-list, every address allowed): the two never disagree on a spec. (By default the
+    policy refuses, beyond the schema, a host that is an address which is not public.)"""
+    everything = Limits(allow_networks=("0.0.0.0/0", "::/0"))
+    assert url_problem(url, everything) is None, url
 
 
 @pytest.mark.parametrize(
@@ -58,16 +63,65 @@ def test_urls_two_parsers_could_read_differently_are_refused(url, problem):
 
 
 def test_the_allow_list_is_matched_on_the_host_the_connection_goes_to():
-    allow = ("*.data.test",)
-    assert url_problem("https://files.data.test/x.csv", allow) is None
-    assert url_problem("https://data.test.evil/x.csv", allow) is not None
-    assert url_problem("https://files.data.test@evil.test/x.csv", allow) is not None
+    limits = Limits(allow=("*.data.test",))
+    assert url_problem("https://files.data.test/x.csv", limits) is None
+    assert url_problem("https://data.test.evil/x.csv", limits) is not None
+    assert url_problem("https://files.data.test@evil.test/x.csv", limits) is not None
+
+
+@pytest.mark.parametrize(
+    ("url", "kind"),
+    [
+        ("http://127.0.0.1:5050/api/raw/alice/gdp", "loopback"),
+        ("http://127.1.2.3/", "loopback"),
+        ("http://[::1]/", "loopback"),
+        ("http://[::ffff:127.0.0.1]/", "loopback"),
+        ("http://[64:ff9b::7f00:1]/", "loopback"),
+        ("http://localhost:8000/x.csv", "loopback"),
+        ("http://files.localhost/x.csv", "loopback"),
+        ("http://10.0.0.5/", "private"),
+        ("http://192.168.1.1/", "private"),
+        ("http://[fd00:ec2::254]/latest/meta-data/", "private"),
+        ("http://169.254.169.254/latest/meta-data/", "link-local"),
+        ("http://100.100.100.200/", "non-public"),
+        ("http://0.0.0.0:5000/", "unspecified"),
+        ("http://224.0.0.1/", "multicast"),
+        ("http://240.0.0.1/", "reserved"),
+    ],
+)
+def test_addresses_that_are_not_public_are_refused_unless_allowed(url, kind):
+    """Without the network: a host that is an address (or a name that always means this
+    machine) is judged by what it is, at upload already."""
+    problem = url_problem(url)
+    assert problem is not None and f"a {kind} address" in problem, problem
+    assert problem.endswith("which inputs may not be fetched from (INPUT_ADDRESS_ALLOW)")
+    everything = Limits(allow_networks=("0.0.0.0/0", "::/0"))
+    assert url_problem(url, everything) is None
+
+
+def test_public_addresses_and_names_pass_until_they_resolve():
+    assert url_problem("http://93.184.215.14/x.csv") is None
+    assert url_problem("https://data.example.org/x.csv") is None
+
+
+def test_ports_are_limited_when_asked():
+    limits = Limits(ports=("80", "443", "8000-8099"))
+    assert url_problem("https://data.example.org/x.csv", limits) is None
+    assert url_problem("http://data.example.org:8042/x.csv", limits) is None
+    problem = url_problem("http://data.example.org:6379/", limits)
+    assert (
+        problem == "the port 6379 of 'http://data.example.org:6379/' is not allowed (INPUT_PORTS)"
+    )
 
 
 class _Server:
     def __init__(self, routes) -> None:
+        self.requests = 0
+        server = self
+
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
+                server.requests += 1
                 with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                     routes[self.path](self)  # (the client may give up, as it should)
 
@@ -108,10 +162,24 @@ def _silent(handler: BaseHTTPRequestHandler) -> None:
     time.sleep(10)
 
 
+def _redirect_to(location: str):
+    def redirect(handler: BaseHTTPRequestHandler) -> None:
+        handler.send_response(302)
+        handler.send_header("Location", location)
+        handler.send_header("Content-Length", "0")
+        handler.end_headers()
+
+    return redirect
+
+
 def _big(handler: BaseHTTPRequestHandler) -> None:
     handler.send_response(200)
     handler.end_headers()
     handler.wfile.write(b"x" * 5000)
+
+
+# The servers of these tests listen on loopback: allowed here, as an operator would.
+LOOPBACK = Limits(timeout=5, allow_networks=("127.0.0.0/8",))
 
 
 @pytest.fixture(scope="module")
@@ -123,6 +191,8 @@ def server() -> Iterator[_Server]:
             "/drip-body": _drip_body,
             "/silent": _silent,
             "/big": _big,
+            "/to-loopback": _redirect_to("http://127.0.0.2:1/secret"),
+            "/to-ipv6-loopback": _redirect_to("http://[::1]:1/secret"),
         }
     )
     yield running
@@ -131,7 +201,7 @@ def server() -> Iterator[_Server]:
 
 def test_a_fetch_copies_the_body(server):
     out = io.BytesIO()
-    fetched = fetch(server.url + "/ok", out, Limits(timeout=5))
+    fetched = fetch(server.url + "/ok", out, LOOPBACK)
     assert out.getvalue() == b"a,b\n1,2\n" and fetched.size == 8
 
 
@@ -139,15 +209,64 @@ def test_a_fetch_copies_the_body(server):
 def test_the_deadline_holds_however_the_server_sends(server, path):
     started = time.monotonic()
     with pytest.raises(FetchError) as failed:
-        fetch(server.url + path, io.BytesIO(), Limits(timeout=1))
+        fetch(server.url + path, io.BytesIO(), replace(LOOPBACK, timeout=1))
     assert str(failed.value) == f"{server.url}{path} took longer than 1 s"
     assert time.monotonic() - started < 3
 
 
 def test_the_size_cap_holds_without_a_content_length(server):
     with pytest.raises(FetchError) as failed:
-        fetch(server.url + "/big", io.BytesIO(), Limits(max_bytes=1000))
+        fetch(server.url + "/big", io.BytesIO(), replace(LOOPBACK, max_bytes=1000))
     assert str(failed.value) == f"{server.url}/big is larger than 1000 bytes"
+
+
+def test_the_address_a_name_resolves_to_is_checked_before_connecting(server):
+    """A name on the allow-list, or any name with none, that resolves to an address that
+    is not public is refused before any connection: here ``localhost`` and the test
+    server's own address, whose server sees no request."""
+    before = server.requests
+    for limits in (Limits(timeout=5), Limits(timeout=5, allow=("localhost", "127.0.0.1"))):
+        with pytest.raises(FetchError) as failed:
+            fetch(server.url.replace("127.0.0.1", "localhost") + "/ok", io.BytesIO(), limits)
+        assert str(failed.value) == (
+            "localhost is a loopback address, which inputs may not be fetched from "
+            "(INPUT_ADDRESS_ALLOW)"
+        )
+        with pytest.raises(FetchError, match=r"127\.0\.0\.1 is a loopback address"):
+            fetch(server.url + "/ok", io.BytesIO(), limits)
+    assert server.requests == before
+
+
+def test_names_are_resolved_and_the_address_checked_each_time():
+    """A name that resolves to this machine, or to its private network (the machine's own
+    name does, whatever it is), is refused once resolved, with no word of the address
+    it resolved to."""
+    name = socket.gethostname().lower()
+    with pytest.raises(FetchError) as failed:
+        fetch(f"http://{name}:1/x", io.BytesIO(), Limits(timeout=5, allow=(name,)))
+    message = str(failed.value)
+    assert re.fullmatch(
+        rf"the host '{re.escape(name)}' resolves to a (loopback|private|link-local) address, "
+        r"which inputs may not be fetched from \(INPUT_ADDRESS_ALLOW\)",
+        message,
+    ), message
+
+
+def test_every_redirect_is_checked_where_it_goes(server):
+    """Allowed to fetch from the test server (127.0.0.1/32), not from 127.0.0.2 nor ::1:
+    a redirect there is refused, before connecting."""
+    only_server = Limits(timeout=5, allow_networks=("127.0.0.1/32",))
+    for path, problem in (
+        ("/to-loopback", "127.0.0.2 is a loopback address"),
+        ("/to-ipv6-loopback", "::1 is a loopback address"),
+    ):
+        with pytest.raises(FetchError) as failed:
+            fetch(server.url + path, io.BytesIO(), only_server)
+        message = str(failed.value)
+        assert message.startswith(
+            f"{server.url}{path} redirects to a URL that may not be fetched: "
+        )
+        assert problem in message
 
 
 def test_archives_are_measured_before_they_are_unpacked(tmp_path):

@@ -12,7 +12,7 @@ from openapi_core.testing import MockRequest, MockResponse
 from openapi_spec_validator import validate
 
 import specstore
-from tests.conftest import HOOK_TOKEN, make_spec, post_event, upload
+from tests.conftest import hook_credential, make_spec, post_event, upload
 
 PACKAGE = Path(specstore.__file__).parent
 
@@ -143,5 +143,5 @@ def test_real_answers_match_the_document(openapi, make_app, keypair, tmp_path):
                 f"{exc!r} {getattr(exc, '__cause__', None)!r}"
             ) from exc
     info = client.get("/source/alice/gdp/info").get_json()
-    assert info["pipeline"]["hooks"][0].endswith("token=***&revision=2")
-    assert HOOK_TOKEN not in json.dumps(info)
+    assert info["pipeline"]["hooks"][0].endswith("?dataset=alice/gdp&revision=2&token=***")
+    assert hook_credential("alice", "gdp", 2) not in json.dumps(info)

@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from specstore.db import Database
 from specstore.operations import _new_request_id
-from tests.conftest import HOOK_TOKEN, empty_tables, make_spec, post_event, upload
+from tests.conftest import empty_tables, hook_credential, make_spec, post_event, upload
 from tests.support.net import FakeAuthService, free_port
 
 
@@ -139,10 +139,11 @@ def test_tokens_never_reach_the_logs(client, keypair, caplog):
     client.post("/source/upload", json=make_spec(), query_string={"jwt": token})
     client.post("/source/upload", json=make_spec(), headers={"Auth-Token": token + "x"})
     post_event(client, {"pipeline_id": "alice/gdp", "event": "start"})
-    post_event(client, {"pipeline_id": "alice/gdp", "event": "start"}, token="wrong-" + HOOK_TOKEN)
+    credential = hook_credential("alice", "gdp", 1)
+    post_event(client, {"pipeline_id": "alice/gdp", "event": "start"}, token="wrong-" + credential)
     text = caplog.text
     assert len(_access_lines(caplog)) == 4
-    assert token not in text and HOOK_TOKEN not in text
+    assert token not in text and credential not in text
 
 
 def test_status_command_asks_a_running_server(start_server, tmp_path):

@@ -20,7 +20,7 @@ from specstore.config import configure
 from specstore.events import INVALID
 from specstore.models import Revision
 from specstore.pipelines.planner import OutputLayout, PlanError, Planner
-from tests.conftest import database_of, stored_revisions, upload
+from tests.conftest import database_of, post_event, stored_revisions, upload
 from tests.support.net import StaticFiles
 from tests.support.pipelines import (
     EXAMPLE_DATA,
@@ -85,9 +85,15 @@ def test_the_plan_is_dpp_pipeline_steps(tmp_path):
         "timeout": 5,
         "max_bytes": 1024 * 1024,
         "max_unpacked_bytes": 1024 * 1024 * 1024,
+        "allow_networks": [],
+        "ports": [],
     }
-    loading = {"staging": str(staging), "limits": limits, "run-timeout": 60}
     tables = {"gdp": {"resource-name": "gdp"}, "population": {"resource-name": "population"}}
+    # In a database other owners write into, the tables are the owner's and dataset's own.
+    owned = {
+        "alice/gdp/gdp": {"resource-name": "gdp"},
+        "alice/gdp/population": {"resource-name": "population"},
+    }
     assert plan.main == {
         "title": "alice/gdp revision 3",
         "specstore-revision": 3,
@@ -100,38 +106,34 @@ def test_the_plan_is_dpp_pipeline_steps(tmp_path):
             {
                 "run": "specstore.load",
                 "parameters": {
-                    "url": base + "gdp-2019.csv",
-                    "name": "gdp",
-                    **loading,
-                    "format": "csv",
-                },
-            },
-            {
-                "run": "specstore.load",
-                "parameters": {
-                    "url": base + "population.xlsx",
-                    "name": "population",
-                    **loading,
-                    "format": "xlsx",
-                    "options": {"headers": 2, "sheet": 1},
+                    "resources": [
+                        {
+                            "url": base + "gdp-2019.csv",
+                            "name": "gdp",
+                            "format": "csv",
+                            "path": "gdp.csv",
+                        },
+                        {
+                            "url": base + "population.xlsx",
+                            "name": "population",
+                            "format": "xlsx",
+                            "path": "population.csv",
+                            "options": {"headers": 2, "sheet": 1},
+                        },
+                    ],
+                    "staging": str(staging),
+                    "limits": limits,
+                    "run-timeout": 60,
                 },
             },
             {"run": "update_package", "parameters": {"name": "gdp"}},
-            {
-                "run": "update_resource",
-                "parameters": {"resources": "gdp", "metadata": {"path": "gdp.csv"}},
-            },
-            {
-                "run": "update_resource",
-                "parameters": {"resources": "population", "metadata": {"path": "population.csv"}},
-            },
             {
                 "run": "specstore.dump_to_sql",
                 "parameters": {"tables": tables, "engine": f"sqlite:///{staging / 'gdp.sqlite'}"},
             },
             {
                 "run": "specstore.dump_to_sql",
-                "parameters": {"tables": tables, "engine": "env://ENGINE_WAREHOUSE"},
+                "parameters": {"tables": owned, "engine": "env://ENGINE_WAREHOUSE"},
             },
             {"run": "dump_to_path", "parameters": {"out-path": str(staging / "datapackage")}},
             {
@@ -176,11 +178,11 @@ def test_one_input_can_feed_several_outputs_and_the_rest_load_as_they_are(tmp_pa
         {"input": "population", "output": "sheet-two", "tabulator": {"sheet": 2, "headers": 1}},
     ]
     descriptor = json.loads((EXAMPLE_DATA / "datapackage.json").read_text())
-    loads = [
-        step["parameters"]
+    loads = next(
+        step["parameters"]["resources"]
         for step in _planner(tmp_path).plan(spec, 1, descriptor).main["pipeline"]
         if step["run"] == "specstore.load"
-    ]
+    )
     assert [(load["name"], load.get("options", {}).get("sheet")) for load in loads] == [
         ("gdp", None),
         ("sheet-one", 1),
@@ -288,7 +290,7 @@ def test_files_keep_their_path_only_when_it_is_plain(tmp_path, path, planned):
     descriptor = {"resources": [{"name": "report", "path": path, "format": "pdf"}]}
     plan = _planner(tmp_path).plan(spec, 1, descriptor).main["pipeline"]
     load = next(step["parameters"] for step in plan if step["run"] == "specstore.load")
-    assert load["file"] == planned
+    assert load["resources"][0]["file"] == planned
     metadata = next(iter(_planner(tmp_path).plan(spec, 1, descriptor).attachments.values()))
     assert metadata["files"] == [{"name": "report", "format": "pdf", "path": planned}]
 
@@ -347,7 +349,7 @@ def test_a_spec_runs_for_real_to_every_output(
     assert status["stats"]["count_of_rows"] == 6
     assert status["stats"]["dataset_name"] == "gdp"
     assert set(status["stats"]) >= {"count_of_rows", "bytes", "hash", "dataset_name"}
-    assert any("running 11 steps" in line for line in status["logs"])
+    assert any("running 8 steps" in line for line in status["logs"])
 
     out = tmp_path / "output" / "alice" / "gdp"
     tables = sqlite_tables(out / "gdp.sqlite")
@@ -360,7 +362,10 @@ def test_a_spec_runs_for_real_to_every_output(
         "rows": POPULATION_ROWS,
     }
 
+    # In the shared database, the tables are the owner's and the dataset's own.
     in_postgres = database_tables(warehouse)
+    assert sorted(in_postgres) == ["alice/gdp/gdp", "alice/gdp/population"]
+    in_postgres = {name.removeprefix("alice/gdp/"): table for name, table in in_postgres.items()}
     # PostgreSQL keeps numbers exact (NUMERIC); SQLite has FLOAT.
     assert in_postgres["gdp"] == {
         "columns": {"country": "TEXT", "year": "INTEGER", "gdp_usd_bn": "NUMERIC"},
@@ -397,7 +402,7 @@ def test_a_spec_runs_for_real_to_every_output(
     assert [step["run"] for step in info["pipeline"]["pipeline"]][:3] == [
         "specstore.stage",
         "specstore.load",
-        "specstore.load",
+        "update_package",
     ]
     assert info["success"] is True and info["error_log"] == []
     assert info["queued"] <= info["started"] <= info["ended"]
@@ -475,15 +480,8 @@ def test_revisions_left_behind_by_a_stopped_server_run_on_the_next_start(
     client = stopped.test_client()
     for dataset in ("registered", "running", "loaded"):
         upload(client, example_spec(example_data, dataset=dataset), keypair.token("alice"))
-    hook = {"token": "test-hook-token"}
-    client.post(
-        "/source/update",
-        json={"pipeline_id": "alice/registered", "event": "queue"},
-        query_string=hook,
-    )
-    client.post(
-        "/source/update", json={"pipeline_id": "alice/running", "event": "start"}, query_string=hook
-    )
+    post_event(client, {"pipeline_id": "alice/registered", "event": "queue"})
+    post_event(client, {"pipeline_id": "alice/running", "event": "start"})
     long_ago = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
     with database_of(stopped).transaction(write=True) as session:
         session.execute(
@@ -647,7 +645,7 @@ def test_data_that_does_not_fit_its_schema_fails_naming_the_row_and_field(
         status = wait_for(_status(client, "years"))
     assert status["state"] == "FAILED"
     assert status["errors"] == [
-        "resource years, data row 2, field 'year': '19x9' is not a valid integer"
+        "resource years, data row 2, field 'year': a text of 4 characters is not a valid integer"
     ]
     # Nothing of the failed run is published.
     assert not (tmp_path / "output" / "alice" / "years" / "datapackage").exists()

@@ -1,5 +1,5 @@
 """What users are shown of a pipeline and of the engines' reports: no server path, no
-secret in a query string (specstore.pipelines.reports, specstore.redaction)."""
+secret in a query string (specstore.pipelines.reports, and the plugin's redaction)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ import json
 import tempfile
 
 import pytest
+from datapackage_pipelines_specstore.redaction import redact_query
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from specstore.pipelines.reports import Reports
-from specstore.redaction import redact_query
 
 OUTPUT = "/srv/specstore/output"
 DPP = "/srv/specstore/dpp"

@@ -22,7 +22,7 @@ import pytest
 import requests
 
 from specstore.db import Database
-from tests.conftest import HOOK_TOKEN, empty_tables
+from tests.conftest import HOOK_SECRET, empty_tables
 from tests.support.pipelines import example_spec, wait_for
 from tests.support.processes import children, running
 from tests.support.server import Gunicorn, server_env
@@ -113,7 +113,7 @@ def gunicorn(tmp_path: Path, database_url: str, keypair) -> Iterator:
         settings = {
             "DATABASE_URL": database_url,
             "AUTH_PUBLIC_KEY": keypair.public_pem,
-            "HOOK_TOKEN": HOOK_TOKEN,
+            "HOOK_SECRET": HOOK_SECRET,
             "OUTPUT_DIR": str(tmp_path / "output"),
             **env,
         }

@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.conftest import HOOK_TOKEN, upload
+from tests.conftest import HOOK_SECRET, upload
 from tests.support.dpp import DppDeployment, DppUnavailable, dpp_venv
 from tests.support.hostile import Hostile, Internal
 from tests.support.pipelines import example_spec, wait_for
@@ -128,7 +128,7 @@ def dpp_stack(tmp_path_factory: pytest.TempPathFactory, keypair: Any) -> Iterato
     env = server_env(
         DATABASE_URL=f"sqlite:///{root}/registry.db",
         AUTH_PUBLIC_KEY=keypair.public_pem,
-        HOOK_TOKEN=HOOK_TOKEN,
+        HOOK_SECRET=HOOK_SECRET,
         DPP_PIPELINES_DIR=str(deployment.root),
         OUTPUT_DIR=str(output),
         ENGINE_CANARY=CANARY_ENGINE,

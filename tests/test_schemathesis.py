@@ -40,6 +40,8 @@ def test_the_server_does_what_its_openapi_document_says(start_server, keypair, t
         UPLOAD_RATE_LIMIT="off",
         # What the hooks fit generated specs to (tests/support/fitting.py).
         SCHEDULE_MIN_INTERVAL=str(SCHEDULE_WINDOW[0]),
+        SCHEDULES_PER_OWNER="0",
+        INPUT_ADDRESS_ALLOW="0.0.0.0/0,::/0",
         ENGINE_WAREHOUSE="sqlite://",
         NPM_PUBLIC_REGISTRY="http://npm.test/",
         NPM_PUBLIC_TOKEN="not-used",

@@ -8,12 +8,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
+from specstore.hooks import credential as credential_for
 from tests.conftest import make_spec
 from tests.support.pipelines import EXAMPLE_BASE_URL, EXAMPLES, sqlite_tables, wait_for
 
 
 def test_quick_start_on_the_embedded_defaults(start_server, tmp_path):
-    """No AUTH_SERVER, no AUTH_PUBLIC_KEY, no HOOK_TOKEN: the service is usable alone."""
+    """No AUTH_SERVER, no AUTH_PUBLIC_KEY, no HOOK_SECRET: the service is usable alone."""
     server = start_server(DATABASE_URL=f"sqlite:///{tmp_path}/specstore.db", RUNNER_WORKERS="0")
     token = server.cli("token", "alice")
 
@@ -26,9 +27,9 @@ def test_quick_start_on_the_embedded_defaults(start_server, tmp_path):
     assert response.status_code == 200, response.text
     assert response.json()["flow_id"] == "alice/gdp/1"
 
-    hook_token = server.cli("hook-token")
+    hook_token = server.cli("hook-token", "alice/gdp", "1")
     event = requests.post(
-        f"{server.url}/source/update?token={hook_token}",
+        f"{server.url}/source/update?dataset=alice/gdp&revision=1&token={hook_token}",
         json={"pipeline_id": "./alice/gdp", "event": "start"},
         timeout=10,
     )
@@ -118,7 +119,7 @@ def test_two_servers_on_one_database_are_one_service(start_server, postgres_serv
     from specstore.db import Database
 
     Database(url).upgrade()
-    env = {"DATABASE_URL": url, "RUNNER_WORKERS": "0", "HOOK_TOKEN": "shared-hook"}
+    env = {"DATABASE_URL": url, "RUNNER_WORKERS": "0", "HOOK_SECRET": "shared-hook-secret"}
     first = start_server(AUTH_PUBLIC_KEY=keypair.public_pem, **env)
     second = start_server(AUTH_PUBLIC_KEY=keypair.public_pem, **env)
     token = keypair.token("alice")
@@ -133,8 +134,9 @@ def test_two_servers_on_one_database_are_one_service(start_server, postgres_serv
         )
         numbers.append(response.json()["revision"])
     assert numbers == [1, 2, 3, 4, 5, 6]
+    credential = credential_for("shared-hook-secret", "alice", "gdp", 6)
     event = requests.post(
-        second.url + "/source/update?token=shared-hook",
+        f"{second.url}/source/update?dataset=alice/gdp&revision=6&token={credential}",
         json={"pipeline_id": "./alice/gdp", "event": "start"},
         timeout=10,
     )

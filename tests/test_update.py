@@ -6,8 +6,20 @@ import json
 
 import pytest
 
+from specstore.installation import HOOK_TOKEN as HOOK_TOKEN_SETTING
+from specstore.models import Setting
 from specstore.representations import failure
-from tests.conftest import HOOK_TOKEN, SPEC, make_spec, post_event, stored_revisions, upload
+from tests.conftest import (
+    HOOK_TOKEN,
+    SPEC,
+    database_of,
+    hook_credential,
+    hook_query,
+    make_spec,
+    post_event,
+    stored_revisions,
+    upload,
+)
 
 
 @pytest.fixture
@@ -110,7 +122,7 @@ def test_events_are_recorded_whatever_their_text_holds(client, uploaded, text):
         "/source/update",
         data=body,
         content_type="application/json",
-        query_string={"token": HOOK_TOKEN},
+        query_string=hook_query("alice", "gdp", 1),
     )
     assert response.status_code == 200, response.get_json()
     assert response.get_json()["state"] == "FAILED"
@@ -173,7 +185,8 @@ def test_the_hook_token_may_come_in_a_header(client, uploaded):
     response = client.post(
         "/source/update",
         json={"pipeline_id": "./alice/gdp", "event": "queue"},
-        headers={"X-Hook-Token": HOOK_TOKEN},
+        query_string={"dataset": "alice/gdp", "revision": 1},
+        headers={"X-Hook-Token": hook_credential("alice", "gdp", 1)},
     )
     assert response.status_code == 200
     assert _status(client)["state"] == "REGISTERED"
@@ -185,7 +198,12 @@ def test_the_hook_token_may_come_in_a_header(client, uploaded):
         (None, 401, "the hook token is required (?token= or X-Hook-Token)"),
         ("", 401, "the hook token is required (?token= or X-Hook-Token)"),
         ("wrong-token", 403, "the hook token is not valid"),
-        (HOOK_TOKEN + "x", 403, "the hook token is not valid"),
+        (hook_credential("alice", "gdp", 1) + "x", 403, "the hook token is not valid"),
+        (hook_credential("alice", "gdp", 2), 403, "the hook token is not valid"),
+        (hook_credential("alice", "gdq", 1), 403, "the hook token is not valid"),
+        (hook_credential("bob", "gdp", 1), 403, "the hook token is not valid"),
+        # The single token of older releases, when none is configured: nothing.
+        (HOOK_TOKEN, 403, "the hook token is not valid"),
     ],
 )
 def test_events_without_the_hook_token_change_nothing(
@@ -231,7 +249,9 @@ NOT_AN_ID = (
     ],
 )
 def test_bad_payloads_are_400(client, app, uploaded, payload, message):
-    response = post_event(client, payload)
+    response = client.post(
+        "/source/update", json=payload, query_string=hook_query("alice", "gdp", 1)
+    )
 
     assert response.status_code == 400
     body = response.get_json()
@@ -245,7 +265,7 @@ def test_a_body_that_is_not_json_is_400(client, uploaded):
         "/source/update",
         data=b"pipeline_id=x",
         content_type="application/json",
-        query_string={"token": HOOK_TOKEN},
+        query_string=hook_query("alice", "gdp", 1),
     )
     assert response.status_code == 400
     assert response.get_json()["errors"][0].startswith("the body is not valid JSON")
@@ -356,14 +376,93 @@ def test_status_shows_only_the_last_50_log_lines_as_a_flat_list(client, uploaded
     assert client.get("/source/alice/gdp/info").get_json()["reason"] == "\n".join(lines)
 
 
-def test_without_hook_token_configured_one_is_generated_and_shared(make_app, keypair):
-    first = make_app(hook_token=None)
-    second = make_app(hook_token=None)  # another worker on the same database
-    token = first.extensions["specstore.components"].hook_token()
+def test_without_a_hook_secret_configured_one_is_made_and_shared(make_app, keypair):
+    """Each revision's credential comes from a secret the installation makes once and
+    keeps in its database: every worker (and restart) derives the same ones, and they
+    are not those of another secret."""
+    first = make_app(hook_secret=None)
+    second = make_app(hook_secret=None)  # another worker on the same database
+    issued = first.extensions["specstore.components"].hooks.for_revision("alice", "gdp", 1)
 
-    assert len(token) >= 32
-    assert second.extensions["specstore.components"].hook_token() == token
+    assert len(issued) >= 43
+    assert second.extensions["specstore.components"].hooks.for_revision("alice", "gdp", 1) == issued
+    assert issued != hook_credential("alice", "gdp", 1)  # the tests' own secret's
     assert upload(first.test_client(), make_spec(), keypair.token("alice")).status_code == 200
     payload = {"pipeline_id": "./alice/gdp", "event": "queue"}
-    assert post_event(second.test_client(), payload, token=token).status_code == 200
-    assert post_event(second.test_client(), payload, token=HOOK_TOKEN).status_code == 403
+    assert (
+        post_event(
+            second.test_client(), payload, token=hook_credential("alice", "gdp", 1)
+        ).status_code
+        == 403
+    )
+    assert post_event(second.test_client(), payload, token=issued).status_code == 200
+
+
+def test_a_credential_opens_its_own_revision_only(client, app, keypair):
+    """A credential that leaks (DPP's dashboard and logs show hook URLs) affects one run
+    of one owner: mallory's own credential, or alice's of another revision, sent with
+    the dataset and revision it is not for, or with a body naming another pipeline or
+    revision than its URL, moves nothing."""
+    assert upload(client, make_spec(), keypair.token("alice")).status_code == 200
+    assert upload(client, make_spec(), keypair.token("alice")).status_code == 200
+    assert upload(client, make_spec("mallory", "gdp"), keypair.token("mallory")).status_code == 200
+    finish = {"event": "finish", "success": False, "errors": ["forged by mallory"]}
+    forged = [
+        # mallory's credential, her dataset's URL, alice's pipeline in the body
+        ({"pipeline_id": "./alice/gdp", **finish}, hook_query("mallory", "gdp", 1)),
+        # alice's revision 1 credential, used for revision 2
+        (
+            {"pipeline_id": "./alice/gdp", **finish},
+            {**hook_query("alice", "gdp", 1), "revision": 2},
+        ),
+        # the URL of revision 1, the body naming revision 2
+        ({"pipeline_id": "./alice/gdp", "revision": 2, **finish}, hook_query("alice", "gdp", 1)),
+        # a credential without the dataset and revision it is for
+        ({"pipeline_id": "./alice/gdp", **finish}, {"token": hook_credential("alice", "gdp", 2)}),
+    ]
+    for payload, query in forged:
+        response = client.post("/source/update", json=payload, query_string=query)
+        assert response.status_code == 403, (query, response.get_json())
+        assert response.get_json()["errors"][0].startswith("the hook token is")
+    assert stored_revisions(app) == [
+        ("alice", "gdp", 1, "LOADED"),
+        ("alice", "gdp", 2, "LOADED"),
+        ("mallory", "gdp", 1, "LOADED"),
+    ]
+    # Each credential does what it is for.
+    response = client.post(
+        "/source/update",
+        json={"pipeline_id": "./alice/gdp", "event": "start"},
+        query_string=hook_query("alice", "gdp", 2),
+    )
+    assert response.status_code == 200 and response.get_json()["id"] == "alice/gdp/2"
+
+
+def test_the_old_single_token_works_until_it_is_retired(make_app, keypair, caplog):
+    """During an upgrade, revisions handed to DPP before it carry the single token of
+    older releases in their hook URLs: HOOK_TOKEN, or the one the installation made
+    (kept in its settings). Both are still taken, each use logged; `specstore hook-token
+    --retire` (here: the installation forgetting it) and unsetting HOOK_TOKEN end it."""
+    configured = make_app(hook_token=HOOK_TOKEN)
+    client = configured.test_client()
+    assert upload(client, make_spec(), keypair.token("alice")).status_code == 200
+    queue = {"pipeline_id": "./alice/gdp", "event": "queue"}
+    with caplog.at_level("WARNING", logger="specstore.hooks"):
+        legacy = client.post(
+            "/source/update", json=queue, query_string={"token": HOOK_TOKEN, "revision": 1}
+        )
+    assert legacy.status_code == 200 and legacy.get_json()["state"] == "REGISTERED"
+    assert "carried the old single hook token" in caplog.text and HOOK_TOKEN not in caplog.text
+
+    # An installation an older release made a token for (without HOOK_TOKEN).
+    made = "made-by-an-older-release"
+    with database_of(configured).transaction(write=True) as session:
+        session.add(Setting(name=HOOK_TOKEN_SETTING, value=made))
+    upgraded = make_app()
+    start = {"pipeline_id": "./alice/gdp", "event": "start"}
+    answer = upgraded.test_client().post("/source/update", json=start, query_string={"token": made})
+    assert answer.status_code == 200 and answer.get_json()["state"] == "RUNNING"
+    assert upgraded.extensions["specstore.components"].installation.forget(HOOK_TOKEN_SETTING)
+    retired = make_app()
+    answer = retired.test_client().post("/source/update", json=start, query_string={"token": made})
+    assert answer.status_code == 403

@@ -204,7 +204,10 @@ def test_exactly_one_input_is_required(client, app, keypair):
     response = upload(client, spec, keypair.token("alice"))
 
     assert response.status_code == 400
-    assert response.get_json()["errors"] == [f"inputs: {spec['inputs']!r} is too long"]
+    (error,) = response.get_json()["errors"]
+    # The value the message quotes is shortened: a spec's values may be megabytes long.
+    assert error.startswith("inputs: [{'kind': 'datapackage', ") and error.endswith("] is too long")
+    assert len(error) < 400
     assert stored_revisions(app) == []
 
 

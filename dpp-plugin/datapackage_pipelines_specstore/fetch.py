@@ -9,7 +9,14 @@ runner and DPP run the same ``specstore.load`` step), so one policy holds everyw
   could read differently (a backslash, white space, control characters, a host that
   Python's ``urlsplit`` reads otherwise) is refused outright.
 * **Only http and https**, only to hosts the allow-list admits (shell-style
-  patterns; an empty list admits any host), checked again at every redirect.
+  patterns; an empty list admits any host) and to the ports it admits, checked again
+  at every redirect.
+* **Checked where the connection goes.** The host name is resolved here, once per
+  connection, and every address it resolves to must be a public one: loopback,
+  private, link-local (cloud metadata services among them), shared, multicast,
+  unspecified and reserved addresses are refused unless a network the operator names
+  admits them. The connection then goes to an address just checked, so a name that
+  resolves otherwise a moment later (DNS rebinding) gains nothing.
 * **Limits that hold against hostile servers:** a wall-clock deadline for the whole
   download, redirects and headers included (a watchdog shuts the socket down when it
   passes, however slowly the server drips bytes), and a cap on the bytes received.
@@ -28,7 +35,9 @@ import contextlib
 import fnmatch
 import functools
 import gzip
+import ipaddress
 import socket
+import struct
 import threading
 import time
 import zipfile
@@ -57,37 +66,133 @@ class FetchError(Exception):
     """The URL may not be fetched, or fetching it failed; the message says why, once."""
 
 
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+# Names that always mean this machine (RFC 6761), refused without a look-up.
+LOCAL_NAMES = ("localhost", "localhost.")
+# IPv6 prefixes that carry an IPv4 address in their last 32 bits (NAT64's), judged by it.
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
 @dataclass(frozen=True)
 class Limits:
-    """The policy a fetch runs under: which hosts, how long, how much."""
+    """The policy a fetch runs under: which hosts, addresses and ports, how long, how much."""
 
     allow: tuple[str, ...] = ()
     timeout: float = 60.0
     max_bytes: int = 100 * 1024 * 1024
     max_unpacked_bytes: int = 1024 * 1024 * 1024
+    # Networks (CIDR) a connection may go to although they are not public, e.g.
+    # ``127.0.0.1/32`` for a data server on this machine.
+    allow_networks: tuple[str, ...] = ()
+    # Ports a URL may name (``443``, ``8000-8099``); empty: any.
+    ports: tuple[str, ...] = ()
 
     def as_parameters(self) -> dict[str, Any]:
         """The limits as a plan carries them to the step that fetches."""
-        return {**asdict(self), "allow": list(self.allow)}
+        return {
+            **asdict(self),
+            "allow": list(self.allow),
+            "allow_networks": list(self.allow_networks),
+            "ports": list(self.ports),
+        }
 
     @classmethod
     def from_parameters(cls, parameters: dict[str, Any] | None) -> Limits:
         given = dict(parameters or {})
         given["allow"] = tuple(str(pattern).lower() for pattern in given.get("allow") or ())
+        given["allow_networks"] = tuple(str(net) for net in given.get("allow_networks") or ())
+        given["ports"] = tuple(str(port) for port in given.get("ports") or ())
         return cls(**given)
 
 
-def url_problem(url: Any, allow: tuple[str, ...] = ()) -> str | None:
-    """Why ``url`` may not be fetched under ``allow``, or None when it may."""
+def parse_networks(
+    values: tuple[str, ...],
+) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """``values`` as networks (a bare address is a network of one); ValueError names the
+    one that is not."""
+    networks = []
+    for value in values:
+        try:
+            networks.append(ipaddress.ip_network(value.strip(), strict=False))
+        except ValueError:
+            raise ValueError(f"{value!r} is not an IP address or network (CIDR)") from None
+    return tuple(networks)
+
+
+def parse_ports(values: tuple[str, ...]) -> tuple[tuple[int, int], ...]:
+    """``values`` (``443``, ``8000-8099``) as inclusive ranges; ValueError names the one
+    that is not a port or a range of ports."""
+    ranges = []
+    for value in values:
+        first, _, last = value.strip().partition("-")
+        try:
+            low, high = int(first), int(last or first)
+        except ValueError:
+            raise ValueError(f"{value!r} is not a port or a range of ports") from None
+        if not 0 < low <= high <= 65535:
+            raise ValueError(f"{value!r} is not a port or a range of ports (1-65535)")
+        ranges.append((low, high))
+    return tuple(ranges)
+
+
+@functools.lru_cache(maxsize=64)
+def _networks(values: tuple[str, ...]) -> tuple[Any, ...]:
+    return parse_networks(values)
+
+
+@functools.lru_cache(maxsize=64)
+def _ports(values: tuple[str, ...]) -> tuple[tuple[int, int], ...]:
+    return parse_ports(values)
+
+
+def address_kind(address: IPAddress) -> str | None:
+    """What kind of address ``address`` is when it is not a public one (``loopback``,
+    ``private``...), else None. An IPv6 address that carries an IPv4 one (mapped, NAT64)
+    is judged by the IPv4 address."""
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        elif address in _NAT64:
+            address = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    for kind in ("unspecified", "loopback", "link_local", "multicast", "reserved", "private"):
+        if getattr(address, f"is_{kind}"):
+            return kind.replace("_", "-")
+    if not address.is_global:
+        return "non-public"  # the shared address space (100.64.0.0/10), say
+    return None
+
+
+def _address_problem(host: str, address: IPAddress, limits: Limits) -> str | None:
+    kind = address_kind(address)
+    if kind is None or any(address in network for network in _networks(limits.allow_networks)):
+        return None
+    # The address itself is not told: what an internal name resolves to is not the
+    # uploader's to learn.
+    where = f"the host {host!r} resolves to" if _literal(host) is None else f"{host} is"
+    return f"{where} a {kind} address, which inputs may not be fetched from (INPUT_ADDRESS_ALLOW)"
+
+
+def _literal(host: str) -> IPAddress | None:
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        return None
+
+
+def url_problem(url: Any, limits: Limits | None = None) -> str | None:
+    """Why ``url`` may not be fetched under ``limits``, or None when it may, as far as can
+    be told without the network: the address a host name resolves to is checked when it
+    is fetched."""
     if not isinstance(url, str) or not url:
         return f"{url!r} is not a URL"
-    return _string_url_problem(url, allow)
+    return _string_url_problem(url, limits or Limits())
 
 
 # An upload checks each of its URLs more than once (the spec's, then as resources are
-# planned); the answer depends on the text alone.
+# planned); the answer depends on the text and the policy alone.
 @functools.lru_cache(maxsize=1024)
-def _string_url_problem(url: str, allow: tuple[str, ...]) -> str | None:
+def _string_url_problem(url: str, limits: Limits) -> str | None:
     if len(url) > MAX_URL_LENGTH:
         return f"a URL is at most {MAX_URL_LENGTH} characters"
     if any(character in _REFUSED for character in url):
@@ -112,13 +217,23 @@ def _string_url_problem(url: str, allow: tuple[str, ...]) -> str | None:
         parsed.port,
     ):
         return f"{url!r} is read differently by different URL parsers"
-    if allow and not any(fnmatch.fnmatchcase(host, pattern) for pattern in allow):
+    if limits.allow and not any(fnmatch.fnmatchcase(host, pattern) for pattern in limits.allow):
         return f"the host {host!r} is not allowed (INPUT_URL_ALLOW)"
+    port = parsed.port or DEFAULT_PORTS[scheme]
+    if limits.ports and not any(low <= port <= high for low, high in _ports(limits.ports)):
+        return f"the port {port} of {url!r} is not allowed (INPUT_PORTS)"
+    literal = _literal(host)
+    if literal is None and (host in LOCAL_NAMES or host.endswith(".localhost")):
+        literal = ipaddress.IPv4Address("127.0.0.1")  # what the name always means
+        problem = _address_problem(host, literal, limits)
+        return problem and problem.replace(f"the host {host!r} resolves to", f"{host} is")
+    if literal is not None:
+        return _address_problem(host, literal, limits)
     return None
 
 
-def check_url(url: Any, allow: tuple[str, ...] = ()) -> str:
-    problem = url_problem(url, allow)
+def check_url(url: Any, limits: Limits | None = None) -> str:
+    problem = url_problem(url, limits)
     if problem:
         raise FetchError(problem)
     return url
@@ -172,12 +287,15 @@ def fetch(url: str, out: BinaryIO, limits: Limits, max_bytes: int | None = None)
     first = url
     try:
         for _ in range(MAX_REDIRECTS + 1):
-            problem = url_problem(url, limits.allow)
-            if problem and url != first:
-                raise FetchError(f"{first} redirects to a URL that may not be fetched: {problem}")
-            if problem:
-                raise FetchError(problem)
-            connection = _connection(url, deadline, watchdog)
+            try:
+                check_url(url, limits)
+                connection = _connection(url, deadline, watchdog, limits)
+            except FetchError as exc:
+                if url == first:
+                    raise
+                raise FetchError(
+                    f"{first} redirects to a URL that may not be fetched: {exc}"
+                ) from None
             try:
                 response = _get(connection, url)
                 if response.status in REDIRECTS and response.headers.get("Location"):
@@ -198,25 +316,75 @@ def fetch(url: str, out: BinaryIO, limits: Limits, max_bytes: int | None = None)
         watchdog.cancel()
 
 
-def _connection(url: str, deadline: float, watchdog: _Watchdog) -> Any:
-    """A connection to the very host urllib3's own parse of ``url`` names, watched."""
+def _connection(url: str, deadline: float, watchdog: _Watchdog, limits: Limits) -> Any:
+    """A connection to an address of the host urllib3's own parse of ``url`` names, each of
+    its addresses checked first (see :func:`resolve`), watched. The request still names
+    the host (``Host``, and TLS's server name and certificate check)."""
     parsed = parse_url(url)
-    remaining = max(deadline - time.monotonic(), 0.001)
-    connection_class = (
-        urllib3.connection.HTTPSConnection
-        if parsed.scheme.lower() == "https"
-        else urllib3.connection.HTTPConnection
-    )
-    connection = connection_class(parsed.host.strip("[]"), parsed.port, timeout=remaining)
-    connection.connect()
-    watchdog.watch(connection.sock)
-    return connection
+    host = parsed.host.strip("[]")
+    port = parsed.port or DEFAULT_PORTS[parsed.scheme.lower()]
+    https = parsed.scheme.lower() == "https"
+    failure: OSError | None = None
+    for address in resolve(host, port, limits):
+        remaining = max(deadline - time.monotonic(), 0.001)
+        if https:
+            connection = urllib3.connection.HTTPSConnection(
+                str(address), port, timeout=remaining, server_hostname=host, assert_hostname=host
+            )
+        else:
+            connection = urllib3.connection.HTTPConnection(str(address), port, timeout=remaining)
+        try:
+            connection.connect()
+        except OSError as exc:  # urllib3's connection errors are OSErrors
+            connection.close()
+            failure = exc
+            if time.monotonic() >= deadline:
+                break
+            continue
+        connection.specstore_host = _host_header(host, parsed.port)
+        watchdog.watch(connection.sock)
+        return connection
+    assert failure is not None  # resolve answers at least one address
+    raise failure
+
+
+def _host_header(host: str, port: int | None) -> str:
+    name = f"[{host}]" if ":" in host else host
+    return f"{name}:{port}" if port else name
+
+
+def resolve(host: str, port: int, limits: Limits) -> list[IPAddress]:
+    """The addresses ``host`` resolves to, each checked against the policy: a host with one
+    address that is refused is refused whole (a name that mixes public and internal
+    addresses is not one to trust)."""
+    literal = _literal(host)
+    if literal is not None:
+        addresses = [literal]
+    else:
+        try:
+            found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except socket.gaierror:
+            raise FetchError(f"the host {host!r} does not resolve") from None
+        addresses = []
+        for *_, sockaddr in found:
+            address = ipaddress.ip_address(sockaddr[0].split("%", 1)[0])
+            if address not in addresses:
+                addresses.append(address)
+    for address in addresses:
+        problem = _address_problem(host, address, limits)
+        if problem:
+            raise FetchError(problem)
+    return addresses
 
 
 def _get(connection: Any, url: str) -> Any:
     """One GET on ``connection``, not following redirects."""
     parsed = parse_url(url)
-    headers = {"Accept-Encoding": "identity", "User-Agent": USER_AGENT}
+    headers = {
+        "Host": connection.specstore_host,
+        "Accept-Encoding": "identity",
+        "User-Agent": USER_AGENT,
+    }
     if parsed.auth:
         headers.update(urllib3.util.make_headers(basic_auth=parsed.auth))
     connection.request("GET", parsed.request_uri, headers=headers, preload_content=False)
@@ -255,8 +423,6 @@ def _copy(
 
 def _reason(exc: BaseException) -> str:
     """Why a connection failed, in a few words (no addresses, no object reprs)."""
-    if isinstance(exc, urllib3.exceptions.NameResolutionError):
-        return "its host name does not resolve"
     while getattr(exc, "reason", None) is not None and isinstance(exc.reason, BaseException):
         exc = exc.reason
     if isinstance(exc, urllib3.exceptions.NewConnectionError):
@@ -290,24 +456,79 @@ def fetch_bytes(url: str, limits: Limits, max_bytes: int) -> bytes:
 
 ZIP_MAGIC = b"PK\x03\x04"
 GZIP_MAGIC = b"\x1f\x8b"
+# The end of a zip's central directory: its record, and the Zip64 one's locator before it.
+_EOCD = struct.Struct("<4s4H2LH")
+_EOCD_SIGNATURE = b"PK\x05\x06"
+_ZIP64_LOCATOR = struct.Struct("<4sLQL")
+_ZIP64_EOCD = struct.Struct("<4sQ2H2L4Q")
+_MAX_ZIP_COMMENT = 65535
+# How large a zip's central directory may be: what MAX_ZIP_MEMBERS entries with names of
+# a few hundred bytes take. It is all that zipfile parses before anything is unpacked.
+MAX_ZIP_DIRECTORY_BYTES = 8 * 1024 * 1024
+
+
+def zip_directory(path: Path) -> tuple[int, int] | None:
+    """How many entries a zip's central directory says it holds, and its size in bytes,
+    read from the record at its end (None: there is none, so no zip reader reads it as a
+    zip). The record is found wherever the archive starts: zip readers (Python's zipfile,
+    and openpyxl with it) read an archive behind bytes of any other kind too."""
+    with path.open("rb") as handle:
+        handle.seek(0, 2)
+        size = handle.tell()
+        start = max(size - _EOCD.size - _MAX_ZIP_COMMENT, 0)
+        handle.seek(start)
+        tail = handle.read()
+        at = tail.rfind(_EOCD_SIGNATURE)
+        if at < 0 or len(tail) - at < _EOCD.size:
+            return None
+        _, _, _, _, entries, directory_bytes, _, _ = _EOCD.unpack_from(tail, at)
+        if entries != 0xFFFF and directory_bytes != 0xFFFFFFFF:
+            return entries, directory_bytes
+        # Zip64: the locator just before the record says where the Zip64 record is.
+        located = start + at - _ZIP64_LOCATOR.size
+        if located < 0:
+            return entries, directory_bytes
+        handle.seek(located)
+        signature, _, offset, _ = _ZIP64_LOCATOR.unpack(handle.read(_ZIP64_LOCATOR.size))
+        if signature != b"PK\x06\x07":
+            return entries, directory_bytes
+        # Where it is, counted from the archive's start (any bytes before it shift it).
+        record = located - _ZIP64_EOCD.size
+        handle.seek(record if record >= 0 else offset)
+        found = _ZIP64_EOCD.unpack(handle.read(_ZIP64_EOCD.size))
+        if found[0] != b"PK\x06\x06":
+            return entries, directory_bytes
+        return found[7], found[8]
 
 
 def check_unpacked_size(path: Path, cap: int, label: str) -> None:
     """Refuse a zip or gzip file (xlsx and ods are zips) that unpacks to more than
-    ``cap`` bytes; files that are neither pass as they are."""
+    ``cap`` bytes, or a zip of more than ``MAX_ZIP_MEMBERS`` files; files that are
+    neither pass as they are. A zip's directory is measured by the record at its end
+    before any of it is parsed."""
     with path.open("rb") as handle:
         magic = handle.read(4)
-    if magic == ZIP_MAGIC:
+    directory = zip_directory(path)
+    if directory is not None:
+        entries, directory_bytes = directory
+        if entries > MAX_ZIP_MEMBERS:
+            raise FetchError(f"{label} holds more than {MAX_ZIP_MEMBERS} files")
+        if directory_bytes > MAX_ZIP_DIRECTORY_BYTES:
+            raise FetchError(f"{label} has a directory larger than {MAX_ZIP_DIRECTORY_BYTES} bytes")
         try:
             with zipfile.ZipFile(path) as archive:
                 members = archive.infolist()
-        except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+            if magic != ZIP_MAGIC:
+                return  # not a zip after all: no zip reader reads it as one either
             raise FetchError(f"{label} is not a readable zip archive ({exc})") from None
         if len(members) > MAX_ZIP_MEMBERS:
             raise FetchError(f"{label} holds more than {MAX_ZIP_MEMBERS} files")
         unpacked = sum(member.file_size for member in members)
         if unpacked > cap:
             raise FetchError(f"{label} unpacks to more than {cap} bytes")
+    elif magic == ZIP_MAGIC:
+        raise FetchError(f"{label} is not a readable zip archive (it has no directory)")
     elif magic[:2] == GZIP_MAGIC:
         unpacked = 0
         try:

@@ -36,6 +36,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from .lifetime import die_with_parent
+
 PROCESSOR = "specstore.npm_publish"
 PACKAGE_DIR = "package"
 NPM_TIMEOUT_SECONDS = 300
@@ -304,6 +306,9 @@ def _npm(command: list[str], cwd: Path, userconfig: Path | None = None) -> Any:
                 text=True,
                 timeout=NPM_TIMEOUT_SECONDS,
                 check=False,
+                # npm goes when the pipeline's process goes (killed at its deadline, or
+                # with the server that started it).
+                preexec_fn=die_with_parent,
             )
         except subprocess.TimeoutExpired:
             raise NpmError(f"npm {command[0]} took longer than {NPM_TIMEOUT_SECONDS} s") from None

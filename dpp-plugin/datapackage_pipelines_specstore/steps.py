@@ -8,11 +8,15 @@ A run writes only into its *staging* folder, ``<dataset folder>/.staging/<revisi
 and its last step publishes it:
 
 * ``specstore.stage``: empties the staging folder and notes when the run started;
-* ``specstore.load``: fetches one resource under the fetch policy (:mod:`.fetch`) and
+* ``specstore.load``: fetches each resource under the fetch policy (:mod:`.fetch`) and
   loads it as a table (its format from a fixed list, its declared schema applied), or,
-  for a resource that is not a table, copies it byte for byte into the package;
+  for a resource that is not a table, copies it byte for byte into the package; what
+  it downloads and unpacks stays in the run's staging folder (``.tmp``), and goes when
+  the load ends, however it ends;
 * ``specstore.dump_to_sql``: dataflows' ``dump_to_sql``, the connection URL read from
-  ``ENGINE_<NAME>`` and pinned to the psycopg2 driver for PostgreSQL;
+  ``ENGINE_<NAME>`` and pinned to the psycopg2 driver for PostgreSQL; in a database
+  that several owners' outputs share, each table is named for its owner and dataset
+  (:func:`table_name`);
 * ``specstore.package``: completes the dumped data package: the files that are not
   tables, a README.md, the descriptor without engine-only keys, and the zip outputs;
 * ``specstore.publish``: swaps the staged outputs into the dataset folder, unless a
@@ -66,6 +70,8 @@ COMPUTED_TABLE_KEYS = frozenset(
         "profile",
     }
 )
+# Where a run's steps download and unpack, inside its staging folder.
+TEMPORARY_DIR = ".tmp"
 STARTED_FILE = ".started"
 REVISION_FILE = ".revision"
 LOCK_FILE = ".lock"
@@ -73,6 +79,12 @@ PACKAGE_DIR = "datapackage"
 DESCRIPTOR_FILE = "datapackage.json"
 README_FILE = "README.md"
 DEADLINE_CHECK_ROWS = 1000
+# Spreadsheets whose merged cells are filled are read whole into memory (openpyxl's
+# read-only mode has no merged cells): only those that unpack to at most this.
+MAX_MERGED_CELLS_UNPACKED_BYTES = 64 * 1024 * 1024
+# The longest table name every database takes whole (PostgreSQL's limit is 63 bytes,
+# and the names it derives, such as ``<table>_<field>_enum``, must still start with it).
+MAX_TABLE_NAME_BYTES = 50
 _UTF8 = re.compile(r"^utf[-_]?8(-sig)?$")
 
 
@@ -118,6 +130,19 @@ def _deadline(staging: Path, run_timeout: float | None) -> float | None:
     return None if started is None or not run_timeout else started + run_timeout
 
 
+def table_name(owner_id: str, dataset: str, resource: str) -> str:
+    """The table an ``rdbms`` output writes a resource into: ``<ownerid>/<dataset>/<resource>``,
+    unique to the owner and dataset (no owner id, dataset or resource name holds a ``/``),
+    so that no spec can name a table of another owner's, or of anything else in the
+    database. A name longer than ``MAX_TABLE_NAME_BYTES`` keeps its start and ends in
+    ``~`` and 16 hexadecimal digits of its SHA-256 (no short name holds a ``~``)."""
+    name = f"{owner_id}/{dataset}/{resource}"
+    if len(name.encode("utf-8")) <= MAX_TABLE_NAME_BYTES:
+        return name
+    digest = hashlib.sha256(name.encode("utf-8")).hexdigest()[:16]
+    return f"{name[: MAX_TABLE_NAME_BYTES - 17]}~{digest}"
+
+
 # -- specstore.stage -------------------------------------------------------------------------
 
 
@@ -142,10 +167,24 @@ def stage(parameters: dict[str, Any]) -> list[Any]:
 
 
 def load(parameters: dict[str, Any]) -> list[Any]:
-    """One resource: a table (rows into the flow) or a file (into the staged package)."""
-    if parameters.get("file"):
-        return [_file_step(parameters)]
-    return [_table_step(parameters)]
+    """Every resource of ``resources`` (each with the step's staging folder, limits and
+    deadline): a table (rows into the flow, under its ``path`` in the package) or a file
+    (into the staged package). A plan of an older release has one resource per step,
+    the step's own parameters."""
+    from dataflows import update_resource
+
+    shared = {key: value for key, value in parameters.items() if key != "resources"}
+    resources = parameters.get("resources")
+    steps: list[Any] = []
+    for given in resources if isinstance(resources, list) else [{}]:
+        resource = {**shared, **given}
+        if resource.get("file"):
+            steps.append(_file_step(resource))
+            continue
+        steps.append(_table_step(resource))
+        if resource.get("path"):
+            steps.append(update_resource(resource["name"], path=resource["path"]))
+    return steps
 
 
 def _file_step(parameters: dict[str, Any]) -> Callable[[Any], Iterator[Any]]:
@@ -161,6 +200,7 @@ def _file_step(parameters: dict[str, Any]) -> Callable[[Any], Iterator[Any]]:
         try:
             fetched = fetch_to_file(url, target, limits)
         except FetchError as exc:
+            target.unlink(missing_ok=True)
             raise StepError(f"resource {name}: {exc}") from None
         except FileExistsError:
             raise StepError(
@@ -171,6 +211,18 @@ def _file_step(parameters: dict[str, Any]) -> Callable[[Any], Iterator[Any]]:
         yield from package
 
     return copy
+
+
+def _temporary_folder(staging: str | None) -> Path:
+    """A new folder for one load's download and what is unpacked from it: in the run's
+    staging folder, which the run's next start empties whatever happened to this one,
+    and where (``tempfile.tempdir``) the libraries that read the file unpack it too."""
+    if not staging:
+        return Path(tempfile.mkdtemp(prefix="specstore-load-"))
+    parent = Path(staging) / TEMPORARY_DIR
+    parent.mkdir(parents=True, exist_ok=True)
+    tempfile.tempdir = str(parent)
+    return Path(tempfile.mkdtemp(prefix="load-", dir=parent))
 
 
 def _table_step(parameters: dict[str, Any]) -> Any:
@@ -193,7 +245,7 @@ def _table_step(parameters: dict[str, Any]) -> Any:
             self.deadline = (
                 _deadline(Path(staging), parameters.get("run-timeout")) if staging else None
             )
-            self.folder = Path(tempfile.mkdtemp(prefix="specstore-load-"))
+            self.folder = _temporary_folder(staging)
             self.local = self.folder / f"data.{self.format}"
             options = dict(parameters.get("options") or {})
             options.pop("format", None)
@@ -211,12 +263,21 @@ def _table_step(parameters: dict[str, Any]) -> Any:
 
         def process_datapackage(self, dp: Any) -> Any:
             try:
+                return self.fetch_and_open(dp)
+            except BaseException:
+                # No rows will flow, so process_resources never cleans up.
+                shutil.rmtree(self.folder, ignore_errors=True)
+                raise
+
+        def fetch_and_open(self, dp: Any) -> Any:
+            try:
                 fetched = fetch_to_file(self.url, self.local, self.limits)
                 check_unpacked_size(self.local, self.limits.max_unpacked_bytes, self.url)
             except FetchError as exc:
                 raise StepError(f"resource {self.resource}: {exc}") from None
             log.info("resource %s: fetched %s (%d bytes)", self.resource, self.url, fetched.size)
             self.check_encoding()
+            self.check_merged_cells()
             try:
                 return self.safe_process_datapackage(dp)
             except StepError:
@@ -225,6 +286,20 @@ def _table_step(parameters: dict[str, Any]) -> Any:
                 raise StepError(
                     f"resource {self.resource}: {self.url} cannot be read as {self.format}: "
                     + _message(exc, self.local)
+                ) from None
+
+        def check_merged_cells(self) -> None:
+            """Filling merged cells reads the whole workbook into memory: refused for one
+            that unpacks to more than MAX_MERGED_CELLS_UNPACKED_BYTES."""
+            if not self.options.get("fill_merged_cells") or self.format != "xlsx":
+                return
+            try:
+                check_unpacked_size(self.local, MAX_MERGED_CELLS_UNPACKED_BYTES, self.url)
+            except FetchError:
+                raise StepError(
+                    f"resource {self.resource}: fill_merged_cells reads a workbook whole, and "
+                    f"{self.url} unpacks to more than {MAX_MERGED_CELLS_UNPACKED_BYTES} bytes: "
+                    "leave the option out, or split the workbook"
                 ) from None
 
         def check_encoding(self) -> None:
@@ -251,17 +326,18 @@ def _table_step(parameters: dict[str, Any]) -> Any:
         def refuse_value(
             self, resource: str, row: dict, index: int, error: Exception, field: Any
         ) -> bool:
+            """The value that fails its type, described, never quoted: whoever may read the
+            dataset's status reads this, and the value is whatever the source served."""
             if field is None:
-                raise StepError(f"resource {resource}, data row {index + 1}: {error}")
-            value = repr(row.get(field.name))
-            if len(value) > 80:
-                value = value[:77] + "..."
+                raise StepError(
+                    f"resource {resource}, data row {index + 1}: a row that fails its schema"
+                )
             kind = field.type + (
                 f" ({field.format})" if field.format not in (None, "default") else ""
             )
             raise StepError(
                 f"resource {resource}, data row {index + 1}, field {field.name!r}: "
-                f"{value} is not a valid {kind}"
+                f"{_described(row.get(field.name))} is not a valid {kind}"
             )
 
         def process_resources(self, resources: Any) -> Iterator[Any]:
@@ -293,6 +369,15 @@ def _table_step(parameters: dict[str, Any]) -> Any:
     return TableLoad()
 
 
+def _described(value: Any) -> str:
+    """What a value is, without what it says: its type and length."""
+    if value is None or value == "":
+        return "an empty value"
+    if isinstance(value, str):
+        return f"a text of {len(value)} character{'s' if len(value) != 1 else ''}"
+    return f"a value of type {type(value).__name__}"
+
+
 def _utf8_beyond_ascii(path: Path) -> bool:
     decoder = codecs.getincrementaldecoder("utf-8")()
     beyond = False
@@ -311,14 +396,17 @@ def _utf8_beyond_ascii(path: Path) -> bool:
 
 
 def _message(exc: BaseException, local: Path | None = None) -> str:
-    """The root cause of ``exc`` in one line, without local paths."""
+    """The root cause of ``exc`` in one line, without local paths. Only the message's
+    first line: parsers quote what they read on the lines after it (a JSON parser's
+    context, a validator's row), which is the source's content, not the reason."""
     from dataflows.base.exceptions import ProcessorError
 
     while isinstance(exc, ProcessorError) and isinstance(exc.cause, BaseException):
         exc = exc.cause
     while exc.__cause__ is not None and not str(exc).strip():
         exc = exc.__cause__
-    text = " ".join(str(exc).split()) or exc.__class__.__name__
+    lines = [line for line in str(exc).splitlines() if line.strip()]
+    text = " ".join(lines[0].split()) if lines else exc.__class__.__name__
     if local is not None:
         text = text.replace(str(local.parent), "").replace(str(local), "the file")
     return text

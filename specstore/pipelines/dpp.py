@@ -33,7 +33,6 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +46,7 @@ from ..events import FAILED, LOADED, REGISTERED, RUNNING, SUCCEEDED
 from ..http_client import HttpClient, PeerUnavailable
 from ..registry import Handover, Registry, RevisionRef
 from .disk import sync_directory, write_file
+from .fairness import FairQueue
 from .planner import REVISION_KEY, PlanError, Planner, given_descriptor
 from .reports import Reports, emit
 
@@ -368,11 +368,16 @@ class DppDashboard:
 
     * an answer (a record, or DPP's 404 for a pipeline it has not registered yet) is kept
       for ``ttl`` seconds, so that front ends polling one dataset's ``info`` share one ask;
-    * once the dashboard has failed to answer (down, hanging past the timeout, an error
-      status), it is not asked again for ``retry_after`` seconds: meanwhile ``info``
-      answers from specstore's own records at once, instead of each request holding a
-      worker for the whole timeout.
+    * a record the dashboard failed to answer (hanging past the timeout, an error status)
+      is not asked for again for ``retry_after`` seconds: meanwhile ``info`` of that
+      dataset answers from specstore's own records at once. One dataset's slow record
+      costs the others nothing;
+    * once the dashboard does not answer at all (nothing takes the connection), or fails
+      ``FAILURES_TO_PAUSE`` records in a row, it is not asked for any for ``retry_after``
+      seconds, instead of each request holding a worker for the whole timeout.
     """
+
+    FAILURES_TO_PAUSE = 3
 
     def __init__(
         self,
@@ -387,6 +392,8 @@ class DppDashboard:
         self._clock = clock
         self._retry_after = retry_after
         self._answers: TTLCache[str, Any] = TTLCache(maxsize=4096, ttl=ttl, timer=clock)
+        self._failed: TTLCache[str, bool] = TTLCache(maxsize=4096, ttl=retry_after, timer=clock)
+        self._failures = 0
         self._lock = threading.Lock()
         self._quiet_until = 0.0
 
@@ -412,24 +419,36 @@ class DppDashboard:
         with self._lock:
             if pipeline_id in self._answers:
                 return self._answers[pipeline_id]
-            if self._clock() < self._quiet_until:
+            if self._clock() < self._quiet_until or pipeline_id in self._failed:
                 return None
         try:
             answer = self._http.get(f"{self.base_url}api/raw/{pipeline_id}").json()
         except PeerUnavailable as exc:
             if exc.status != 404:
-                with self._lock:
-                    self._quiet_until = self._clock() + self._retry_after
-                # Not the URL: DPP_URL may carry the dashboard's basic auth.
-                what = f"answered {exc.status}" if exc.status else "did not answer in time"
-                log.warning("DPP's dashboard %s: not asked for %g s", what, self._retry_after)
+                self._note_failure(pipeline_id, exc)
                 return None
             answer = None
         except ValueError:
             answer = None
         with self._lock:
             self._answers[pipeline_id] = answer
+            self._failures = 0
         return answer
+
+    def _note_failure(self, pipeline_id: str, exc: PeerUnavailable) -> None:
+        with self._lock:
+            self._failed[pipeline_id] = True
+            self._failures += 1
+            pause = not exc.reached or self._failures >= self.FAILURES_TO_PAUSE
+            if pause:
+                self._quiet_until = self._clock() + self._retry_after
+        # Not the URL: DPP_URL may carry the dashboard's basic auth.
+        if not exc.reached:
+            what = "does not answer"
+        else:
+            what = f"answered {exc.status}" if exc.status else "did not answer in time"
+        which = "any record" if pause else f"{pipeline_id}'s record"
+        log.warning("DPP's dashboard %s: %s not asked for for %g s", what, which, self._retry_after)
 
 
 class DppDispatcher:
@@ -439,8 +458,9 @@ class DppDispatcher:
     (no network involved); one that does not is planned in the background, where its
     data package is fetched, by ``planners`` threads with at most ``backlog`` revisions
     waiting for them: past that, a revision stays LOADED in the database for the sweeper,
-    so that a flood of such uploads holds no more memory than that. A sweeper, in every
-    server process:
+    so that a flood of such uploads holds no more memory than that. They wait fairly
+    across owners (:class:`FairQueue`): the owners served in turn, at most
+    ``per_owner`` of one owner's planned at once. A sweeper, in every server process:
 
     * hands over what a stopped server stored, or this one had no room to plan, but
       never handed over (LOADED);
@@ -464,13 +484,14 @@ class DppDispatcher:
         planner: Planner,
         reports: Reports,
         pipelines: DppPipelines,
-        hook_url: Callable[[int], str],
+        hook_url: Callable[[RevisionRef], str],
         silence_timeout: float,
         reconcile_after: float = 120.0,
         dashboard: DppDashboard | None = None,
         planners: int = 2,
         backlog: int = 64,
         sweep_seconds: float | None = None,
+        per_owner: int = 0,
     ) -> None:
         self.registry = registry
         self.planner = planner
@@ -481,8 +502,12 @@ class DppDispatcher:
         self.reconcile_after = min(reconcile_after, silence_timeout)
         self.sweep_seconds = sweep_seconds or min(30.0, self.reconcile_after / 2)
         self._hook_url = hook_url
-        self._planners = ThreadPoolExecutor(planners, thread_name_prefix="specstore-plan")
-        self._room = threading.BoundedSemaphore(planners + backlog)
+        self.planners = planners
+        self._waiting: FairQueue[tuple[RevisionRef, dict[str, Any] | None]] = FairQueue(
+            per_owner=per_owner, capacity=planners + backlog
+        )
+        self._planner_threads: list[threading.Thread] = []
+        self._queued: set[int] = set()
         self._lock = threading.Lock()
         self._started = False
         self._stopping = threading.Event()
@@ -506,16 +531,43 @@ class DppDispatcher:
             return
         if spec is not None and given_descriptor(spec) is not None:
             self.hand_over(ref, spec)
-        elif self._room.acquire(blocking=False):
-            self._planners.submit(self._plan_in_background, ref, spec)
-        else:
+            return
+        self._start_planners()
+        with self._lock:
+            if ref.row_id in self._queued:
+                return  # waiting already (the sweeper finds it LOADED meanwhile)
+            self._queued.add(ref.row_id)
+        if not self._waiting.put(ref.owner_id, (ref, spec)):
+            with self._lock:
+                self._queued.discard(ref.row_id)
             log.info("%s: the planners are busy; it waits LOADED for the sweeper", ref.flow_id)
 
-    def _plan_in_background(self, ref: RevisionRef, spec: dict[str, Any] | None) -> None:
-        try:
-            self._hand_over_guarded(ref, spec)
-        finally:
-            self._room.release()
+    def _start_planners(self) -> None:
+        if self._planner_threads:
+            return
+        with self._lock:
+            if self._planner_threads or self._stopping.is_set():
+                return
+            self._planner_threads = [
+                threading.Thread(target=self._plan, name=f"specstore-plan-{number}", daemon=True)
+                for number in range(self.planners)
+            ]
+            for thread in self._planner_threads:
+                thread.start()
+
+    def _plan(self) -> None:
+        """A planner: the next revision fairly due, planned and handed over."""
+        while not self._stopping.is_set():
+            taken = self._waiting.take()
+            if taken is None:
+                return
+            owner, (ref, spec) = taken
+            try:
+                self._hand_over_guarded(ref, spec)
+            finally:
+                with self._lock:
+                    self._queued.discard(ref.row_id)
+                self._waiting.done(owner)
 
     def _hand_over_guarded(
         self, ref: RevisionRef, spec: dict[str, Any] | None, again: bool = False
@@ -556,7 +608,7 @@ class DppDispatcher:
         what it comes to."""
         try:
             descriptor = self.planner.descriptor(spec)
-            hooks = [self._hook_url(ref.revision)]
+            hooks = [self._hook_url(ref)]
             plan = self.planner.plan(spec, ref.revision, descriptor, hooks=hooks)
             plan.write_attachments(sync)
         except PlanError as exc:
@@ -605,7 +657,8 @@ class DppDispatcher:
         for ref in self.registry.orphaned((LOADED,), left, newest_only=True):
             if self._stopping.is_set():
                 return
-            self._hand_over_guarded(ref, None)
+            # Planned in turn with the uploads (it may fetch): the planners' room first.
+            self.dispatch(ref)
         if not self._lost_looked_for:
             self._lost_looked_for = self._hand_over_lost()
         silent = now - dt.timedelta(seconds=self.silence_timeout)
@@ -694,4 +747,4 @@ class DppDispatcher:
 
     def stop(self) -> None:
         self._stopping.set()
-        self._planners.shutdown(wait=False, cancel_futures=True)
+        self._waiting.close()

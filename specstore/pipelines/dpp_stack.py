@@ -9,12 +9,20 @@ is Redis on port 6379 of ``DPP_REDIS_HOST`` (no other port), the queue a full br
 in ``DPP_CELERY_BROKER``; celery 4 needs ``inspect.formatargspec`` on Python 3.11, which
 ``make dpp`` restores (``datapackage_pipelines_specstore.compat``); and ``dpp serve`` binds
 0.0.0.0:5000, so the dashboard runs as a Flask app on the address given here.
+
+As specstore runs it, Redis listens on a loopback address only and asks for a password
+(made for each start unless given), which DPP's processes read from
+``DPP_REDIS_PASSWORD`` (see ``datapackage_pipelines_specstore.compat``) and celery from
+its broker URL; and the dashboard is DPP's own with the hook credentials taken out of
+its answers (``datapackage_pipelines_specstore.dashboard``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -31,6 +39,13 @@ class StackError(RuntimeError):
     """A process of the stack did not start."""
 
 
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
 @dataclass
 class DppStack:
     venv: Path
@@ -43,11 +58,19 @@ class DppStack:
     environment: dict[str, str] = field(default_factory=dict)
     start_redis: bool = True
     logs: Path | None = None
+    redis_password: str = field(default_factory=lambda: secrets.token_urlsafe(24), repr=False)
     _processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not _loopback(self.redis_host):
+            raise StackError(
+                f"{self.redis_host!r} is not a loopback address: DPP's Redis listens on this "
+                "machine only"
+            )
 
     @property
     def broker(self) -> str:
-        return f"redis://{self.redis_host}:{REDIS_PORT}/{self.broker_db}"
+        return f"redis://:{self.redis_password}@{self.redis_host}:{REDIS_PORT}/{self.broker_db}"
 
     @property
     def dashboard_url(self) -> str:
@@ -62,26 +85,36 @@ class DppStack:
         env.update(self.environment)
         env["PATH"] = f"{self.venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
         env["DPP_REDIS_HOST"] = self.redis_host
+        env["DPP_REDIS_PASSWORD"] = self.redis_password
         env["DPP_CELERY_BROKER"] = self.broker
         env.pop("SCHEDULER", None)
         env.update(extra)
         return env
 
-    def _start(self, name: str, command: list[str], **extra_env: str) -> None:
+    def _start(
+        self, name: str, command: list[str], stdin_text: str | None = None, **extra_env: str
+    ) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         with (self.log_dir / f"{name}.log").open("ab") as log:
-            self._processes[name] = subprocess.Popen(  # noqa: S603 (DPP's own commands)
+            process = subprocess.Popen(  # noqa: S603 (DPP's own commands)
                 command,
                 cwd=self.root,
                 env=self.env(**extra_env),
+                stdin=subprocess.PIPE if stdin_text is not None else subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+            if stdin_text is not None:
+                assert process.stdin is not None
+                process.stdin.write(stdin_text.encode())
+                process.stdin.close()
+            self._processes[name] = process
 
     def _celery(self, *arguments: str) -> list[str]:
         python = str(self.venv / "bin" / "python")
-        application = ["-b", self.broker, "-A", "datapackage_pipelines.app", "-l", "INFO"]
+        # The broker (its URL holds Redis's password) from DPP_CELERY_BROKER, not argv.
+        application = ["-A", "datapackage_pipelines.app", "-l", "INFO"]
         return [python, "-m", "celery", *application, *arguments]
 
     def start(self) -> None:
@@ -93,6 +126,7 @@ class DppStack:
                 "redis",
                 [
                     "redis-server",
+                    "-",
                     "--bind",
                     self.redis_host,
                     "--port",
@@ -101,9 +135,13 @@ class DppStack:
                     "",
                     "--appendonly",
                     "no",
+                    "--protected-mode",
+                    "yes",
                     "--dir",
                     str(redis_dir),
                 ],
+                # The password goes in on standard input, where no other user sees it.
+                stdin_text=f"requirepass {self.redis_password}\n",
             )
             self._wait_for_redis()
         init = subprocess.run(  # noqa: S603
@@ -155,7 +193,7 @@ class DppStack:
                 "--port",
                 str(self.dashboard_port),
             ],
-            FLASK_APP="datapackage_pipelines.web.server:app",
+            FLASK_APP="datapackage_pipelines_specstore.dashboard:app",
         )
         self._wait_for_dashboard()
 
@@ -173,8 +211,11 @@ class DppStack:
                 contextlib.suppress(OSError),
                 socket.create_connection((self.redis_host, REDIS_PORT), timeout=1) as connection,
             ):
-                connection.sendall(b"PING\r\n")
-                if connection.recv(64).startswith(b"+PONG"):
+                connection.sendall(f"AUTH {self.redis_password}\r\nPING\r\n".encode())
+                answer = connection.recv(64)
+                if answer == b"+OK\r\n":
+                    answer += connection.recv(64)
+                if answer.startswith(b"+OK\r\n+PONG"):
                     return
             time.sleep(0.1)
         raise StackError(f"Redis did not answer on {self.redis_host}:{REDIS_PORT}")

@@ -17,19 +17,15 @@ very steps DPP runs through ``datapackage_pipelines_specstore``.
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
 import logging
-import os
-import signal
 import sys
 import traceback
 from collections.abc import Callable
 from typing import Any, TextIO
 
 from datapackage_pipelines_specstore import npm, steps
-
-PR_SET_PDEATHSIG = 1
+from datapackage_pipelines_specstore.lifetime import die_with_parent
 
 
 def _update_package(parameters: dict[str, Any]) -> Any:
@@ -140,22 +136,12 @@ def describe(exc: BaseException) -> list[str]:
     return lines
 
 
-def die_with(parent: int) -> None:
-    """Have the kernel kill this process when ``parent`` dies (Linux), and stop now if it
-    is gone already."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
-    if os.getppid() != parent:
-        os._exit(3)
-
-
 def main(argv: list[str] | None = None) -> int:
     arguments = argparse.ArgumentParser(prog="python -m specstore.pipelines.flowrunner")
     arguments.add_argument("--parent", type=int, help="die when this process dies")
     options = arguments.parse_args(argv)
     if options.parent:
-        die_with(options.parent)
+        die_with_parent(options.parent)
     out = sys.stdout
     sys.stdout = sys.stderr  # anything a library prints must not corrupt the JSON lines
     root = logging.getLogger()

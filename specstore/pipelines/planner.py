@@ -10,26 +10,32 @@ so one policy holds on both engines.
 A dataset's plan is one main pipeline, ``<ownerid>/<dataset>``:
 
 1. ``specstore.stage``: the run's staging folder, ``<dataset folder>/.staging/<revision>``;
-2. ``specstore.load`` per resource of the input data package (the spec's
-   ``descriptor``, else its ``resource_info``, else the data package fetched from its
-   URL), from its own URL or the one ``resource-mapping`` gives for its name or path:
-   tables (csv, tsv, xls, xlsx, ods; JSON with a schema) with the ``processing`` step's
-   tabulator options and declared schema, named its ``output``; every other resource
-   as a file, byte for byte;
-3. ``update_package`` / ``update_resource``: every property of the input descriptor,
-   and a safe file name for every table;
+2. ``specstore.load``, one step for every resource of the input data package (the
+   spec's ``descriptor``, else its ``resource_info``, else the data package fetched from
+   its URL), each from its own URL or the one ``resource-mapping`` gives for its name or
+   path: tables (csv, tsv, xls, xlsx, ods; JSON with a schema) with the ``processing``
+   step's tabulator options and declared schema, named its ``output``, each given a safe
+   file name; every other resource as a file, byte for byte;
+3. ``update_package``: the package's name (every other property of the input
+   descriptor is applied by ``specstore.package``);
 4. the outputs, all into the staging folder: the processed data package as files
    (``dump_to_path``, completed by ``specstore.package`` with the files, a README.md
    and the zips), ``sqlite`` and ``rdbms`` (``specstore.dump_to_sql``), then ``npm``;
 5. ``specstore.publish``: the staged outputs swapped into the dataset folder.
 
+A plan has the same few steps however many resources the data package has (DPP runs
+each step as a process of its own), and at most ``max_resources`` of them.
+
 Every path written is under ``OUTPUT_DIR/<ownerid>/<dataset>/``, whatever the spec
-or the data package says. Database connections are referred to as
-``env://ENGINE_<NAME>`` so that no connection string is ever written into a plan.
+or the data package says, and every table an ``rdbms`` output writes is the owner's
+and the dataset's own: ``<ownerid>/<dataset>/<resource>`` (see ``steps.table_name``).
+Database connections are referred to as ``env://ENGINE_<NAME>`` so that no connection
+string is ever written into a plan.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import posixpath
@@ -49,12 +55,13 @@ from datapackage_pipelines_specstore.steps import (
     STAGING_DIR,
     TABLE_FORMATS,
     child,
+    table_name,
 )
 
 from ..events import FAILED, INVALID
 from ..registry import pipeline_id
 from ..schedules import MAX_SCHEDULE_SECONDS, describe, schedule_seconds
-from ..validation import SchemaValidator
+from ..validation import SchemaValidator, storable
 from .disk import sync_directory, write_file
 
 if TYPE_CHECKING:
@@ -210,12 +217,16 @@ class Planner:
         npm_registry: Callable[[str], NpmRegistry | None] = lambda name: None,
         run_timeout: float | None = None,
         schedule_min_interval: float = 0.0,
+        max_resources: int = 1000,
+        engine_open_to: Callable[[str, str], bool] = lambda name, owner_id: True,
     ) -> None:
         self.layout = layout
         self.limits = limits
         self.run_timeout = run_timeout
         self.schedule_min_interval = schedule_min_interval
+        self.max_resources = max_resources
         self._engine_url = engine_url
+        self._engine_open_to = engine_open_to
         self._npm_registry = npm_registry
 
     # -- at upload: nothing here touches the network ------------------------------------
@@ -226,12 +237,12 @@ class Planner:
         when the spec carries its data package, whatever keeps that from being planned."""
         found = []
         source = spec["inputs"][0]
-        problem = url_problem(source["url"], self.limits.allow)
+        problem = url_problem(source["url"], self.limits)
         if problem:
             found.append(f"inputs[0].url: {problem}")
         mapping = (source.get("parameters") or {}).get("resource-mapping") or {}
         for name, url in mapping.items():
-            problem = url_problem(url, self.limits.allow)
+            problem = url_problem(url, self.limits)
             if problem:
                 found.append(f"inputs[0].parameters['resource-mapping'][{name!r}]: {problem}")
         found += self._output_problems(spec)
@@ -256,7 +267,7 @@ class Planner:
 
     def _output_problems(self, spec: Mapping[str, Any]) -> list[str]:
         found = []
-        dataset = spec["meta"]["dataset"]
+        owner_id, dataset = spec["meta"]["ownerid"], spec["meta"]["dataset"]
         reserved = {PACKAGE_DIR, NPM_DIR, f"{dataset}.sqlite"}
         zips: set[str] = set()
         for index, output in enumerate(spec.get("outputs") or []):
@@ -267,6 +278,12 @@ class Planner:
                     found.append(
                         f"outputs[{index}].parameters.engine: no database connection named "
                         f"{name!r} is configured on this server"
+                    )
+                elif not self._engine_open_to(name, owner_id):
+                    found.append(
+                        f"outputs[{index}].parameters.engine: the database connection {name!r} "
+                        f"is not open to {owner_id}'s datasets on this server "
+                        f"(ENGINE_{name.upper()}_OWNERS)"
                     )
             elif kind == "zip":
                 name = parameters["out-file"]
@@ -326,14 +343,11 @@ class Planner:
         if given is not None:
             return given
         url = spec["inputs"][0]["url"]
-        limits = Limits(
-            self.limits.allow,
-            min(self.limits.timeout, DESCRIPTOR_TIMEOUT_SECONDS),
-            self.limits.max_bytes,
-            self.limits.max_unpacked_bytes,
+        limits = dataclasses.replace(
+            self.limits, timeout=min(self.limits.timeout, DESCRIPTOR_TIMEOUT_SECONDS)
         )
         try:
-            content = fetch_bytes(url, limits, MAX_DESCRIPTOR_BYTES)
+            content = fetch_bytes(url, limits, min(MAX_DESCRIPTOR_BYTES, self.limits.max_bytes))
         except FetchError as exc:
             said = str(exc)
             reason = said if said.startswith(url) else f"{url}: {said}"
@@ -344,7 +358,8 @@ class Planner:
             raise PlanError(INVALID, f"the data package {url} is not JSON") from None
         if not isinstance(descriptor, dict) or not isinstance(descriptor.get("resources"), list):
             raise PlanError(INVALID, f"the data package {url} has no list of resources")
-        return descriptor
+        # What no database stores (NUL, lone surrogates) is replaced: the plan is stored.
+        return storable(descriptor)
 
     # -- the plan ----------------------------------------------------------------
 
@@ -361,7 +376,6 @@ class Planner:
         paths = self.layout.revision_paths(owner_id, dataset, revision)
         staging = paths.staging
         resources = self.resources(spec, descriptor)
-        tables = [resource for resource in resources if resource.table]
         run_limit = {"run-timeout": self.run_timeout} if self.run_timeout else {}
         steps: list[dict[str, Any]] = [
             {
@@ -370,39 +384,37 @@ class Planner:
                 "parameters": {"staging": str(staging), "revision": revision, **run_limit},
             }
         ]
-        limits = self.limits.as_parameters()
+        loaded: list[dict[str, Any]] = []
         for resource in resources:
             if resource.url is None:
                 continue  # inline data: kept in the descriptor as it is
-            parameters: dict[str, Any] = {
-                "url": resource.url,
-                "name": resource.name,
-                "staging": str(staging),
-                "limits": limits,
-                **run_limit,
-            }
+            parameters: dict[str, Any] = {"url": resource.url, "name": resource.name}
             if resource.table:
                 parameters["format"] = resource.format
+                # A safe file name in the package, whatever the input called it.
+                parameters["path"] = f"{resource.name}.csv"
                 if resource.options:
                     parameters["options"] = resource.options
                 if resource.schema:
                     parameters["schema"] = resource.schema
             else:
                 parameters["file"] = resource.file
-            steps.append({"run": "specstore.load", "parameters": parameters})
+            loaded.append(parameters)
+        if loaded:
+            steps.append(
+                {
+                    "run": "specstore.load",
+                    "parameters": {
+                        "resources": loaded,
+                        "staging": str(staging),
+                        "limits": self.limits.as_parameters(),
+                        **run_limit,
+                    },
+                }
+            )
         # The package's name (and, until the package is complete, its title); every other
         # property of the descriptor is applied by specstore.package, from the metadata file.
         steps.append({"run": "update_package", "parameters": {"name": dataset.lower()}})
-        steps += [
-            {
-                "run": "update_resource",
-                "parameters": {
-                    "resources": resource.name,
-                    "metadata": {"path": f"{resource.name}.csv"},
-                },
-            }
-            for resource in tables
-        ]
         steps += self._outputs(spec, owner_id, dataset, revision, paths, resources)
         details: dict[str, Any] = {
             "title": f"{owner_id}/{dataset} revision {revision}",
@@ -429,9 +441,16 @@ class Planner:
         base_url = source["url"]
         mapping = (source.get("parameters") or {}).get("resource-mapping") or {}
         processing = spec.get("processing") or []
+        listed = descriptor.get("resources") or []
+        if len(listed) > self.max_resources:
+            raise PlanError(
+                INVALID,
+                f"the data package has {len(listed)} resources, more than this server takes "
+                f"in one dataset ({self.max_resources}, MAX_RESOURCES)",
+            )
 
         found: list[tuple[str, str | None, str | None, dict[str, Any]]] = []
-        for index, resource in enumerate(descriptor.get("resources") or []):
+        for index, resource in enumerate(listed):
             if not isinstance(resource, dict):
                 raise PlanError(
                     INVALID, f"resource #{index + 1} of the data package is not an object"
@@ -454,7 +473,7 @@ class Planner:
                 raise PlanError(
                     INVALID, f"resource #{index + 1}: {path!r} is not a URL or path"
                 ) from None
-            problem = url_problem(url, self.limits.allow)
+            problem = url_problem(url, self.limits)
             if problem:
                 raise PlanError(INVALID, f"resource {name}: {problem}")
             found.append((name, path, url, resource))
@@ -532,11 +551,7 @@ class Planner:
         resources: list[Resource],
     ) -> list[dict[str, Any]]:
         staging, metadata_file = paths.staging, paths.metadata
-        tables = {
-            resource.name: {"resource-name": resource.name}
-            for resource in resources
-            if resource.table
-        }
+        tables = [resource.name for resource in resources if resource.table]
         package = staging / PACKAGE_DIR
         sql: list[dict[str, Any]] = []
         zips: list[str] = []
@@ -545,19 +560,25 @@ class Planner:
         for index, output in enumerate(spec.get("outputs") or []):
             kind, parameters = output["kind"], output.get("parameters") or {}
             if kind == "sqlite":
+                # The dataset's own file: its tables are named as its resources.
                 engine = f"sqlite:///{staging / f'{dataset}.sqlite'}"
+                named = {name: {"resource-name": name} for name in tables}
                 sql.append(
                     {
                         "run": "specstore.dump_to_sql",
-                        "parameters": {"tables": tables, "engine": engine},
+                        "parameters": {"tables": named, "engine": engine},
                     }
                 )
             elif kind == "rdbms":
+                # A database other owners write into: each table is the dataset's own.
                 engine = f"env://ENGINE_{parameters['engine'].upper()}"
+                named = {
+                    table_name(owner_id, dataset, name): {"resource-name": name} for name in tables
+                }
                 sql.append(
                     {
                         "run": "specstore.dump_to_sql",
-                        "parameters": {"tables": tables, "engine": engine},
+                        "parameters": {"tables": named, "engine": engine},
                     }
                 )
             elif kind == "zip":

@@ -26,8 +26,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from datapackage_pipelines_specstore.redaction import redact_query
+
 from ..events import PipelineEvent
-from ..redaction import redact_query
 from ..registry import Registry, RevisionRef
 
 MAX_LINE_LENGTH = 2000

@@ -1,9 +1,15 @@
 """The embedded runner: specstore runs its pipelines itself, on one machine.
 
 It plans each revision and runs it with ``dataflows`` in a child process
-(:mod:`specstore.pipelines.flowrunner`), off the request path, in a bounded pool of
+(:mod:`specstore.pipelines.flowrunner`), off the request path, on a bounded number of
 worker threads, and reports progress as the engine's events (queue, start, progress,
 finish) through the very path DPP's hooks take.
+
+Revisions wait for a worker fairly across owners (:class:`FairQueue`): each owner's in
+a line of their own, the owners served in turn, and at most ``runs_per_owner`` runs of
+one owner at once, counted over every process (the run leases in the database). A
+revision whose dataset is running elsewhere, or whose owner has all their runs going,
+goes back to wait a moment without holding a worker.
 
 Two leases in the database keep runs apart, whatever process or machine runs them:
 
@@ -25,6 +31,7 @@ import json
 import logging
 import os
 import queue
+import shutil
 import signal
 import socket
 import subprocess
@@ -34,12 +41,14 @@ import threading
 import time
 import uuid
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from datapackage_pipelines_specstore.steps import TEMPORARY_DIR
+
 from ..events import FAILED, LOADED, REGISTERED, RUNNING
 from ..registry import Handover, Registry, RevisionRef
+from .fairness import FairQueue
 from .planner import Plan, PlanError, Planner
 from .reports import Reports, emit
 
@@ -88,12 +97,14 @@ class EmbeddedRunner:
         npm_environment: Mapping[str, str] | None = None,
         lease_seconds: float = 60.0,
         sweep_seconds: float | None = None,
+        runs_per_owner: int = 0,
     ) -> None:
         self.registry = registry
         self.planner = planner
         self.reports = reports
         self.workers = workers
         self.timeout = timeout
+        self.runs_per_owner = runs_per_owner
         self.lease_seconds = lease_seconds
         # Leases are renewed several times within their length.
         self.sweep_seconds = sweep_seconds or min(10.0, lease_seconds / 6)
@@ -107,19 +118,25 @@ class EmbeddedRunner:
         self._held: dict[int, RevisionRef] = {}
         self._runs: dict[str, _Run] = {}
         self._renewed = time.monotonic()
-        self._pool: ThreadPoolExecutor | None = None
+        self._queue: FairQueue[RevisionRef] = FairQueue(per_owner=runs_per_owner)
+        self._threads: list[threading.Thread] = []
         self._sweeper: threading.Thread | None = None
         self._stopping = threading.Event()
 
     # -- life cycle ------------------------------------------------------------------
 
     def start(self) -> None:
-        if self._pool is not None:
+        if self._threads:
             return  # the common case, on every request: no lock taken
         with self._lock:
-            if self._pool is not None or self._stopping.is_set():
+            if self._threads or self._stopping.is_set():
                 return
-            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="specstore-run")
+            self._threads = [
+                threading.Thread(target=self._work, name=f"specstore-run-{number}", daemon=True)
+                for number in range(self.workers)
+            ]
+            for thread in self._threads:
+                thread.start()
             self._sweeper = threading.Thread(
                 target=self._sweep_forever, name="specstore-sweeper", daemon=True
             )
@@ -128,9 +145,10 @@ class EmbeddedRunner:
     def stop(self) -> None:
         """Stop taking work, kill running pipelines and give their leases back."""
         self._stopping.set()
+        self._queue.close()
         self._kill_all()
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+        for thread in self._threads:
+            thread.join()
         if self._sweeper is not None:
             self._sweeper.join(timeout=5)
         for ref in list(self._held.values()):
@@ -168,8 +186,7 @@ class EmbeddedRunner:
             emit(self.registry, self.reports, ref, f"{ref.owner_id}/{ref.dataset}", event="queue")
         else:
             return
-        assert self._pool is not None
-        self._pool.submit(self._run_guarded, ref)
+        self._queue.put(ref.owner_id, ref)
 
     def _lease_end(self) -> dt.datetime:
         return self.registry.clock() + dt.timedelta(seconds=self.lease_seconds)
@@ -219,39 +236,60 @@ class EmbeddedRunner:
 
     # -- running -----------------------------------------------------------------------
 
+    def _work(self) -> None:
+        """A worker: the next revision fairly due, tried until the queue closes."""
+        while not self._stopping.is_set():
+            taken = self._queue.take()
+            if taken is None:
+                return
+            owner, ref = taken
+            try:
+                self._run_guarded(ref)
+            finally:
+                self._queue.done(owner)
+
     def _run_guarded(self, ref: RevisionRef) -> None:
+        """Run ``ref`` if its dataset's run lease can be taken now (else it waits again, a
+        moment later, still held by this process), then give its lease back."""
         name = f"{self.identity}/{ref.row_id}"
+        keep = False
         try:
             run = self._take_run(ref, name)
-            if run is not None:
-                try:
-                    self._run(ref, run)
-                finally:
-                    with self._lock:
-                        self._runs.pop(name, None)
-                    self.registry.release_run(name)
+            if run is None:
+                keep = not self._stopping.is_set() and self._queue.put(
+                    ref.owner_id, ref, delay=RUN_WAIT_SECONDS
+                )
+                return
+            try:
+                self._run(ref, run)
+            finally:
+                with self._lock:
+                    self._runs.pop(name, None)
+                self.registry.release_run(name)
         except Exception:
             log.exception("running %s failed", ref.flow_id)
             self.registry.end(ref, FAILED, ["specstore could not run the pipeline"])
         finally:
-            with self._lock:
-                self._held.pop(ref.row_id, None)
-            self.registry.release(ref, self.identity)
+            if not keep:
+                with self._lock:
+                    self._held.pop(ref.row_id, None)
+                self.registry.release(ref, self.identity)
 
     def _take_run(self, ref: RevisionRef, name: str) -> _Run | None:
-        """Wait for the dataset's run lease (None: stopping). A lease taken over from a
-        run that stopped renewing it: that run's process is made sure to be gone first."""
-        while not self._stopping.is_set():
-            taken, left_behind = self.registry.claim_run(ref, name, self._lease_end())
-            if taken:
-                run = _Run(ref)
-                with self._lock:
-                    self._runs[name] = run
-                if left_behind:
-                    make_sure_gone(left_behind)
-                return run
-            self._stopping.wait(RUN_WAIT_SECONDS)
-        return None
+        """The dataset's run lease, if no other run holds it and the owner has a run to
+        spare (None: not now). A lease taken over from a run that stopped renewing it:
+        that run's process is made sure to be gone first."""
+        taken, left_behind = self.registry.claim_run(
+            ref, name, self._lease_end(), self.runs_per_owner
+        )
+        if not taken:
+            return None
+        run = _Run(ref)
+        with self._lock:
+            self._runs[name] = run
+        if left_behind:
+            make_sure_gone(left_behind)
+        return run
 
     def _run(self, ref: RevisionRef, run: _Run) -> None:
         newer = self.registry.superseded_by(ref)
@@ -271,7 +309,21 @@ class EmbeddedRunner:
     def _execute(
         self, ref: RevisionRef, run: _Run, pipeline: dict[str, Any], pipeline_id: str
     ) -> dict[str, Any]:
-        """Run the pipeline in a child process; the body of the finish event."""
+        """Run the pipeline in a child process; the body of the finish event. Whatever the
+        child leaves in its temporary folders (it may be killed at its deadline) goes when
+        it ends."""
+        scratch = tempfile.mkdtemp(prefix="specstore-run-")
+        staging = self.planner.layout.staging(ref.owner_id, ref.dataset, ref.revision)
+        try:
+            return self._execute_in(ref, run, pipeline, pipeline_id, scratch)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+            if not run.lost.is_set():  # else another process may be running it now
+                shutil.rmtree(staging / TEMPORARY_DIR, ignore_errors=True)
+
+    def _execute_in(
+        self, ref: RevisionRef, run: _Run, pipeline: dict[str, Any], pipeline_id: str, scratch: str
+    ) -> dict[str, Any]:
         with tempfile.TemporaryFile(mode="w+") as stderr:
             child = subprocess.Popen(  # noqa: S603 (this interpreter, a module of ours)
                 [
@@ -285,7 +337,7 @@ class EmbeddedRunner:
                 stdout=subprocess.PIPE,
                 stderr=stderr,
                 text=True,
-                env=self._child_env,
+                env={**self._child_env, "TMPDIR": scratch},
             )
             with self._lock:
                 run.child = child

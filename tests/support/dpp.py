@@ -63,7 +63,8 @@ class DppDeployment:
                 str(self.dashboard_port),
             ],
             cwd=self.root,
-            env=self.env(FLASK_APP="datapackage_pipelines.web.server:app"),
+            # DPP's dashboard as specstore runs it: hook credentials taken out.
+            env=self.env(FLASK_APP="datapackage_pipelines_specstore.dashboard:app"),
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )

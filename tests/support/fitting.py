@@ -9,7 +9,8 @@ tests/schemathesis/hooks.py) fit what they made to a test server configured with
 * one relational connection, ``warehouse``, and npm credentials ``public`` (a spec has
   one npm output at most);
 * the schedule window ``SCHEDULE_WINDOW``: the server's SCHEDULE_MIN_INTERVAL (the
-  default) to ten years;
+  default) to ten years, and no limit on how many datasets have one;
+* every address allowed (the schema admits a URL whatever address its host is);
 * npm package names within npm's 214 characters: with an npm output, a dataset name
   of at most ``NPM_DATASET_MAX`` characters (its package is ``@hub/alice-<dataset>``,
   where a character npm does not take is written as three);

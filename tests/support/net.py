@@ -151,12 +151,14 @@ def send(handler: BaseHTTPRequestHandler, body: bytes, content_type: str = "text
 class FakeDashboard(RouteServer):
     """DPP's dashboard at the HTTP level, on loopback: ``api/raw/<pipeline id>`` answers
     ``records[id]`` as JSON, or DPP's 404 for a pipeline it does not know. ``hang`` makes
-    it hold every request that long before answering; ``asked`` counts the requests."""
+    it hold every request that long before answering (``slow``: the requests for those
+    pipelines only); ``asked`` counts the requests."""
 
     def __init__(self) -> None:
         super().__init__("127.0.0.1", {})
         self.records: dict[str, dict] = {}
         self.hang = 0.0
+        self.slow: dict[str, float] = {}
 
     @property
     def asked(self) -> int:
@@ -166,8 +168,9 @@ class FakeDashboard(RouteServer):
         return self._answer if path.startswith("/api/raw/") else None
 
     def _answer(self, handler: BaseHTTPRequestHandler) -> None:
-        time.sleep(self.hang)
-        record = self.records.get(handler.path.removeprefix("/api/raw/"))
+        pipeline_id = handler.path.removeprefix("/api/raw/")
+        time.sleep(self.slow.get(pipeline_id, self.hang))
+        record = self.records.get(pipeline_id)
         if record is None:
             handler.send_error(404)
             return
