@@ -249,7 +249,7 @@ def upload_costs(postgres: Any, spec_for: Callable[[str, str], dict]) -> list[tu
         auth_public_key=keys.public_pem,
         dpp_pipelines_dir=str(work / "dpp"),
         output_dir=str(work / "output"),
-        hook_token="layers",  # noqa: S106
+        hook_secret="layers",  # noqa: S106
     )
     owners = 20
     tokens = [keys.token(f"owner-{number}") for number in range(owners)]

@@ -49,6 +49,7 @@ sys.path.insert(0, str(ROOT))
 from bench import layers  # noqa: E402
 from bench.nginx import Nginx  # noqa: E402
 from specstore.db import Database  # noqa: E402
+from specstore.hooks import credential  # noqa: E402
 from specstore.models import Dataset, Revision  # noqa: E402
 from tests.support.postgres import PostgresServer  # noqa: E402
 from tests.support.processes import children  # noqa: E402
@@ -56,7 +57,7 @@ from tests.support.server import Gunicorn  # noqa: E402
 from tests.support.tokens import KeyPair  # noqa: E402
 
 OWNERS = 100
-HOOK_TOKEN = "bench-hook-token"  # noqa: S105
+HOOK_SECRET = "bench-hook-secret"  # noqa: S105
 POLLED = "/source/owner-0/ds-0/status"  # the dataset a poller asks about with its ETag
 # The mixed runs: (how many ms each reader waits after an answer, a front end polling, or
 # none: each asks again at once, as many requests as the server can take; whether the
@@ -421,7 +422,7 @@ def main() -> int:
         env = {
             "DATABASE_URL": url,
             "AUTH_PUBLIC_KEY": keys.public_pem,
-            "HOOK_TOKEN": HOOK_TOKEN,
+            "HOOK_SECRET": HOOK_SECRET,
             "RUNNER_WORKERS": "0",
             "DPP_PIPELINES_DIR": str(work / "dpp"),
             "PUBLIC_URL": "http://specstore.bench/",
@@ -444,6 +445,15 @@ def main() -> int:
         uploads = {"BENCH_BODY": body_template(CLIENT_SPEC), "BENCH_TOKENS": uploaders}
         unreachable = {"BENCH_BODY": body_template(UNREACHABLE_SPEC), "BENCH_TOKENS": uploaders}
         event_body = '{"pipeline_id": "%s", "event": "progress", "log": ["%s"]}'
+        # Each event goes to its revision's hook URL, with its credential: those of the
+        # newest revision of every dataset, a line each, for the script to take from.
+        hooks = work / "hooks.txt"
+        hooks.write_text(
+            "".join(
+                f"{credential(HOOK_SECRET, f'owner-{i % OWNERS}', f'ds-{i}', 3)}\n"
+                for i in range(args.datasets)
+            )
+        )
         scenarios = {
             "status": ("get.lua", "/", {"BENCH_PATH": "/source/owner-%d/ds-%d/status"}),
             "status, 304 to its ETag": (
@@ -474,8 +484,8 @@ def main() -> int:
             ),
             "update event": (
                 "post.lua",
-                f"/source/update?token={HOOK_TOKEN}",
-                {"BENCH_MODE": "event", "BENCH_BODY": event_body},
+                "/source/update",
+                {"BENCH_MODE": "event", "BENCH_BODY": event_body, "BENCH_HOOKS": str(hooks)},
             ),
         }
         floor = "floor: Flask + the status query"

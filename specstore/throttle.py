@@ -10,7 +10,7 @@ import time
 
 from limits import RateLimitItem, parse, parse_many
 from limits.storage import storage_from_string
-from limits.strategies import MovingWindowRateLimiter
+from limits.strategies import MovingWindowRateLimiter, SlidingWindowCounterRateLimiter
 
 from .errors import TooManyRequests
 
@@ -43,8 +43,10 @@ def _described(amount: int) -> str:
 
 
 class _Limiter:
+    strategy: type = MovingWindowRateLimiter
+
     def __init__(self, storage_uri: str) -> None:
-        self._limiter = MovingWindowRateLimiter(storage_from_string(storage_uri))
+        self._limiter = self.strategy(storage_from_string(storage_uri))
 
     def retry_after(self, item: RateLimitItem, *identifiers: str) -> int:
         reset = self._limiter.get_window_stats(item, *identifiers).reset_time
@@ -67,7 +69,14 @@ class UploadThrottle(_Limiter):
 
 
 class SpecBytesThrottle(_Limiter):
-    """Bytes of specs one owner may have stored, per window (``SPEC_BYTES_LIMIT``)."""
+    """Bytes of specs one owner may have stored, per window (``SPEC_BYTES_LIMIT``).
+
+    Counted in two counters per window (the window's and the one before it, weighed by
+    how much of it is still in the window), not one entry per KiB: a moving window keeps
+    every unit counted, which for a quota of megabytes is millions of entries to keep in
+    order and expire."""
+
+    strategy = SlidingWindowCounterRateLimiter
 
     def __init__(self, rates: str, storage_uri: str = "memory://") -> None:
         super().__init__(storage_uri)

@@ -3,7 +3,9 @@
 --        read runs ask about keep the registry they were loaded with) and a dataset
 --        nobody uploaded yet,
 -- "existing": an owner and one of its datasets in the registry,
--- "event": a pipeline id (any dataset) and a log line, for /source/update.
+-- "event": a pipeline id (any dataset) and a log line, for /source/update, at the hook
+--          URL of the dataset's newest revision (3): BENCH_HOOKS names a file of their
+--          credentials, dataset i's on line i + 1.
 -- Uploads carry the owner's token: BENCH_TOKENS holds one per owner (or uploader),
 -- comma-separated.
 local datasets = tonumber(os.getenv("BENCH_DATASETS"))
@@ -16,6 +18,13 @@ for token in string.gmatch(os.getenv("BENCH_TOKENS") or "", "[^,]+") do
   table.insert(tokens, token)
 end
 
+local hooks = {}
+if os.getenv("BENCH_HOOKS") then
+  for line in io.lines(os.getenv("BENCH_HOOKS")) do
+    table.insert(hooks, line)
+  end
+end
+
 local counter = 0
 function setup(thread)
   thread:set("tid", counter)
@@ -26,7 +35,7 @@ local sent = 0
 request = function()
   sent = sent + 1
   local headers = {["Content-Type"] = "application/json"}
-  local owner, first, second
+  local owner, first, second, path
   if mode == "new" then
     owner = (tid * 7919 + sent) % owners
     first = string.format("uploader-%d", owner)
@@ -40,7 +49,8 @@ request = function()
     local i = math.random(0, datasets - 1)
     first = string.format("owner-%d/ds-%d", i % owners, i)
     second = string.format("step %s %d %d", salt, tid, sent)
+    path = string.format("/source/update?dataset=%s&revision=3&token=%s", first, hooks[i + 1])
   end
   if owner ~= nil then headers["Auth-Token"] = tokens[owner + 1] end
-  return wrk.format("POST", nil, headers, string.format(body, first, second))
+  return wrk.format("POST", path, headers, string.format(body, first, second))
 end
