@@ -11,7 +11,7 @@ SCHEMATHESIS_VENV ?= .venv-schemathesis
 
 EXAMPLE_PORT ?= 8000
 
-.PHONY: help install install-dev dpp dpp-serve schemathesis npm-tools run serve example test bench lint format postgres redis browser clean
+.PHONY: help install install-dev dpp dpp-serve schemathesis npm-tools run serve example test check bench lint format postgres redis browser clean
 .DEFAULT_GOAL := help
 
 ## help: these commands, each with what it does
@@ -83,6 +83,10 @@ npm-tools/node_modules/.installed: npm-tools/package.json npm-tools/package-lock
 test: install-dev postgres redis browser dpp schemathesis npm-tools lint
 	SPECSTORE_DPP_VENV=$(abspath $(DPP_VENV)) \
 	SPECSTORE_SCHEMATHESIS_VENV=$(abspath $(SCHEMATHESIS_VENV)) $(BIN)/pytest
+
+## check: the fast subset for the inner loop: lint, then the unit and API tests on SQLite (no PostgreSQL, DPP, npm or browser needed)
+check: install-dev lint
+	$(BIN)/pytest -m "not system and not postgres"
 
 ## bench: specstore under gunicorn on PostgreSQL, driven by wrk; writes bench/results.md
 bench: install-dev postgres

@@ -27,10 +27,10 @@ setup(
     package_data={
         "specstore": [
             "schemas/*.json",
-            "templates/*.html",
-            "migrations/*.py",
-            "migrations/*.mako",
-            "migrations/versions/*.py",
+            "web/templates/*.html",
+            "store/migrations/*.py",
+            "store/migrations/*.mako",
+            "store/migrations/versions/*.py",
         ]
     },
     include_package_data=True,

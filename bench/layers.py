@@ -3,7 +3,7 @@ directly: no HTTP, no gunicorn), on a throw-away PostgreSQL.
 
 * ``status``, whole and with one layer taken off at a time (a layer's cost is what the
   route saves without it), a listing of 50 whole and its answer encoded by the app's JSON
-  provider and by Flask's own, then the status query as the registry runs it (compiled once, on
+  provider and by Flask's own, then the status query as the store runs it (compiled once, on
   the driver's cursor), through SQLAlchemy's execute, and by psycopg2 alone, the
   floor's way. Metrics are kept as under gunicorn (prometheus-client's
   multi-process files), the access log written to a file as gunicorn's standard error.
@@ -106,9 +106,11 @@ def measure(url: str, datasets: int, owners: int) -> list[tuple[str, float]]:
     from flask.json.provider import DefaultJSONProvider
     from sqlalchemy.engine import make_url
 
-    from specstore import metrics, operations, representations
+    from specstore import metrics
     from specstore.app import create_app
-    from specstore.registry import _revision_query
+    from specstore.store.database import Database
+    from specstore.store.revisions import Revisions
+    from specstore.web import operations, representations
 
     work = Path(tempfile.mkdtemp(prefix="specstore-layers-"))
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(work)
@@ -139,7 +141,7 @@ def measure(url: str, datasets: int, owners: int) -> list[tuple[str, float]]:
         ),
         (
             "without a request id made up",
-            lambda: mock.patch.object(operations, "_new_request_id", str),
+            lambda: mock.patch.object(operations, "new_request_id", str),
         ),
         ("without all three (and the request's start time)", lambda: without(app, "_log_request")),
         ("without CORS", lambda: without(app, "cors_after_request")),
@@ -155,13 +157,13 @@ def measure(url: str, datasets: int, owners: int) -> list[tuple[str, float]]:
                 rounds[label].append((time.perf_counter() - started) / REQUESTS * 1e6)
     found = [(label, statistics.median(rounds[label])) for label, _ in layers]
 
-    service = app.extensions["specstore"]
+    revisions = app.extensions["specstore.components"].store.revisions
 
     def listing(index: int) -> None:
         get({**_environ(f"/source/owner-{index % owners}"), "QUERY_STRING": "limit=50"})
 
     found.append(("listing of 50, whole", microseconds_per_call(listing)))
-    page = representations.listing(service.registry.list_datasets("owner-0", False, 50, 0))
+    page = representations.listing(revisions.list_datasets("owner-0", False, 50, 0))
     flasks = DefaultJSONProvider(app)
     flasks.sort_keys = False
     for label, provider in (("orjson, the app's", app.json), ("Flask's own", flasks)):
@@ -172,28 +174,29 @@ def measure(url: str, datasets: int, owners: int) -> list[tuple[str, float]]:
             )
         )
 
-    def registry_read(index: int) -> None:
+    def store_read(index: int) -> None:
         number = index % datasets
-        service.registry.revision(f"owner-{number % owners}", f"ds-{number}", view="status")
+        revisions.revision(f"owner-{number % owners}", f"ds-{number}", view="status")
 
     found.append(
         (
-            "the status query as the registry runs it (the driver's cursor)",
-            microseconds_per_call(registry_read),
+            "the status query as the store runs it (the driver's cursor)",
+            microseconds_per_call(store_read),
         )
     )
-    query = _revision_query("latest", "status")
+    plain = Revisions(Database(url, fast_path=False))
 
     def sqlalchemy_read(index: int) -> None:
         number = index % datasets
-        parameters = {"owner_id": f"owner-{number % owners}", "name": f"ds-{number}"}
-        service.registry.database.read(
-            lambda connection: connection.execute(query, parameters).first()
-        )
+        plain.revision(f"owner-{number % owners}", f"ds-{number}", view="status")
 
     found.append(
-        ("the same query through SQLAlchemy's execute", microseconds_per_call(sqlalchemy_read))
+        (
+            "the same query through SQLAlchemy's execute (DATABASE_FAST_PATH=off)",
+            microseconds_per_call(sqlalchemy_read),
+        )
     )
+    plain.database.dispose()
 
     parts = make_url(url)
     connection = psycopg2.connect(
@@ -229,13 +232,15 @@ def upload_costs(postgres: Any, spec_for: Callable[[str, str], dict]) -> list[tu
     waiting by other runs to take up meanwhile."""
     import json
 
+    from jsonschema.validators import validator_for
+
     from specstore.app import create_app
-    from specstore.db import Database
     from specstore.events import REGISTERED
-    from specstore.pipelines.dpp import DppPipelines
-    from specstore.pipelines.planner import given_descriptor
-    from specstore.registry import Handover
-    from specstore.validation import parse_document, spec_validator
+    from specstore.pipelines.dpp.files import DppPipelines
+    from specstore.pipelines.resources import given_descriptor
+    from specstore.store.database import Database
+    from specstore.store.records import Handover
+    from specstore.validation import SPEC_SCHEMA, load_schema, parse_document, spec_validator
     from tests.support.tokens import KeyPair
 
     url = postgres.create_database("uploads")
@@ -276,20 +281,23 @@ def upload_costs(postgres: Any, spec_for: Callable[[str, str], dict]) -> list[tu
 
     service = app.extensions["specstore"]
     planner = service.planner
+    schema = load_schema(SPEC_SCHEMA)
+    pure_python = validator_for(schema)(schema)
     spec = spec_for("owner-0", "steps")
     data = body(0, "steps")
-    plan = planner.plan(spec, 1, given_descriptor(spec), hooks=["http://specstore/hook"])
+    descriptor, checked = given_descriptor(spec), planner.check(spec)
+    plan = planner.plan(spec, 1, descriptor, hooks=["h"], resources=checked.resources)
     pipelines = DppPipelines(work / "steps")
 
     def write(index: int) -> None:
         owner = f"owner-{index % owners}"
         pipelines.write(owner, f"d-{index}", {f"{owner}/d-{index}": plan.pipelines[plan.main_id]})
 
+    handover = Handover(REGISTERED, pipelines=plan.pipelines, supersedes=True)
+
     def store(index: int) -> None:
-        handover = Handover(REGISTERED, pipelines=plan.pipelines, supersedes=True)
-        service.registry.register_revision(
-            spec_for(f"owner-{index % owners}", f"store-{index}"), lambda ref, spec: handover
-        )
+        with service.revisions.upload(spec_for(f"owner-{index % owners}", f"store-{index}")) as up:
+            up.record(handover)
 
     whole = microseconds_per_call(upload, UPLOADS)
     user, system = cpu_per_call(lambda index: upload(UPLOADS * ROUNDS + index), UPLOADS)
@@ -309,13 +317,20 @@ def upload_costs(postgres: Any, spec_for: Callable[[str, str], dict]) -> list[tu
             ),
         ),
         (
-            "the checks beyond the schema",
-            microseconds_per_call(lambda index: planner.problems(spec), UPLOADS),
+            "the same spec checked by jsonschema alone, in pure Python (not done)",
+            microseconds_per_call(lambda index: list(pure_python.iter_errors(spec)), UPLOADS // 4),
         ),
         (
-            "planned",
+            "the checks beyond the schema, the resources it carries planned",
+            microseconds_per_call(lambda index: planner.check(spec), UPLOADS),
+        ),
+        (
+            "its pipelines planned",
             microseconds_per_call(
-                lambda index: planner.plan(spec, 1, given_descriptor(spec), hooks=["h"]), UPLOADS
+                lambda index: planner.plan(
+                    spec, 1, descriptor, hooks=["h"], resources=checked.resources
+                ),
+                UPLOADS,
             ),
         ),
         (
@@ -332,8 +347,8 @@ def upload_costs(postgres: Any, spec_for: Callable[[str, str], dict]) -> list[tu
 
 
 def main() -> int:
-    from bench.run import OWNERS, load_registry, spec_for
-    from specstore.db import Database
+    from bench.registry import OWNERS, load_registry, spec_for
+    from specstore.store.database import Database
     from tests.support.postgres import PostgresServer
 
     postgres = PostgresServer()

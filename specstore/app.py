@@ -14,25 +14,28 @@ from datapackage_pipelines_specstore.fetch import Limits
 from flask import Flask
 from flask_cors import CORS
 
-from . import api, dashboard, operations, representations
+from . import web
 from .auth import LocalKeyPair, PublicKeySource, RemotePublicKey, StaticPublicKey, TokenVerifier
 from .config import ConfigError, Settings, configure
-from .db import Database
 from .hooks import HookCredentials
 from .http_client import HttpClient
-from .installation import InstallationValues
 from .pipelines.dpp import DppDashboard, DppDispatcher, DppPipelines
-from .pipelines.planner import OutputLayout, Planner
+from .pipelines.engine import Engine
+from .pipelines.layout import OutputLayout
+from .pipelines.outputs import Outputs
+from .pipelines.planner import Planner
 from .pipelines.reports import Reports
 from .pipelines.runner import EmbeddedRunner
 from .pipelines.scheduler import Scheduler
-from .registry import Registry, RevisionRef
 from .service import SourceService
+from .store import Store
+from .store.database import Database
+from .store.installation import InstallationValues
+from .store.records import RevisionRef
 from .throttle import SpecBytesThrottle, UploadThrottle
 from .validation import spec_validator
-
-Engine = DppDispatcher | EmbeddedRunner
-
+from .web.operations import configure_logging
+from .web.representations import JSONProvider
 
 DASHBOARD_TIMEOUT_SECONDS = 2.0
 
@@ -40,12 +43,19 @@ DASHBOARD_TIMEOUT_SECONDS = 2.0
 @dataclass(frozen=True)
 class Components:
     settings: Settings
-    database: Database
-    installation: InstallationValues
+    store: Store
     keys: PublicKeySource
     service: SourceService
     engine: Engine | None
     scheduler: Scheduler | None
+
+    @property
+    def database(self) -> Database:
+        return self.store.database
+
+    @property
+    def installation(self) -> InstallationValues:
+        return self.store.installation
 
     @property
     def hooks(self) -> HookCredentials:
@@ -73,8 +83,9 @@ class Components:
         dashboard = settings.dpp_url
         if dashboard and not HttpClient(DASHBOARD_TIMEOUT_SECONDS).answers(dashboard):
             return "degraded"
-        oldest = self.service.registry.oldest_waiting()
-        waited = (self.service.registry.clock() - oldest).total_seconds() if oldest else 0.0
+        ledger = self.store.ledger
+        oldest = ledger.oldest_waiting()
+        waited = (ledger.clock() - oldest).total_seconds() if oldest else 0.0
         return "degraded" if waited > settings.dpp_wait_alert else "ok"
 
     def close(self) -> None:
@@ -82,7 +93,7 @@ class Components:
             self.scheduler.stop()
         if self.engine is not None:
             self.engine.stop()
-        self.database.dispose()
+        self.store.database.dispose()
 
 
 def _key_source(settings: Settings, installation: InstallationValues) -> PublicKeySource:
@@ -114,7 +125,7 @@ def _hook_credentials(settings: Settings, installation: InstallationValues) -> H
 
 def _engine(
     settings: Settings,
-    registry: Registry,
+    store: Store,
     planner: Planner,
     reports: Reports,
     hooks: HookCredentials,
@@ -135,7 +146,7 @@ def _engine(
             )
 
         return DppDispatcher(
-            registry,
+            store.ledger,
             planner,
             reports,
             DppPipelines(settings.dpp_pipelines_dir),
@@ -149,7 +160,8 @@ def _engine(
     if settings.runner_workers == 0:
         return None
     return EmbeddedRunner(
-        registry,
+        store.ledger,
+        store.leases,
         planner,
         reports,
         workers=settings.runner_workers,
@@ -174,20 +186,21 @@ def fetch_limits(settings: Settings) -> Limits:
 
 
 def build(settings: Settings) -> Components:
-    database = Database(settings.database_url)
-    installation = InstallationValues(database)
-    keys = _key_source(settings, installation)
-    registry = Registry(database)
-    hooks = _hook_credentials(settings, installation)
-    planner = Planner(
-        OutputLayout(settings.output_dir),
+    store = Store.open(settings.database_url, fast_path=settings.database_fast_path)
+    keys = _key_source(settings, store.installation)
+    hooks = _hook_credentials(settings, store.installation)
+    outputs = Outputs(
         settings.engine_url,
-        fetch_limits(settings),
+        settings.engine_open_to,
         settings.npm_registry,
         run_timeout=settings.run_timeout,
+    )
+    planner = Planner(
+        OutputLayout(settings.output_dir),
+        outputs,
+        fetch_limits(settings),
         schedule_min_interval=settings.schedule_min_interval,
         max_resources=settings.max_resources,
-        engine_open_to=settings.engine_open_to,
     )
     reports = Reports(settings.output_dir, [settings.dpp_pipelines_dir or ""])
     dashboard = (
@@ -195,9 +208,10 @@ def build(settings: Settings) -> Components:
         if settings.dpp_url
         else None
     )
-    engine = _engine(settings, registry, planner, reports, hooks, dashboard)
+    engine = _engine(settings, store, planner, reports, hooks, dashboard)
     service = SourceService(
-        registry=registry,
+        revisions=store.revisions,
+        ledger=store.ledger,
         verifier=TokenVerifier(keys, settings.auth_service, settings.auth_audience),
         throttle=(
             UploadThrottle(settings.upload_rate_limit, settings.rate_limit_storage_uri)
@@ -217,8 +231,8 @@ def build(settings: Settings) -> Components:
         engine=engine,
         dashboard=dashboard,
     )
-    scheduler = Scheduler(registry, engine) if engine is not None else None
-    return Components(settings, database, installation, keys, service, engine, scheduler)
+    scheduler = Scheduler(store.ledger, engine) if engine is not None else None
+    return Components(settings, store, keys, service, engine, scheduler)
 
 
 def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
@@ -230,7 +244,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
         settings = configure({}, **{**settings.__dict__, **overrides})
     components = build(settings)
     app = Flask(__name__)
-    app.json = representations.JSONProvider(app)
+    app.json = JSONProvider(app)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_content_length
     app.config["BODY_TIMEOUT"] = settings.body_timeout
     app.extensions["specstore"] = components.service
@@ -240,9 +254,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
         origins=list(settings.cors_origins),
         expose_headers=["Retry-After", "ETag"],
     )
-    api.init_app(app)
-    operations.init_app(app)
-    app.register_blueprint(dashboard.bp)
-    operations.configure_logging()
+    web.init_app(app)
+    configure_logging()
     app.before_request(components.start_engine)
     return app

@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPubl
 
 from .errors import Forbidden, ServiceUnavailable, Unauthorized
 from .http_client import HttpClient, PeerUnavailable
-from .installation import InstallationValues
+from .store.installation import InstallationValues
 
 ALGORITHMS = ["RS256"]
 # Real permission tokens are well under 1 KiB; anything much larger is refused

@@ -18,7 +18,7 @@ from .app import build, create_app
 from .auth import LocalKeyPair, issue_token
 from .config import ConfigError, configure
 from .errors import BadRequest
-from .installation import HOOK_TOKEN
+from .store.installation import HOOK_TOKEN
 from .validation import DOCUMENT_TYPES, parse_document, spec_validator
 
 
@@ -279,7 +279,7 @@ def dpp_serve(venv: Path, root: Path, workers: int, redis_host: str, dashboard_p
     """Run DPP's server mode on this machine, for trying specstore with it: Redis, celery
     beat, the management worker, pipeline workers and the dashboard (on 127.0.0.1), until
     interrupted. The DPP processes get this environment's ENGINE_* and NPM_* variables."""
-    from .pipelines.dpp_stack import DppStack, StackError
+    from .pipelines.dpp.stack import DppStack, StackError
 
     if not (venv / "bin" / "dpp").exists():
         raise click.ClickException(f"no DPP in {venv}: run `make dpp`")

@@ -20,7 +20,7 @@ from datapackage_pipelines_specstore.steps import sqlalchemy_url
 from limits import parse_many
 from sqlalchemy.engine import make_url
 
-from .db import database_url
+from .store.database import database_url
 from .throttle import parse_byte_rates
 
 DEFAULT_DATABASE_URL = "sqlite:///specstore.db"
@@ -53,6 +53,9 @@ class NpmRegistry:
 @dataclass(frozen=True)
 class Settings:
     database_url: str = DEFAULT_DATABASE_URL
+    # Whether the store runs its statements through the driver's own cursor, pipelined
+    # where it can (see specstore/store/sql.py); off: through SQLAlchemy's alone.
+    database_fast_path: bool = True
     # Where the RS256 public key comes from: a PEM given directly (or read from
     # a file), else fetched from the auth service, else a local key pair.
     auth_server: str | None = None
@@ -234,6 +237,15 @@ def _host_patterns(value: str) -> tuple[str, ...]:
     return patterns
 
 
+def _switch(value: str) -> bool:
+    value = value.strip().lower()
+    if value in ("on", "true", "1", "yes"):
+        return True
+    if value in ("off", "false", "0", "no"):
+        return False
+    raise ValueError("must be on or off")
+
+
 def _rate(value: str) -> str | None:
     value = value.strip()
     if value.lower() in ("", "off", "none"):
@@ -265,6 +277,7 @@ def _ports(value: str) -> tuple[str, ...]:
 # Environment variable -> (Settings field, coercer).
 _VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "DATABASE_URL": ("database_url", lambda value: database_url(value.strip())),
+    "DATABASE_FAST_PATH": ("database_fast_path", _switch),
     "AUTH_SERVER": ("auth_server", _text),
     "AUTH_PUBLIC_KEY": ("auth_public_key", _public_key),
     "AUTH_SERVICE": ("auth_service", str.strip),

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client import (
@@ -23,10 +23,8 @@ from prometheus_client import (
     multiprocess,
 )
 from prometheus_client.core import GaugeMetricFamily
-from sqlalchemy import func, select
 
 from .events import FINAL_STATES, LOADED, REGISTERED, RUNNING
-from .models import Revision
 
 REQUESTS = Counter(
     "specstore_http_requests_total", "HTTP requests answered.", ["method", "route", "status"]
@@ -43,19 +41,16 @@ STATES = (LOADED, REGISTERED, RUNNING, *sorted(FINAL_STATES))
 
 
 class RevisionStates:
-    """Revisions by state, counted in the database at each scrape."""
+    """Revisions by state, counted (in the database, by ``counts``) at each scrape."""
 
-    def __init__(self, database: Any) -> None:
-        self.database = database
+    def __init__(self, counts: Callable[[], dict[str, int]]) -> None:
+        self.counts = counts
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         family = GaugeMetricFamily(
             "specstore_revisions", "Stored revisions, by state.", labels=["state"]
         )
-        with self.database.transaction() as session:
-            counts = dict(
-                session.execute(select(Revision.state, func.count()).group_by(Revision.state)).all()
-            )
+        counts = self.counts()
         for state in STATES:
             family.add_metric([state], counts.get(state, 0))
         yield family
@@ -92,14 +87,14 @@ def _request_series(method: str, route: str, status: int) -> tuple[Any, Any, Any
     )
 
 
-def exposition(database: Any) -> bytes:
+def exposition(revision_counts: Callable[[], dict[str, int]]) -> bytes:
     """Every metric, in Prometheus' text format: all workers' when in multi-process mode."""
     registry = CollectorRegistry()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         multiprocess.MultiProcessCollector(registry)
     else:
         registry.register(_Everything())
-    registry.register(RevisionStates(database))
+    registry.register(RevisionStates(revision_counts))
     return generate_latest(registry)
 
 

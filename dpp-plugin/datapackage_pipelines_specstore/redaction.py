@@ -8,8 +8,8 @@ import re
 SECRET_PARAMETERS = ("token", "jwt")
 # ``<name>=`` after ``?`` or ``&``, and its value: up to where a query ends, or a quote (a
 # URL quoted in a log line, or in JSON text). The pattern starts with the name, which
-# the regex engine then looks for as plain text (over 5 times as fast as a pattern
-# starting with ``[?&]`` on a pipeline's 2 KB).
+# the regex engine then looks for as plain text, rather than trying a match at every ``?``
+# and ``&``; the lookbehind keeps it to whole parameter names.
 _SECRETS_IN_QUERY = tuple(
     (f"{name}=", re.compile(rf"{name}=(?<=[?&]{name}=)[^&\s#\"]*")) for name in SECRET_PARAMETERS
 )

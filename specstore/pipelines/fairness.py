@@ -9,6 +9,7 @@ most ``per_owner`` workers, and never make another owner's work wait behind them
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import OrderedDict, deque
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -118,3 +120,42 @@ class FairQueue(Generic[T]):
             self._size = 0
             self._changed.notify_all()
             return left
+
+
+class Workers(Generic[T]):
+    """``count`` threads, each doing ``work`` with the next item fairly due from ``queue``
+    (started at the first :meth:`start`), until the queue closes."""
+
+    def __init__(
+        self, name: str, count: int, queue: FairQueue[T], work: Callable[[T], None]
+    ) -> None:
+        self.name, self.count, self.queue, self._work = name, count, queue, work
+        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        if self._threads:
+            return  # the common case, on every request: no lock taken
+        with self._lock:
+            if self._threads:
+                return
+            self._threads = [
+                threading.Thread(target=self._serve, name=f"{self.name}-{number}", daemon=True)
+                for number in range(self.count)
+            ]
+            for thread in self._threads:
+                thread.start()
+
+    def _serve(self) -> None:
+        while (taken := self.queue.take()) is not None:
+            owner, item = taken
+            try:
+                self._work(item)
+            except Exception:
+                log.exception("%s: its work failed", self.name)
+            finally:
+                self.queue.done(owner)
+
+    def join(self, timeout: float | None = None) -> None:
+        for thread in self._threads:
+            thread.join(timeout)

@@ -19,7 +19,6 @@ the same way in every string (keys too), and the values of secret query paramete
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
 import tempfile
 from collections.abc import Iterable
@@ -29,7 +28,8 @@ from typing import Any
 from datapackage_pipelines_specstore.redaction import redact_query
 
 from ..events import PipelineEvent
-from ..registry import Registry, RevisionRef
+from ..store.ledger import Ledger
+from ..store.records import RevisionRef
 
 MAX_LINE_LENGTH = 2000
 _TRACEBACK = re.compile(
@@ -47,19 +47,12 @@ _EXCEPTION = re.compile(r"^[A-Za-z_][\w.]*(?:: .*)?$", re.DOTALL)
 _PROCESSOR = re.compile(r"^(?P<name>[A-Za-z_][\w.]*): (?P<line>.*)$", re.DOTALL)
 _BARE_PROCESSOR = re.compile(r"^[A-Za-z_][\w.]*$")
 _TEMPORARY = re.compile(re.escape(tempfile.gettempdir()) + r"/[^\s'\"),]+")
-# What JSON text writes other than as itself, inside a string: see ``Reports.json_text``.
-_ESCAPED_IN_JSON = re.compile(r'["\\\x00-\x1f]')
 
 
 class Reports:
     def __init__(self, output_root: str | Path, other_roots: Iterable[str | Path] = ()) -> None:
         self.output_root = str(Path(output_root).resolve())
         self.other_roots = [str(Path(root).resolve()) for root in other_roots if root]
-        # Whether the paths replaced read the same in JSON text as in the strings it holds.
-        self._plain_roots = not any(
-            _ESCAPED_IN_JSON.search(root)
-            for root in (self.output_root, *self.other_roots, tempfile.gettempdir())
-        )
 
     def _paths(self, text: str, owner_id: str, dataset: str) -> str:
         if "/" not in text:
@@ -141,22 +134,10 @@ class Reports:
             return [self.value(item, owner_id, dataset) for item in value]
         return value
 
-    def json_text(self, text: str, owner_id: str, dataset: str) -> str:
-        """:meth:`value` of the JSON value ``text`` holds, as JSON text.
-
-        When none of its strings holds a character JSON escapes (no backslash in the
-        text) and neither do the paths replaced, this is the text with the replacements
-        made in it as a whole: every string then reads in the text as it is, and nothing
-        replaced can reach past one (what is replaced starts with ``/``, ``?`` or ``&``,
-        which occur only inside strings, and holds no ``"``). The text is neither decoded
-        nor walked nor encoded again (``info`` shows a pipeline of some 2 KB).
-        Otherwise it is decoded, cleaned by :meth:`value` and encoded.
-        """
-        plain = self._plain_roots and not _ESCAPED_IN_JSON.search(owner_id + dataset)
-        if plain and "\\" not in text:
-            return self._shown(text, owner_id, dataset)
-        shown = self.value(json.loads(text), owner_id, dataset)
-        return json.dumps(shown, ensure_ascii=False, separators=(",", ":"))
+    def shown(self, pipeline: Any, owner_id: str, dataset: str) -> Any:
+        """A pipeline definition as users are shown it (see :meth:`value`): made once,
+        when a revision is handed over, and stored."""
+        return self.value(pipeline, owner_id, dataset)
 
 
 def _looks_like_report(line: str) -> bool:
@@ -171,7 +152,7 @@ def _looks_like_report(line: str) -> bool:
 
 
 def emit(
-    registry: Registry,
+    ledger: Ledger,
     reports: Reports,
     ref: RevisionRef,
     pipeline_id: str,
@@ -179,6 +160,9 @@ def emit(
     **payload: Any,
 ) -> None:
     """Record an engine event exactly as if DPP's hook had posted it (with, when a
-    revision is handed over, its plan, in the same transaction)."""
+    revision is handed over, its plan and its main pipeline as shown, in the same
+    transaction)."""
     body = {"pipeline_id": f"./{pipeline_id}", **payload}
-    registry.apply_event(reports.event(PipelineEvent.from_payload(body, ref.revision)), plan)
+    event = reports.event(PipelineEvent.from_payload(body, ref.revision))
+    shown = reports.shown(plan[pipeline_id], ref.owner_id, ref.dataset) if plan else None
+    ledger.apply_event(event, plan, shown)

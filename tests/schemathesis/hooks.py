@@ -1,8 +1,8 @@
-"""schemathesis hooks for specstore's run (``tests/test_schemathesis.py``).
+"""schemathesis hooks for specstore's run (``tests/system/test_schemathesis.py``).
 
 Positive upload cases are schema-valid specs; before one is sent, it is fitted to the
 server's configuration and the uploader's identity (``tests/support/fitting.py``), as
-hypothesis's valid specs are in ``tests/test_hostile.py``. Negative cases go as
+hypothesis's valid specs are in ``tests/support/strategies.py``. Negative cases go as
 generated.
 """
 

@@ -8,6 +8,8 @@ import os
 import subprocess
 from pathlib import Path
 
+from tests.support.api import HOOK_SECRET
+
 from .net import free_port, wait_for_http
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -76,3 +78,30 @@ class DppDeployment:
             self._dashboard.terminate()
             self._dashboard.wait(timeout=10)
             self._log.close()
+
+
+def specstore_for(dpp, start_server, keypair, output, **env):
+    """``python server.py`` handing pipelines to ``dpp``, its outputs in ``output``; its
+    registry a SQLite file beside them unless ``env`` names a DATABASE_URL."""
+    settings = {
+        "DATABASE_URL": f"sqlite:///{output.parent}/dpp-registry.db",
+        "AUTH_PUBLIC_KEY": keypair.public_pem,
+        "HOOK_SECRET": HOOK_SECRET,
+        "DPP_PIPELINES_DIR": str(dpp.root),
+        "OUTPUT_DIR": str(output),
+    }
+    return start_server(**{**settings, **env})
+
+
+def dpp_ids(dpp) -> list[str]:
+    """The pipeline ids ``dpp`` lists in its folder."""
+    listed = subprocess.run(
+        [str(dpp.venv / "bin" / "dpp")],
+        cwd=dpp.root,
+        env=dpp.env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    return [line.split()[1] for line in listed.splitlines() if line.startswith("- ./")]

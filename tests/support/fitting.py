@@ -2,7 +2,7 @@
 
 What the schema cannot know is the server's own configuration and the uploader's
 identity, which a spec must match to be accepted (README.md, "The spec"); the
-generators of valid specs (hypothesis in tests/test_hostile.py, schemathesis's hooks in
+generators of valid specs (hypothesis in tests/support/strategies.py, schemathesis's hooks in
 tests/schemathesis/hooks.py) fit what they made to a test server configured with:
 
 * the uploader ``alice``;
@@ -16,7 +16,7 @@ tests/schemathesis/hooks.py) fit what they made to a test server configured with
   where a character npm does not take is written as three);
 
 and zip outputs get files of their own, inline data packages (whose planning the
-schema does not describe; tests/test_pipelines.py has its rules) are dropped.
+schema does not describe; tests/unit/pipelines/test_planner.py has its rules) are dropped.
 
 Standard library only: schemathesis's virtualenv imports it too.
 """

@@ -175,3 +175,39 @@ class FakeDashboard(RouteServer):
             handler.send_error(404)
             return
         send(handler, json.dumps(record).encode(), "application/json")
+
+
+class SlowData:
+    """``/<tag>.csv``: ``rows`` rows naming ``tag``, one every tenth of a second."""
+
+    def __init__(self, rows: int = 40) -> None:
+        self.requests = 0
+        data = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                data.requests += 1
+                tag = self.path.strip("/").removesuffix(".csv")
+                self.send_response(200)
+                self.send_header("Content-Type", "text/csv")
+                self.end_headers()
+                try:
+                    self.wfile.write(b"tag,number\n")
+                    for number in range(rows):
+                        self.wfile.write(f"{tag},{number}\n".encode())
+                        self.wfile.flush()
+                        time.sleep(0.1)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()

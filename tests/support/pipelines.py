@@ -107,3 +107,13 @@ def files_under(path: Path) -> dict[str, bytes]:
         for file in sorted(path.rglob("*"))
         if file.is_file()
     }
+
+
+GDP_ROWS = [("France", 2019, 2728.87), ("Germany", 2019, 3888.33), ("Italy", 2019, 2011.3)]
+
+
+POPULATION_ROWS = [
+    ("France", 2019, 67012883),
+    ("Germany", 2019, 83019213),
+    ("Italy", 2019, 60359546),
+]

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import requests
+
 from .net import free_port, wait_for_http
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -116,3 +118,19 @@ class Gunicorn:
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)
             self.process.wait(timeout=30)
+
+
+def post_spec(server, keypair, spec, owner="alice"):
+    """``spec`` uploaded to a running ``server`` with ``owner``'s token: the response."""
+    return requests.post(
+        server.url + "/source/upload",
+        json=spec,
+        headers={"Auth-Token": keypair.token(owner)},
+        timeout=30,
+    )
+
+
+def get_json(server, path):
+    """The JSON a running ``server`` answers at ``path``."""
+    response = requests.get(server.url + path, timeout=10)
+    return response.json()

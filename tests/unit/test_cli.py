@@ -1,0 +1,119 @@
+"""The ``specstore`` command line on its own: validate, token, db, help and version."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from importlib.metadata import version
+
+import jwt
+from click.testing import CliRunner
+
+from specstore.cli import main
+from tests.support.api import make_spec, write_spec
+
+
+def test_validate_accepts_valid_yaml_and_json(tmp_path):
+    files = [
+        write_spec(tmp_path / "a.yaml", make_spec()),
+        write_spec(tmp_path / "b.json", make_spec()),
+    ]
+    result = CliRunner().invoke(main, ["validate", *files])
+
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == [f"{files[0]}: valid", f"{files[1]}: valid"]
+
+
+def test_validate_reports_every_error_with_its_path_and_fails(tmp_path):
+    bad = make_spec(findability="secret")
+    del bad["meta"]["ownerid"]
+    good = write_spec(tmp_path / "good.yml", make_spec())
+    broken = write_spec(tmp_path / "bad.yaml", bad)
+    unparsable = tmp_path / "worse.json"
+    unparsable.write_text("{")
+    result = CliRunner().invoke(main, ["validate", good, broken, str(unparsable)])
+
+    assert result.exit_code == 1
+    errors = result.stderr.splitlines()
+    assert f"{broken}: meta: 'ownerid' is a required property" in errors
+    assert any(line.startswith(f"{broken}: meta.findability: 'secret'") for line in errors)
+    assert any(line.startswith(f"{unparsable}: the body is not valid JSON") for line in errors)
+    assert len(errors) == 3
+    assert f"{good}: valid" in result.stdout
+
+
+def test_validate_missing_file(tmp_path):
+    result = CliRunner().invoke(main, ["validate", str(tmp_path / "none.yaml")])
+    assert result.exit_code == 1
+    assert "cannot read" in result.stderr
+
+
+def test_token_is_signed_with_the_local_key_pair(tmp_path):
+    env = {"DATABASE_URL": f"sqlite:///{tmp_path}/s.db", "AUTH_SERVER": "", "AUTH_PUBLIC_KEY": ""}
+    runner = CliRunner(env=env)
+    first = runner.invoke(main, ["token", "alice"])
+    second = runner.invoke(main, ["token", "bob", "--service", "other"])
+
+    assert first.exit_code == 0, first.output
+    assert jwt.get_unverified_header(first.stdout.strip())["alg"] == "RS256"
+    claims = jwt.decode(first.stdout.strip(), options={"verify_signature": False})
+    assert claims == {"userid": "alice", "permissions": {}, "service": "source"}
+    other = jwt.decode(second.stdout.strip(), options={"verify_signature": False})
+    assert other["service"] == "other"
+
+
+def test_token_refuses_when_the_auth_service_issues_tokens(tmp_path, keypair):
+    env = {"DATABASE_URL": f"sqlite:///{tmp_path}/s.db", "AUTH_PUBLIC_KEY": keypair.public_pem}
+    result = CliRunner(env=env).invoke(main, ["token", "alice"])
+    assert result.exit_code == 1
+    assert "tokens are issued by the auth service" in result.output
+
+
+def test_bad_configuration_is_a_clear_error(tmp_path):
+    result = CliRunner(env={"PORT": "eighty"}).invoke(main, ["db", "upgrade"])
+    assert result.exit_code == 1
+    assert "PORT='eighty'" in result.output
+
+
+def test_db_upgrade_is_idempotent(tmp_path):
+    env = {"DATABASE_URL": f"sqlite:///{tmp_path}/s.db"}
+    for _ in range(2):
+        result = CliRunner(env=env).invoke(main, ["db", "upgrade"])
+        assert result.exit_code == 0, result.output
+        assert "database at head" in result.output
+
+
+def test_python_dash_m_specstore_is_the_command_line():
+    result = subprocess.run(
+        [sys.executable, "-m", "specstore", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0
+    for command in ("token", "validate", "db", "serve", "hook-token", "upload", "status"):
+        assert command in result.stdout
+
+
+def test_every_command_has_help():
+    for command in (
+        [],
+        ["serve"],
+        ["db"],
+        ["db", "upgrade"],
+        ["validate"],
+        ["token"],
+        ["hook-token"],
+        ["status"],
+        ["upload"],
+    ):
+        result = CliRunner().invoke(main, [*command, "--help"])
+        assert result.exit_code == 0, (command, result.output)
+        assert result.output.startswith("Usage: ")
+
+
+def test_version():
+    result = CliRunner().invoke(main, ["--version"])
+    assert result.exit_code == 0
+    assert result.output.strip() == f"specstore, version {version('specstore')}"
