@@ -27,6 +27,7 @@ from .pipelines.planner import Planner
 from .pipelines.reports import Reports
 from .pipelines.runner import EmbeddedRunner
 from .pipelines.scheduler import Scheduler
+from .publications import Publications
 from .service import SourceService
 from .store import Store
 from .store.database import Database
@@ -136,7 +137,7 @@ def _engine(
             raise ConfigError(
                 "DPP_URL is set but DPP_PIPELINES_DIR is not: pipelines need a folder"
             )
-        public_url = settings.public_url or f"http://{settings.host}:{settings.port}/"
+        public_url = settings.base_url
 
         def hook_url(ref: RevisionRef) -> str:
             credential = hooks.for_revision(ref.owner_id, ref.dataset, ref.revision)
@@ -194,6 +195,8 @@ def build(settings: Settings) -> Components:
         settings.engine_open_to,
         settings.npm_registry,
         run_timeout=settings.run_timeout,
+        storage=settings.storage_parameters(),
+        preview_rows=settings.preview_rows,
     )
     planner = Planner(
         OutputLayout(settings.output_dir),
@@ -202,7 +205,9 @@ def build(settings: Settings) -> Components:
         schedule_min_interval=settings.schedule_min_interval,
         max_resources=settings.max_resources,
     )
-    reports = Reports(settings.output_dir, [settings.dpp_pipelines_dir or ""])
+    reports = Reports(
+        settings.output_dir, [settings.dpp_pipelines_dir or ""], data_root=settings.data_dir
+    )
     dashboard = (
         DppDashboard(HttpClient(DASHBOARD_TIMEOUT_SECONDS), settings.dpp_url)
         if settings.dpp_url
@@ -230,6 +235,7 @@ def build(settings: Settings) -> Components:
         reports=reports,
         engine=engine,
         dashboard=dashboard,
+        publications=Publications(settings.storage_parameters(), settings.presigned_url_seconds),
     )
     scheduler = Scheduler(store.ledger, engine) if engine is not None else None
     return Components(settings, store, keys, service, engine, scheduler)

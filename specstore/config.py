@@ -75,6 +75,20 @@ class Settings:
     # The single hook token of older releases, still taken during an upgrade (None: not).
     hook_token: str | None = field(default=None, repr=False)
     output_dir: str = "./output"
+    # Where runs publish their data (datapackage_pipelines_specstore.storage): "local",
+    # the folder DATA_DIR that specstore serves at /data/, or "s3", a bucket (S3_*), with
+    # credentials from the standard AWS environment of the processes that run pipelines.
+    storage: str = "local"
+    data_dir: str = "./data"
+    s3_bucket: str | None = None
+    s3_prefix: str = ""
+    s3_endpoint_url: str | None = None
+    s3_public_url: str | None = None
+    s3_region: str | None = None
+    # How long a presigned URL of a private dataset's object lasts.
+    presigned_url_seconds: int = 24 * 3600
+    # How many rows a table's preview has (a preview is published when a table has more).
+    preview_rows: int = 2000
     max_content_length: int = DEFAULT_MAX_CONTENT_LENGTH
     # Seconds a request body may take to arrive, in all (well under gunicorn's timeout).
     body_timeout: float = 10.0
@@ -129,6 +143,29 @@ class Settings:
     npm_registries: Mapping[str, NpmRegistry] = field(default_factory=dict)
 
     @property
+    def base_url(self) -> str:
+        """Where this server is reached from outside (PUBLIC_URL, else its address)."""
+        return self.public_url or f"http://{self.host}:{self.port}/"
+
+    def storage_parameters(self) -> dict[str, Any]:
+        """The storage as a plan names it: no credentials."""
+        if self.storage == "s3":
+            found = {
+                "kind": "s3",
+                "bucket": self.s3_bucket,
+                "prefix": self.s3_prefix,
+                "endpoint-url": self.s3_endpoint_url,
+                "public-url": self.s3_public_url,
+                "region": self.s3_region,
+            }
+            return {key: value for key, value in found.items() if value}
+        return {
+            "kind": "local",
+            "root": str(Path(self.data_dir).resolve()),
+            "base-url": f"{self.base_url}data/",
+        }
+
+    @property
     def engine_mode(self) -> str:
         """``dpp`` when a datapackage-pipelines deployment is configured, else ``embedded``."""
         return "dpp" if self.dpp_url or self.dpp_pipelines_dir else "embedded"
@@ -167,6 +204,13 @@ class Settings:
 def _text(value: str) -> str | None:
     value = value.strip()
     return value or None
+
+
+def _storage_kind(value: str) -> str:
+    kind = value.strip().lower()
+    if kind not in ("local", "s3"):
+        raise ValueError("must be local (a folder specstore serves) or s3 (a bucket)")
+    return kind
 
 
 def _positive_int(value: str) -> int:
@@ -291,6 +335,15 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "HOOK_SECRET": ("hook_secret", _text),
     "HOOK_TOKEN": ("hook_token", _text),
     "OUTPUT_DIR": ("output_dir", str.strip),
+    "STORAGE": ("storage", _storage_kind),
+    "DATA_DIR": ("data_dir", str.strip),
+    "S3_BUCKET": ("s3_bucket", _text),
+    "S3_PREFIX": ("s3_prefix", str.strip),
+    "S3_ENDPOINT_URL": ("s3_endpoint_url", _text),
+    "S3_PUBLIC_URL": ("s3_public_url", _url_base),
+    "S3_REGION": ("s3_region", _text),
+    "PRESIGNED_URL_SECONDS": ("presigned_url_seconds", _positive_int),
+    "PREVIEW_ROWS": ("preview_rows", _positive_int),
     "MAX_CONTENT_LENGTH": ("max_content_length", _positive_int),
     "BODY_TIMEOUT": ("body_timeout", _positive_float),
     "CORS_ORIGINS": ("cors_origins", _origins),
@@ -352,6 +405,8 @@ def configure(environ: Mapping[str, str] | None = None, **overrides: Any) -> Set
         raise ConfigError("DATABASE_URL must not be empty")
     settings = Settings(**values)
     _check_engines(settings)
+    if settings.storage == "s3" and not settings.s3_bucket:
+        raise ConfigError("STORAGE=s3 needs S3_BUCKET: the bucket runs publish to")
     return settings
 
 

@@ -25,6 +25,7 @@ from .pipelines.engine import Engine
 from .pipelines.layout import PlanError
 from .pipelines.planner import Planner
 from .pipelines.reports import Reports
+from .publications import Publications
 from .store.ledger import Ledger
 from .store.records import (
     PUBLISHED,
@@ -86,8 +87,10 @@ class SourceService:
         throttle: UploadThrottle | None = None,
         spec_bytes: SpecBytesThrottle | None = None,
         schedules_per_owner: int = 0,
+        publications: Publications | None = None,
     ) -> None:
         self.revisions = revisions
+        self.publications = publications
         self.ledger = ledger
         self.verifier = verifier
         self.spec_validator = spec_validator
@@ -238,6 +241,13 @@ class SourceService:
             lines = self.reports.lines(record["reason"].splitlines(), owner_id, dataset)
             cleaned["reason"] = "\n".join(lines)
         return cleaned
+
+    def published(self, found: DatasetRevision) -> dict[str, Any]:
+        """What the revision published (``datapackage_url``, ``outputs``, ``validation``),
+        with URLs its viewer can read (see :class:`Publications`)."""
+        if self.publications is None:
+            return {}
+        return self.publications.shown(found.revision.stats, found.dataset.findability)
 
     def list_datasets(self, owner_id: str | None, viewer: Viewer, page: Page) -> DatasetPage:
         """The owner's datasets (everyone's published ones when ``owner_id`` is None);

@@ -93,6 +93,7 @@ def settings_for(database_url: str, keypair: KeyPair, tmp_path: Any):
             "auth_public_key": keypair.public_pem,
             "hook_secret": HOOK_SECRET,
             "output_dir": str(tmp_path / "output"),
+            "data_dir": str(tmp_path / "data"),
             # The tests' data servers are on loopback: allowed, as an operator would.
             "input_address_allow": ("127.0.0.0/8",),
             "runner_workers": 0,

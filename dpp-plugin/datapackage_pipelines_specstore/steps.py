@@ -45,6 +45,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from .fetch import FetchError, Limits, check_unpacked_size, fetch_to_file
+from .report import TableCheck
 
 log = logging.getLogger("specstore")
 
@@ -78,6 +79,11 @@ LOCK_FILE = ".lock"
 PACKAGE_DIR = "datapackage"
 DESCRIPTOR_FILE = "datapackage.json"
 README_FILE = "README.md"
+# In a run's staging folder, the publication's work (see .publication): what the load
+# keeps of each table (its check, its source file), and the derived files.
+PUBLICATION_DIR = ".publication"
+VALIDATION_DIR = "validation"
+ARCHIVE_DIR = "archive"
 DEADLINE_CHECK_ROWS = 1000
 # Spreadsheets whose merged cells are filled are read whole into memory (openpyxl's
 # read-only mode has no merged cells): only those that unpack to at most this.
@@ -89,7 +95,12 @@ _UTF8 = re.compile(r"^utf[-_]?8(-sig)?$")
 
 
 class StepError(Exception):
-    """A step cannot do its work; the message says why, in words a user can act on."""
+    """A step cannot do its work; the message says why, in words a user can act on, and
+    ``details`` (lines) what else the user should see."""
+
+    def __init__(self, message: str, details: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.details = list(details or [])
 
 
 # -- paths ------------------------------------------------------------------------------
@@ -247,6 +258,13 @@ def _table_step(parameters: dict[str, Any]) -> Any:
             )
             self.folder = _temporary_folder(staging)
             self.local = self.folder / f"data.{self.format}"
+            # The publication's working folder: the table's check and its source file.
+            self.publication = Path(staging) / PUBLICATION_DIR if staging else None
+            fields = (parameters.get("schema") or {}).get("fields") or []
+            self.check = TableCheck(
+                self.resource, self.url, [str(field.get("name")) for field in fields]
+            )
+            self.last_refused = -1
             options = dict(parameters.get("options") or {})
             options.pop("format", None)
             schema = parameters.get("schema")
@@ -326,19 +344,14 @@ def _table_step(parameters: dict[str, Any]) -> Any:
         def refuse_value(
             self, resource: str, row: dict, index: int, error: Exception, field: Any
         ) -> bool:
-            """The value that fails its type, described, never quoted: whoever may read the
-            dataset's status reads this, and the value is whatever the source served."""
-            if field is None:
-                raise StepError(
-                    f"resource {resource}, data row {index + 1}: a row that fails its schema"
-                )
-            kind = field.type + (
-                f" ({field.format})" if field.format not in (None, "default") else ""
-            )
-            raise StepError(
-                f"resource {resource}, data row {index + 1}, field {field.name!r}: "
-                f"{_described(row.get(field.name))} is not a valid {kind}"
-            )
+            """A value that fails its schema goes into the report (described, never
+            quoted), and its row out of the outputs; the run fails once every row has
+            been checked (see :mod:`.report`)."""
+            self.check.failed(index, row.get(field.name) if field else None, error, field)
+            if index != self.last_refused:
+                self.last_refused = index
+                self.check.rows += 1  # a row left out, counted as read
+            return False
 
         def process_resources(self, resources: Any) -> Iterator[Any]:
             try:
@@ -347,6 +360,16 @@ def _table_step(parameters: dict[str, Any]) -> Any:
                     yield self.guarded(rows) if is_ours else rows
             finally:
                 shutil.rmtree(self.folder, ignore_errors=True)
+
+        def keep_source(self) -> None:
+            """Every row read: the table's check, and the file as fetched (the
+            publication's ``source/tabular`` resource), kept for the publication."""
+            if self.publication is None:
+                return
+            self.check.write(self.publication / VALIDATION_DIR)
+            archive = self.publication / ARCHIVE_DIR
+            archive.mkdir(parents=True, exist_ok=True)
+            os.replace(self.local, child(archive, f"{self.resource}.{self.format}"))
 
         def guarded(self, rows: Iterator[dict]) -> Iterator[dict]:
             try:
@@ -357,7 +380,9 @@ def _table_step(parameters: dict[str, Any]) -> Any:
                         and time.time() > self.deadline
                     ):
                         raise StepError("the run took longer than its time limit")
+                    self.check.rows += 1
                     yield row
+                self.keep_source()
             except StepError:
                 raise
             except Exception as exc:
@@ -367,15 +392,6 @@ def _table_step(parameters: dict[str, Any]) -> Any:
                 ) from None
 
     return TableLoad()
-
-
-def _described(value: Any) -> str:
-    """What a value is, without what it says: its type and length."""
-    if value is None or value == "":
-        return "an empty value"
-    if isinstance(value, str):
-        return f"a text of {len(value)} character{'s' if len(value) != 1 else ''}"
-    return f"a value of type {type(value).__name__}"
 
 
 def _utf8_beyond_ascii(path: Path) -> bool:
@@ -552,9 +568,20 @@ def write_zip(folder: Path, target: Path) -> None:
 
 
 def publish(parameters: dict[str, Any]) -> list[Any]:
+    """The outputs published once every row has passed; what status shows of the
+    publication in the step's statistics (``publication``)."""
     from dataflows import finalizer
 
-    return [finalizer(lambda: publish_outputs(parameters))]
+    class Publish(finalizer):
+        def __init__(self) -> None:
+            super().__init__(self.done)
+
+        def done(self) -> None:
+            summary = publish_outputs(parameters)
+            if summary is not None:
+                self.stats["publication"] = summary
+
+    return [Publish()]
 
 
 @contextlib.contextmanager
@@ -577,9 +604,12 @@ def published_revision(folder: Path) -> int:
         return 0
 
 
-def publish_outputs(parameters: dict[str, Any]) -> None:
+def publish_outputs(parameters: dict[str, Any]) -> dict[str, Any] | None:
     """Swap the staged outputs into the dataset folder, unless a newer revision's are
-    there already or the run is past its time limit."""
+    there already or the run is past its time limit, and commit the publication (its
+    descriptor stored) first. What status shows of the publication (None: none)."""
+    from .publication import commit
+
     staging, target = Path(parameters["staging"]), Path(parameters["target"])
     revision = int(parameters["revision"])
     deadline = _deadline(staging, parameters.get("run-timeout"))
@@ -592,6 +622,7 @@ def publish_outputs(parameters: dict[str, Any]) -> None:
                 f"superseded by revision {current}, whose outputs are published already: "
                 "this run's outputs were not published"
             )
+        summary = commit(parameters)
         trash = Path(tempfile.mkdtemp(prefix=".trash-", dir=target))
         try:
             staged = {path.name for path in staging.iterdir() if not path.name.startswith(".")}
@@ -608,6 +639,7 @@ def publish_outputs(parameters: dict[str, Any]) -> None:
     shutil.rmtree(staging, ignore_errors=True)
     _forget_older_plans(target / PLANS_DIR, revision)
     log.info("published revision %d's outputs", revision)
+    return summary
 
 
 def _forget_older_plans(folder: Path, revision: int) -> None:
@@ -616,12 +648,3 @@ def _forget_older_plans(folder: Path, revision: int) -> None:
     for path in folder.glob("*.json"):
         if path.stem.isdigit() and int(path.stem) < revision:
             path.unlink(missing_ok=True)
-
-
-STEPS: dict[str, Callable[[dict[str, Any]], list[Any]]] = {
-    "stage": stage,
-    "load": load,
-    "dump_to_sql": dump_to_sql,
-    "package": package,
-    "publish": publish,
-}

@@ -24,7 +24,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from datapackage_pipelines_specstore import npm, steps
+from datapackage_pipelines_specstore import catalogue, npm, steps
 from datapackage_pipelines_specstore.lifetime import die_with_parent
 
 
@@ -59,7 +59,7 @@ PROCESSORS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "update_package": _update_package,
     "update_resource": _update_resource,
     "dump_to_path": _dump_to_path,
-    **{f"specstore.{name}": _specstore(build) for name, build in steps.STEPS.items()},
+    **{f"specstore.{name}": _specstore(build) for name, build in catalogue.STEPS.items()},
     npm.PROCESSOR: _specstore(npm.steps),
 }
 
@@ -123,7 +123,9 @@ def describe(exc: BaseException) -> list[str]:
     while isinstance(root, ProcessorError) and isinstance(root.cause, BaseException):
         root = root.cause
     reason = " ".join(str(root).split()) or root.__class__.__name__
-    if isinstance(root, steps.StepError | npm.NpmError):
+    if isinstance(root, steps.StepError):
+        return [reason, *root.details]
+    if isinstance(root, npm.NpmError):
         return [reason]
     lines = [
         f"{root.__class__.__name__}: {reason}" if reason != root.__class__.__name__ else reason

@@ -15,6 +15,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from datapackage_pipelines_specstore import npm
+from datapackage_pipelines_specstore.publication import derived_names
 from datapackage_pipelines_specstore.steps import PACKAGE_DIR, table_name
 
 from ..events import INVALID
@@ -57,8 +58,13 @@ class Outputs:
         engine_open_to: Callable[[str, str], bool] = lambda name, owner_id: True,
         npm_registry: Callable[[str], NpmRegistry | None] = lambda name: None,
         run_timeout: float | None = None,
+        storage: Mapping[str, Any] | None = None,
+        preview_rows: int = 2000,
     ) -> None:
         self.run_timeout = run_timeout
+        # Where runs publish (see datapackage_pipelines_specstore.storage; None: nowhere).
+        self.storage = dict(storage) if storage else None
+        self.preview_rows = preview_rows
         self._engine_url = engine_url
         self._engine_open_to = engine_open_to
         self._npm_registry = npm_registry
@@ -66,6 +72,19 @@ class Outputs:
     def problems(self, spec: Mapping[str, Any]) -> list[str]:
         """What the spec's outputs name that this server does not have or reserves."""
         return self._output_problems(spec) + self._npm_problems(spec)
+
+    def name_problems(self, dataset: str, resources: list[Resource]) -> list[str]:
+        """Resources named as the publication names what it derives (``x_csv`` beside
+        ``x``, ``validation_report``, ``<dataset>_zip``)."""
+        if self.storage is None:
+            return []
+        derived = derived_names([r.name for r in resources if r.table], dataset)
+        return [
+            f"resource {resource.name}: the name is taken by {derived[resource.name]} in the "
+            f"published package: rename the resource"
+            for resource in resources
+            if resource.name in derived
+        ]
 
     def _output_problems(self, spec: Mapping[str, Any]) -> list[str]:
         found = []
@@ -186,19 +205,53 @@ class Outputs:
         finish: dict[str, Any] = {"path": str(package), "metadata": str(metadata_file)}
         if zips:
             finish["zips"] = zips
-        publish = {
+        publish: dict[str, Any] = {
             "staging": str(staging),
             "target": str(paths.folder),
             "revision": revision,
         }
         if self.run_timeout:
             publish["run-timeout"] = self.run_timeout
-        # The SQL outputs before the files: the run's statistics are the last dumper's,
-        # and dump_to_path's (bytes and hash of the data package) say more.
+        published: list[dict[str, Any]] = []
+        derive: list[dict[str, Any]] = []
+        if self.storage is not None:
+            meta = spec["meta"]
+            where = {
+                "staging": str(staging),
+                "ownerid": owner_id,
+                "dataset": dataset,
+                "revision": revision,
+                "findability": meta.get("findability", "published"),
+                "storage": self.storage,
+            }
+            publish.update(where)
+            derive = [
+                {
+                    "run": "specstore.derive",
+                    "parameters": {"staging": str(staging), "preview-rows": self.preview_rows},
+                }
+            ]
+            published = [
+                {
+                    "run": "specstore.publication",
+                    "parameters": {
+                        **where,
+                        "owner": meta.get("owner") or owner_id,
+                        "tables": [r.name for r in resources if r.table and r.url is not None],
+                        "files": [r.name for r in resources if not r.table and r.url is not None],
+                    },
+                }
+            ]
+        # The SQL outputs and the derived files before the package: the run's statistics
+        # are the last dumper's, and dump_to_path's (bytes and hash of the package) say
+        # more. The
+        # publication is stored before npm, and committed with the other outputs.
         return [
             *sql,
+            *derive,
             {"run": "dump_to_path", "parameters": {"out-path": str(package)}},
             {"run": "specstore.package", "parameters": finish},
+            *published,
             *last,
             {"run": "specstore.publish", "parameters": publish},
         ]

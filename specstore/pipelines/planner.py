@@ -101,7 +101,11 @@ class Planner:
         descriptor = given_descriptor(spec)
         if descriptor is None:
             return Checked()
-        return Checked(plan_resources(spec, descriptor, self.limits, self.max_resources))
+        resources = plan_resources(spec, descriptor, self.limits, self.max_resources)
+        found = self.outputs.name_problems(spec["meta"]["dataset"], resources)
+        if found:
+            raise PlanError(INVALID, *found)
+        return Checked(resources)
 
     def _schedule_problems(self, spec: Mapping[str, Any]) -> list[str]:
         seconds = schedule_seconds(spec.get("schedule"))
@@ -148,7 +152,11 @@ class Planner:
     def resources(self, spec: Mapping[str, Any], descriptor: Mapping[str, Any]) -> list[Resource]:
         """Every resource of the input as it will be planned (:class:`PlanError` when one
         cannot be)."""
-        return plan_resources(spec, descriptor, self.limits, self.max_resources)
+        resources = plan_resources(spec, descriptor, self.limits, self.max_resources)
+        found = self.outputs.name_problems(spec["meta"]["dataset"], resources)
+        if found:
+            raise PlanError(INVALID, *found)
+        return resources
 
     # -- the plan ----------------------------------------------------------------
 

@@ -9,7 +9,8 @@ built or where it keeps its files:
   markers under them) are dropped, the exception lines kept;
 * the log prefix of DPP's processors (``ERROR   :Main    :``) is dropped;
 * absolute paths under the output folder are written relative to the dataset's own
-  folder, and other server paths (the DPP folder, temporary folders) by a placeholder.
+  folder, and other server paths (the data folder, the DPP folder, temporary folders)
+  by a placeholder.
 
 A pipeline's definition as ``info`` shows it, and an event's statistics, are cleaned
 the same way in every string (keys too), and the values of secret query parameters
@@ -50,9 +51,15 @@ _TEMPORARY = re.compile(re.escape(tempfile.gettempdir()) + r"/[^\s'\"),]+")
 
 
 class Reports:
-    def __init__(self, output_root: str | Path, other_roots: Iterable[str | Path] = ()) -> None:
+    def __init__(
+        self,
+        output_root: str | Path,
+        other_roots: Iterable[str | Path] = (),
+        data_root: str | Path | None = None,
+    ) -> None:
         self.output_root = str(Path(output_root).resolve())
         self.other_roots = [str(Path(root).resolve()) for root in other_roots if root]
+        self.data_root = str(Path(data_root).resolve()) if data_root else None
 
     def _paths(self, text: str, owner_id: str, dataset: str) -> str:
         if "/" not in text:
@@ -60,6 +67,8 @@ class Reports:
         dataset_dir = f"{self.output_root}/{owner_id}/{dataset}"
         text = text.replace(dataset_dir + "/", "").replace(dataset_dir, ".")
         text = text.replace(self.output_root, "<output>")
+        if self.data_root:
+            text = text.replace(self.data_root, "<data>")
         for root in self.other_roots:
             text = text.replace(root, "<pipelines>")
         return _TEMPORARY.sub("<tmp>", text)

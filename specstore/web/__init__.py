@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from flask import Flask
 
-from . import api, dashboard, operations
+from . import api, dashboard, data, operations
 
 
 def init_app(app: Flask) -> None:
     api.init_app(app)
     operations.init_app(app)
     app.register_blueprint(dashboard.bp)
+    app.register_blueprint(data.bp)

@@ -57,7 +57,7 @@ def _auth_token() -> str | None:
     return request.headers.get("Auth-Token") or request.args.get("jwt") or None
 
 
-def _viewer() -> Viewer:
+def viewer() -> Viewer:
     return Viewer(service().verifier, _auth_token())
 
 
@@ -186,36 +186,39 @@ def _conditional(body: dict[str, Any]) -> Response:
 @bp.get("/<owner:owner_id>")
 def datasets(owner_id: str) -> Response:
     page = Page.parse(request.args.get("limit"), request.args.get("offset"))
-    return _conditional(representations.listing(service().list_datasets(owner_id, _viewer(), page)))
+    return _conditional(representations.listing(service().list_datasets(owner_id, viewer(), page)))
 
 
 @bp.get("/<owner:owner_id>/<dataset>/status")
 def status(owner_id: str, dataset: str) -> Response:
-    found = service().revision(owner_id, dataset, _viewer(), view="status")
-    return _conditional(representations.status(found))
+    found = service().revision(owner_id, dataset, viewer(), view="status")
+    return _conditional(representations.status(found, service().published(found)))
 
 
 @bp.get("/<owner:owner_id>/<dataset>/info")
 def info(owner_id: str, dataset: str) -> Response:
-    found = service().revision(owner_id, dataset, _viewer(), view="info")
+    found = service().revision(owner_id, dataset, viewer(), view="info")
     shown = service().shown_pipeline(found)
-    return _conditional(representations.info(found, shown, service().engine_record(found)))
+    answer = representations.info(
+        found, shown, service().engine_record(found), service().published(found)
+    )
+    return _conditional(answer)
 
 
 @bp.get("/<owner:owner_id>/<dataset>/<int:number>")
 def revision_by_number(owner_id: str, dataset: str, number: int) -> Response:
-    found = service().revision(owner_id, dataset, _viewer(), number, view="revision")
+    found = service().revision(owner_id, dataset, viewer(), number, view="revision")
     return _revision_answer(found)
 
 
 @bp.get("/<owner:owner_id>/<dataset>/<any(latest, successful):which>")
 def revision_by_name(owner_id: str, dataset: str, which: str) -> Response:
-    found = service().revision(owner_id, dataset, _viewer(), which, view="revision")
+    found = service().revision(owner_id, dataset, viewer(), which, view="revision")
     return _revision_answer(found)
 
 
 def _revision_answer(found: DatasetRevision) -> Response:
-    return _conditional(representations.revision(found))
+    return _conditional(representations.revision(found, service().published(found)))
 
 
 def _error_response(status: int, messages: list[str]) -> tuple[Response, int]:

@@ -11,6 +11,7 @@ import orjson
 from flask.json.provider import DefaultJSONProvider
 
 from ..events import MESSAGES
+from ..publications import without_publication
 from ..store.records import DatasetPage, DatasetRevision, EventOutcome, RevisionRef
 
 STATUS_LOG_LINES = 50
@@ -99,7 +100,8 @@ def failure(status: int, messages: list[str]) -> dict[str, Any]:
     }
 
 
-def status(found: DatasetRevision) -> dict[str, Any]:
+def status(found: DatasetRevision, published: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``published``: what the revision published (see ``SourceService.published``)."""
     revision = found.revision
     return {
         "state": revision.state,
@@ -107,7 +109,8 @@ def status(found: DatasetRevision) -> dict[str, Any]:
         "errors": list(revision.errors),
         "logs": list(revision.logs[-STATUS_LOG_LINES:]),
         "modified": iso(revision.modified),
-        "stats": revision.stats,
+        "stats": without_publication(revision.stats),
+        **(published or {}),
     }
 
 
@@ -115,6 +118,7 @@ def info(
     found: DatasetRevision,
     shown_pipeline: str | None,
     engine_record: dict[str, Any] | None = None,
+    published: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The seed's info record: specstore's own, with the engine's record (DPP's) over it,
     but for the spec: ``spec_contents`` whole, ``source`` without what its input carries,
@@ -130,7 +134,7 @@ def info(
         "success": revision.success,
         "error_log": list(revision.errors),
         "reason": "\n".join(revision.logs),
-        "stats": revision.stats,
+        "stats": without_publication(revision.stats),
         "trigger": revision.trigger,
         "queued": epoch(revision.queued),
         "started": epoch(revision.started),
@@ -139,6 +143,7 @@ def info(
         "last_success": epoch(dataset.last_success),
         "spec_modified": iso(revision.created),
     }
+    record.update(published or {})
     record["pipeline"] = JSONText(shown_pipeline) if shown_pipeline is not None else None
     record.update(
         {
@@ -152,7 +157,7 @@ def info(
     return record
 
 
-def revision(found: DatasetRevision) -> dict[str, Any]:
+def revision(found: DatasetRevision, published: dict[str, Any] | None = None) -> dict[str, Any]:
     """A revision's record, its spec (``spec_contents``) as the database keeps it."""
     revision = found.revision
     return {
@@ -163,7 +168,8 @@ def revision(found: DatasetRevision) -> dict[str, Any]:
         "created": iso(revision.created),
         "modified": iso(revision.modified),
         "errors": list(revision.errors),
-        "stats": revision.stats,
+        "stats": without_publication(revision.stats),
+        **(published or {}),
         "spec_contents": JSONText(revision.spec_text),
     }
 

@@ -48,6 +48,7 @@ def test_every_route_is_in_the_document(app, document):
             .replace("<dataset>", "{dataset}")
             .replace("<int:number>", "{revision}")
             .replace("<any(latest, successful):which>", "{revision}")
+            .replace("<path:key>", "{key}")
         )
         if path.startswith("/source/schemas/"):
             path = "/source/schemas/{name}"

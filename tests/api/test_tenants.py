@@ -112,8 +112,10 @@ def test_a_carried_data_package_is_bounded_in_resources(make_app, keypair, tmp_p
             "specstore.load",
             "update_package",
             "specstore.dump_to_sql",
+            "specstore.derive",
             "dump_to_path",
             "specstore.package",
+            "specstore.publication",
             "specstore.publish",
         ]
         assert len(pipeline[1]["parameters"]["resources"]) == 1000

@@ -89,6 +89,7 @@ def specstore_for(dpp, start_server, keypair, output, **env):
         "HOOK_SECRET": HOOK_SECRET,
         "DPP_PIPELINES_DIR": str(dpp.root),
         "OUTPUT_DIR": str(output),
+        "DATA_DIR": str(output.parent / "data"),
     }
     return start_server(**{**settings, **env})
 

@@ -23,6 +23,11 @@ _CLEARED = (
     "DPP_PIPELINES_DIR",
     "PUBLIC_URL",
     "OUTPUT_DIR",
+    "DATA_DIR",
+    "STORAGE",
+    "S3_BUCKET",
+    "S3_PREFIX",
+    "S3_ENDPOINT_URL",
     "INPUT_ADDRESS_ALLOW",
     "HOOK_SECRET",
 )

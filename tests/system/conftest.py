@@ -43,6 +43,7 @@ def gunicorn(tmp_path: Any, database_url: str, keypair: KeyPair) -> Iterator[Any
             "AUTH_PUBLIC_KEY": keypair.public_pem,
             "HOOK_SECRET": HOOK_SECRET,
             "OUTPUT_DIR": str(tmp_path / "output"),
+            "DATA_DIR": str(tmp_path / "data"),
             "RUNNER_WORKERS": "0",
             "UPLOAD_RATE_LIMIT": "off",
             **env,

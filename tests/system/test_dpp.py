@@ -8,6 +8,7 @@ virtualenv: ``dpp run`` in its folder, its real hooks posting to
 from __future__ import annotations
 
 import json
+from urllib.parse import urlsplit
 
 import requests
 import yaml
@@ -184,12 +185,26 @@ def test_the_same_spec_gives_the_same_outputs_on_both_engines(
 
     # Embedded
     embedded_out = tmp_path / "embedded-output"
-    app = make_app(runner_workers=1, output_dir=str(embedded_out))
+    embedded_data = tmp_path / "embedded-data"
+    app = make_app(runner_workers=1, output_dir=str(embedded_out), data_dir=str(embedded_data))
     client = app.test_client()
     upload(client, example_spec(example_data), keypair.token("alice"))
     embedded = wait_for(lambda: client.get("/source/alice/gdp/status").get_json())
 
     assert on_dpp["state"] == embedded["state"] == "SUCCEEDED"
+    # The same publication, object for object, byte for byte.
+    published = [
+        [(o["name"], o["type"], o["format"], o["bytes"], o["hash"]) for o in status["outputs"]]
+        for status in (on_dpp, embedded)
+    ]
+    assert published[0] == published[1]
+    assert len(published[0]) == 8
+    for output in on_dpp["outputs"]:
+        assert requests.get(output["url"], timeout=10).content == (
+            client.get(urlsplit(output["url"]).path).data
+        )
+    descriptor = requests.get(on_dpp["datapackage_url"], timeout=10).json()
+    assert [res["hash"] for res in descriptor["resources"]] == [o[4] for o in published[1]]
     assert on_dpp["stats"]["count_of_rows"] == embedded["stats"]["count_of_rows"] == 6
     dpp_files, embedded_files = (out / "alice" / "gdp" for out in (dpp_out, embedded_out))
     assert sqlite_tables(dpp_files / "gdp.sqlite") == sqlite_tables(embedded_files / "gdp.sqlite")
@@ -277,7 +292,13 @@ def test_data_that_does_not_fit_its_schema_fails_on_dpp_as_on_the_embedded_runne
         assert dpp.run("alice/years").returncode == 1
         status = wait_for(lambda: get_json(server, "/source/alice/years/status"), timeout=30)
     assert status["state"] == "FAILED"
-    assert status["errors"] == [
+    assert status["errors"][0].startswith(
+        "1 value breaks the schema (type-or-format-error: 1); every problem is in the "
+        "validation report: "
+    )
+    assert status["errors"][1:] == [
         "resource years, data row 2, field 'year': a text of 4 characters is not a valid integer"
     ]
     assert not (tmp_path / "output" / "alice" / "years" / "years.sqlite").exists()
+    report = requests.get(status["errors"][0].rsplit(" ", 1)[1], timeout=10).json()
+    assert report["tables"][0]["errors"][0]["code"] == "type-or-format-error"

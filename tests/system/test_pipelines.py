@@ -89,7 +89,7 @@ def test_a_spec_runs_for_real_to_every_output(
     assert status["stats"]["count_of_rows"] == 6
     assert status["stats"]["dataset_name"] == "gdp"
     assert set(status["stats"]) >= {"count_of_rows", "bytes", "hash", "dataset_name"}
-    assert any("running 8 steps" in line for line in status["logs"])
+    assert any("running 10 steps" in line for line in status["logs"])
 
     out = tmp_path / "output" / "alice" / "gdp"
     tables = sqlite_tables(out / "gdp.sqlite")
@@ -371,7 +371,11 @@ def test_data_that_does_not_fit_its_schema_fails_naming_the_row_and_field(
         assert upload(client, spec, keypair.token("alice")).status_code == 200
         status = wait_for(status_of(client, dataset="years"))
     assert status["state"] == "FAILED"
-    assert status["errors"] == [
+    assert status["errors"][0].startswith(
+        "1 value breaks the schema (type-or-format-error: 1); every problem is in the "
+        "validation report: "
+    )
+    assert status["errors"][1:] == [
         "resource years, data row 2, field 'year': a text of 4 characters is not a valid integer"
     ]
     # Nothing of the failed run is published.

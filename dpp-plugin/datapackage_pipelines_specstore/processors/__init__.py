@@ -1,4 +1,4 @@
-"""specstore's DPP processors: ``specstore.<name>`` runs ``steps.STEPS[name]`` (or the npm
+"""specstore's DPP processors: ``specstore.<name>`` runs ``catalogue.STEPS[name]`` (or the npm
 output) in DPP's processor protocol.
 
 A step that fails for a reason a user can act on (:class:`StepError`, :class:`NpmError`)
@@ -13,7 +13,8 @@ import sys
 from typing import Any
 
 from datapackage_pipelines_specstore import npm
-from datapackage_pipelines_specstore.steps import STEPS, StepError
+from datapackage_pipelines_specstore.catalogue import STEPS
+from datapackage_pipelines_specstore.steps import StepError
 
 
 def _steps(name: str, parameters: dict[str, Any]) -> list[Any]:
@@ -48,5 +49,6 @@ def run(name: str) -> None:
         expected = _expected(exc)
         if expected is None:
             raise
-        logging.error("%s", expected)
+        for line in [str(expected), *getattr(expected, "details", [])]:
+            logging.error("%s", line)
         sys.exit(1)
