@@ -147,6 +147,12 @@ def publish_data(parameters: dict[str, Any]) -> None:
     descriptor = json.loads((package_dir / DESCRIPTOR_FILE).read_text("utf-8"))
     by_name = {res.get("name"): res for res in descriptor.get("resources") or []}
 
+    # The dataset's objects turned first, so that those stored already, which are not
+    # stored again, are as readable as this revision says.
+    try:
+        storage.turn(owner_id, dataset, public)
+    except StorageError as exc:
+        raise StepError(f"the publication cannot be stored: {exc}") from None
     validation = report(read_tables(work / VALIDATION_DIR, tables))
     report_path = work / f"{REPORT_NAME}.json"
     report_path.write_text(json.dumps(validation, indent=2), "utf-8")
@@ -400,6 +406,7 @@ def commit(parameters: dict[str, Any]) -> dict[str, Any] | None:
     public = parameters.get("findability", "published") != "private"
     try:
         storage.put(key, work / STAGED_DESCRIPTOR, public)
+        storage.turn(parameters["ownerid"], parameters["dataset"], public)
     except StorageError as exc:
         raise StepError(f"the publication cannot be stored: {exc}") from None
     summary = json.loads((work / SUMMARY_FILE).read_text("utf-8"))

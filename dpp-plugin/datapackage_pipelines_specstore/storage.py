@@ -13,6 +13,7 @@ bytes, so the same bytes are stored once however many revisions publish them.
 from __future__ import annotations
 
 import contextlib
+import logging
 import mimetypes
 import os
 import shutil
@@ -73,6 +74,9 @@ class Storage(Protocol):
     def url(self, key: str) -> str:
         """Where the object under ``key`` is read."""
 
+    def turn(self, owner_id: str, dataset: str, public: bool) -> None:
+        """Every object of the dataset made readable by anyone (or not), if it is not yet."""
+
     def describe(self) -> str:
         """The storage, as an error names it (no credentials)."""
 
@@ -109,6 +113,10 @@ class LocalStorage:
     def url(self, key: str) -> str:
         return self.base_url + quote(key)
 
+    def turn(self, owner_id: str, dataset: str, public: bool) -> None:
+        """Nothing: specstore serves the folder under the dataset's findability as it is
+        when a file is asked for."""
+
     def describe(self) -> str:
         return "the data folder"
 
@@ -144,11 +152,17 @@ class S3Storage:
             import boto3
             from botocore.config import Config
 
+            # Their debug lines hold each request's headers (the access key's id among
+            # them), and DPP's processors log at debug: a run's log is shown to users.
+            for name in ("boto3", "botocore", "s3transfer", "urllib3"):
+                logging.getLogger(name).setLevel(logging.WARNING)
+
             config = Config(
                 retries={"max_attempts": 5, "mode": "standard"},
                 connect_timeout=5,
                 read_timeout=60,
                 s3={"addressing_style": "path"},
+                signature_version="s3v4",
             )
             self._client = boto3.client(
                 "s3", endpoint_url=self.endpoint_url, region_name=self.region, config=config
@@ -185,6 +199,31 @@ class S3Storage:
         with self._errors(key):
             self.client.upload_file(
                 str(path), self.bucket, self._key(key), ExtraArgs=extra, Config=transfer
+            )
+
+    def turn(self, owner_id: str, dataset: str, public: bool) -> None:
+        """Every object of the dataset's made public (or private) when the dataset's last
+        publication was the other way, as the object ``<ownerid>/<dataset>/findability``
+        (a key no resource or revision has: theirs are deeper) remembers."""
+        marker = f"{_segment(owner_id)}/{_segment(dataset)}/findability"
+        wanted = b"public" if public else b"private"
+        from botocore.exceptions import ClientError
+
+        try:
+            with self._errors(marker):
+                answer = self.client.get_object(Bucket=self.bucket, Key=self._key(marker))
+                current = answer["Body"].read()
+        except StorageError as exc:
+            if not (isinstance(exc.__cause__, ClientError) and _code(exc.__cause__) == "NoSuchKey"):
+                raise
+            current = None
+        if current == wanted:
+            return
+        if current is not None:
+            self.set_public(f"{owner_id}/{dataset}", public)
+        with self._errors(marker):
+            self.client.put_object(
+                Bucket=self.bucket, Key=self._key(marker), Body=wanted, ACL="private"
             )
 
     def set_public(self, prefix: str, public: bool) -> int:

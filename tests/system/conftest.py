@@ -17,6 +17,7 @@ from specstore.store.database import Database
 from tests.support.api import HOOK_SECRET, empty_tables
 from tests.support.dpp import DppDeployment, DppUnavailable, dpp_venv
 from tests.support.npm_registry import RegistryUnavailable, Verdaccio
+from tests.support.s3 import CREDENTIALS, MotoServer
 from tests.support.server import Gunicorn, Server, server_env
 from tests.support.tokens import KeyPair
 
@@ -121,3 +122,14 @@ def npm_registry(tmp_path: Any) -> Iterator[Verdaccio]:
 def npm_token(npm_registry: Verdaccio) -> str:
     """A token of a user of ``npm_registry``, as `npm adduser` gets one."""
     return npm_registry.add_user("specstore")
+
+
+@pytest.fixture
+def s3(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[MotoServer]:
+    """A real S3 server (moto's) with the tests' bucket, and the AWS environment that
+    reaches it set for this process and the pipeline processes it starts."""
+    for name, value in CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    server = MotoServer(tmp_path / "moto.log")
+    yield server
+    server.stop()
