@@ -10,10 +10,16 @@ presigned for ``PRESIGNED_URL_SECONDS`` (only its owner sees such a dataset).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
-from datapackage_pipelines_specstore.storage import LocalStorage, S3Storage, from_parameters
+from datapackage_pipelines_specstore.storage import (
+    LocalStorage,
+    S3Storage,
+    StorageError,
+    from_parameters,
+)
 
 from .store.records import PRIVATE
 
@@ -35,6 +41,43 @@ class Publications:
         except ValueError:
             return None
         return path if path.is_file() else None
+
+    def preview(self, stats: Any, limit: int) -> dict[str, tuple[list[str], list[list[Any]]]]:
+        """Each table's fields and first ``limit`` rows (their values in the fields' order),
+        by its name, read from its preview (or, for a table too short to have one, its
+        JSON, as short): for the dashboard. A table whose rows cannot be read is left out."""
+        found = stats.get(PUBLICATION_KEY) if isinstance(stats, dict) else None
+        outputs = (found or {}).get("outputs") or []
+        by_name = {output.get("name"): output for output in outputs}
+        tables = [o for o in outputs if o.get("type") == "source/tabular"]
+        previews: dict[str, tuple[list[str], list[list[Any]]]] = {}
+        for table in tables:
+            name = table["name"]
+            output = by_name.get(f"{name}_csv_preview") or by_name.get(f"{name}_json")
+            rows = self._rows(output["key"]) if output and output.get("key") else None
+            if rows is None:
+                continue
+            fields = list(table.get("fields") or (rows[0].keys() if rows else []))
+            previews[name] = (
+                fields,
+                [
+                    [row.get(field) for field in fields]
+                    for row in rows[:limit]
+                    if isinstance(row, dict)
+                ],
+            )
+        return previews
+
+    def _rows(self, key: str) -> list[dict[str, Any]] | None:
+        try:
+            if isinstance(self.storage, LocalStorage):
+                data = self.storage.path(key).read_bytes()
+            else:
+                data = self.storage.read(key)
+            rows = json.loads(data)
+        except (OSError, ValueError, StorageError):
+            return None
+        return rows if isinstance(rows, list) else None
 
     def shown(self, stats: Any, findability: str | None) -> dict[str, Any]:
         """``datapackage_url``, ``outputs`` and ``validation`` of a run's statistics (empty:

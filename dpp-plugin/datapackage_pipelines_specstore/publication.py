@@ -299,6 +299,15 @@ def publish_data(parameters: dict[str, Any]) -> None:
             "hash": item.md5,
             "url": urls[item.name],
             "key": _key(owner_id, dataset, item),
+            **(
+                {
+                    "fields": [
+                        field.get("name") for field in item.descriptor["schema"].get("fields") or []
+                    ]
+                }
+                if item.kind == "source/tabular" and item.descriptor.get("schema")
+                else {}
+            ),
         }
         for item in items
     ]

@@ -243,6 +243,10 @@ class S3Storage:
     def url(self, key: str) -> str:
         return self.public_url + quote(self._key(key))
 
+    def read(self, key: str) -> bytes:
+        with self._errors(key):
+            return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
+
     def presigned_url(self, key: str, seconds: int) -> str:
         return self.client.generate_presigned_url(
             "get_object", Params={"Bucket": self.bucket, "Key": self._key(key)}, ExpiresIn=seconds

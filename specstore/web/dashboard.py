@@ -12,6 +12,7 @@ from typing import Any
 
 from flask import Blueprint, current_app, render_template, request
 
+from ..errors import NotFound
 from ..events import FINAL_STATES
 from ..service import Page, SourceService
 from ..store.records import pipeline_id
@@ -20,6 +21,8 @@ from .representations import STATUS_LOG_LINES
 
 bp = Blueprint("dashboard", __name__, template_folder="templates")
 REFRESH_SECONDS = 3
+# Rows of each table a dataset's page shows.
+PREVIEW_ROWS = 20
 
 
 def _service() -> SourceService:
@@ -46,6 +49,18 @@ def dataset(owner_id: str, dataset: str) -> Any:
     revisions = _service().visible_revisions(found, viewer)
     revision = found.revision
     shown = _service().shown_pipeline(found)
+    published, published_by = _service().published(found), revision.revision
+    if not published and revision.state != "SUCCEEDED":
+        try:
+            good = _service().revision(owner_id, dataset, viewer, "successful", "revision")
+            published, published_by = _service().published(good), good.revision.revision
+            stats = good.revision.stats
+        except NotFound:
+            stats = None
+    else:
+        stats = revision.stats
+    publications = _service().publications
+    previews = publications.preview(stats, PREVIEW_ROWS) if publications and published else {}
     return render_template(
         "dataset.html",
         found=found,
@@ -55,5 +70,8 @@ def dataset(owner_id: str, dataset: str) -> Any:
         if shown
         else None,
         logs=revision.logs[-STATUS_LOG_LINES:],
+        published=published,
+        published_by=published_by,
+        previews=previews,
         refresh=REFRESH_SECONDS if revision.state not in FINAL_STATES else None,
     )

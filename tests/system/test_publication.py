@@ -141,6 +141,16 @@ def test_a_run_publishes_the_hub_shape_read_back_from_the_data_route(
     )
     assert archive.read("data/gdp_csv.csv") == gdp_csv.data
 
+    # The dashboard links every download and shows each table's first rows.
+    page = client.get("/datasets/alice/gdp").get_data(as_text=True)
+    for output in status["outputs"]:
+        assert f'<a href="{output["url"]}">{output["name"]}</a>' in page
+    assert f'<a id="datapackage" href="{status["datapackage_url"]}">' in page
+    assert '<span id="validation">valid against its schemas</span>' in page
+    preview = page.split('id="preview-gdp"', 1)[1].split("</table>", 1)[0]
+    assert preview.count("<tr>") == 3  # the header and the 2 rows of the preview
+    assert "<td>France</td><td>2019</td>" in preview
+
     # The same answer from info and the revision routes.
     info = client.get("/source/alice/gdp/info").get_json()
     assert info["datapackage_url"] == status["datapackage_url"]
@@ -291,3 +301,8 @@ def test_data_that_breaks_its_schema_publishes_the_report_and_keeps_the_last_pub
     assert successful["datapackage_url"] == good["datapackage_url"]
     assert _get(client, good["datapackage_url"]).status_code == 200
     assert not (tmp_path / "data/alice/years/2").exists()
+    # The dashboard shows the errors, and the data of the newest revision that succeeded.
+    page = client.get("/datasets/alice/years").get_data(as_text=True)
+    assert "Data (revision 1, the newest that succeeded)" in page
+    assert "data row 2, field &#39;year&#39;: a text of 4 characters is not a valid integer" in page
+    assert "<td>France</td><td>2019</td>" in page
