@@ -324,6 +324,30 @@ def test_a_package_with_a_schema_files_and_metadata_is_kept_faithfully(stack, pa
         "report.pdf",
     ]
 
+    # Published in the hub's shape, read back over HTTP as a front end would.
+    published = requests.get(status["datapackage_url"], timeout=30).json()
+    types = {res["name"]: res["datahub"]["type"] for res in published["resources"]}
+    assert types == {
+        "codes": "source/tabular",
+        "codes_csv": "derived/csv",
+        "codes_json": "derived/json",
+        "report": "source/non-tabular",
+        "meta": "source/non-tabular",
+        "map": "source/non-tabular",
+        "validation_report": "derived/report",
+        "codes_zip": "derived/zip",
+    }
+    for key in ("title", "readme", "license", "custom"):
+        assert published[key] == source[key], key
+    by_name = {res["name"]: res for res in published["resources"]}
+    assert requests.get(by_name["report"]["path"], timeout=30).content == PDF
+    assert requests.get(by_name["codes_json"]["path"], timeout=30).json() == [
+        {"code": "007", "value": 1.5, "year": 2019},
+        {"code": "042", "value": 2.0, "year": 2020},
+    ]
+    assert published["datahub"]["owner"] == "Alice"
+    assert published["datahub"]["stats"]["rowcount"] == 2
+
 
 def test_every_sheet_of_a_workbook_with_the_schema_the_client_infers(stack, packages):
     pushed = stack.push(
@@ -473,6 +497,14 @@ def test_dpp_makes_the_same_outputs_from_the_same_push(
         status = target.finish(dataset, token)
         assert status["state"] == "SUCCEEDED", (name, status)
         results[name] = _comparable(target.outputs(dataset))
+        # The publication: the same resources, and the same bytes of the data (the report
+        # and the zip name the source's URL, the hub stand-in's own on each stack).
+        results[name]["published"] = [
+            (o["name"], o["type"], o["format"])
+            + ((o["hash"],) if o["type"] not in ("derived/report", "derived/zip") else ())
+            for o in status["outputs"]
+        ]
+        assert status["validation"]["valid"] is True
     assert results["dpp"] == results["embedded"]
 
 

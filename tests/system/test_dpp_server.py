@@ -131,11 +131,52 @@ def test_an_upload_runs_by_itself_and_so_do_the_same_steps_again(specstore, stac
     assert info["dpp_trigger"] in ("dirty-task-init", "dirty-task-update")
     assert (specstore.root / "output" / "alice" / "by-itself" / "by-itself.sqlite").exists()
 
+    # DPP's workers published it, read back from specstore's /data/.
+    descriptor = requests.get(first["datapackage_url"], timeout=30).json()
+    assert descriptor["datahub"]["flowid"] == "alice/by-itself/1"
+    for output in first["outputs"]:
+        answer = requests.get(output["url"], timeout=30)
+        assert answer.status_code == 200 and len(answer.content) == output["bytes"]
+
     specstore.upload(carrying_its_package(example_data, dataset="by-itself"))
     second = specstore.finish("by-itself", 2)
     assert second["state"] == "SUCCEEDED", second
     again = specstore.get("/source/alice/by-itself/info")
     assert again["revision"] == 2 and again["cache_hash"] != info["cache_hash"]
+    # Unchanged data: the same objects, only a new descriptor.
+    assert second["outputs"] == first["outputs"]
+    assert second["datapackage_url"].endswith("/alice/by-itself/2/datapackage.json")
+
+    # The embedded runner publishes the very same objects from the same spec.
+    root = specstore.root / "embedded"
+    root.mkdir()
+    embedded = Server(
+        server_env(
+            DATABASE_URL=f"sqlite:///{root}/registry.db",
+            AUTH_PUBLIC_KEY=specstore.keypair.public_pem,
+            HOOK_SECRET=HOOK_SECRET,
+            OUTPUT_DIR=str(root / "output"),
+            DATA_DIR=str(root / "data"),
+            RUNNER_WORKERS="1",
+        ),
+        root,
+    )
+    try:
+        requests.post(
+            embedded.url + "/source/upload",
+            json=carrying_its_package(example_data, dataset="by-itself"),
+            headers={"Auth-Token": specstore.keypair.token("alice")},
+            timeout=30,
+        ).raise_for_status()
+        on_embedded = wait_for(
+            lambda: requests.get(embedded.url + "/source/alice/by-itself/1", timeout=30).json()
+        )
+    finally:
+        embedded.stop()
+    assert on_embedded["state"] == "SUCCEEDED", on_embedded
+    assert [(o["name"], o["type"], o["hash"]) for o in on_embedded["outputs"]] == [
+        (o["name"], o["type"], o["hash"]) for o in first["outputs"]
+    ]
 
 
 def test_of_two_uploads_in_one_minute_the_older_is_superseded(specstore, example_data):
