@@ -88,10 +88,11 @@ test: install-dev postgres redis browser dpp schemathesis npm-tools lint
 check: install-dev lint
 	$(BIN)/pytest -m "not system and not postgres"
 
-## bench: specstore under gunicorn on PostgreSQL, driven by wrk; writes bench/results.md
-bench: install-dev postgres
+## bench: specstore under gunicorn on PostgreSQL, driven by wrk (bench/results.md), then one CSV published on each engine and backend (bench/data-results.md)
+bench: install-dev postgres dpp
 	@scripts/ensure-bench-tools
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/data.py
 
 ## lint: ruff's checks and its format check
 lint: install-dev

@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 from tests.support.dpp import DppDeployment, dpp_venv  # noqa: E402
 from tests.support.net import StaticFiles  # noqa: E402
 from tests.support.processes import children  # noqa: E402
-from tests.support.s3 import BUCKET, CREDENTIALS, MotoServer  # noqa: E402
+from tests.support.s3 import CREDENTIALS, MotoServer  # noqa: E402
 from tests.support.server import Server, server_env  # noqa: E402
 from tests.support.tokens import KeyPair  # noqa: E402
 
@@ -260,14 +260,15 @@ def main() -> int:
                                 served.url, work, engine, backend, moto, keypair
                             )
                             print(
-                                f"  {engine}, {backend}: {measured[0]:.1f} s, peak {measured[1] / 2**20:.0f} MiB",
+                                f"  {engine}, {backend}: {measured[0]:.1f} s, "
+                                f"peak {measured[1] / 2**20:.0f} MiB",
                                 flush=True,
                             )
                             results.append((rows, size, engine, backend, measured))
         finally:
             if moto is not None:
                 moto.stop()
-    when = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d")
+    when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d")
     lines.append(
         f"Measured {when} on {platform.machine()}, {os.cpu_count()} cores, Python "
         f"{platform.python_version()}: a CSV of six typed columns published from upload to "

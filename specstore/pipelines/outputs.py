@@ -249,7 +249,11 @@ class Outputs:
         return [
             *sql,
             *derive,
-            {"run": "dump_to_path", "parameters": {"out-path": str(package)}},
+            # The rows were cast by the load: dump_to_path does not cast them again.
+            {
+                "run": "dump_to_path",
+                "parameters": {"out-path": str(package), "validator_options": {"field_names": []}},
+            },
             {"run": "specstore.package", "parameters": finish},
             *published,
             *last,

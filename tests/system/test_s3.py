@@ -219,3 +219,31 @@ def test_dpp_workers_upload_the_very_objects_the_embedded_runner_does(
     assert objects("dpp/") == objects("embedded/")
     assert len(objects("dpp/")) == len(on_dpp["outputs"]) + 1  # and the findability marker
     assert [o["hash"] for o in on_dpp["outputs"]] == [o["hash"] for o in embedded["outputs"]]
+
+
+def test_a_large_file_goes_up_in_parts_and_unchanged_data_is_not_stored_again(
+    make_app, s3, keypair, example_data, tmp_path
+):
+    from datapackage_pipelines_specstore.storage import MULTIPART_BYTES, S3Storage
+
+    storage = S3Storage(BUCKET, endpoint_url=s3.endpoint)
+    large = tmp_path / "large.csv"
+    with large.open("wb") as out:
+        for _ in range(2 * MULTIPART_BYTES // (1024 * 1024) + 1):
+            out.write(b"x" * (1024 * 1024))
+    storage.put("alice/big/large/0a/large.csv", large, public=True)
+    head = s3.client().head_object(Bucket=BUCKET, Key="alice/big/large/0a/large.csv")
+    assert head["ContentLength"] == large.stat().st_size
+    assert head["ETag"].strip('"').endswith("-3")  # three parts
+
+    client = _app(make_app, s3).test_client()
+    spec = example_spec(example_data)
+    upload(client, spec, keypair.token("alice"))
+    first = wait_for(status_of(client))
+    assert first["state"] == "SUCCEEDED", first
+    before = set(s3.keys("alice/gdp/"))
+    upload(client, spec, keypair.token("alice"))
+    second = wait_for(lambda: client.get("/source/alice/gdp/2").get_json())
+    assert second["state"] == "SUCCEEDED", second
+    assert second["outputs"] == first["outputs"]
+    assert set(s3.keys("alice/gdp/")) == before | {"alice/gdp/2/datapackage.json"}
