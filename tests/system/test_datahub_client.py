@@ -31,6 +31,7 @@ from tests.support.dpp import DppDeployment, DppUnavailable, dpp_venv
 from tests.support.hub import Hub
 from tests.support.net import StaticFiles
 from tests.support.pipelines import HANDED_OVER, files_under, sqlite_tables, wait_for
+from tests.support.s3 import BUCKET, MotoServer
 from tests.support.server import ROOT, Server, server_env
 from tests.support.tokens import KeyPair
 
@@ -517,3 +518,44 @@ def _comparable(folder: Path) -> dict[str, Any]:
     for archive in folder.glob("*.zip"):
         found[archive.name] = _zip_names(archive)
     return found
+
+
+# -- published to a bucket ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def s3_stack(tmp_path_factory: pytest.TempPathFactory, keypair: KeyPair) -> Iterator[Any]:
+    """specstore publishing to a real S3 server (moto's), the client pushing to it."""
+    root = tmp_path_factory.mktemp("datahub-client-s3")
+    moto = MotoServer(root / "moto.log")
+    running = Stack(root, keypair, **moto.settings(prefix="pkgstore"))
+    yield running, moto
+    running.close()
+    moto.stop()
+
+
+def test_a_push_is_published_to_the_bucket(s3_stack, packages, keypair):
+    stack, moto = s3_stack
+    pushed = stack.push("push", packages / "codes", findability="published")
+    _published(pushed, "codes")
+    status = stack.finish("codes")
+    assert status["state"] == "SUCCEEDED", status
+    stored = moto.keys("pkgstore/alice/codes/")
+    assert "pkgstore/alice/codes/1/datapackage.json" in stored
+    published = json.loads(stored["pkgstore/alice/codes/1/datapackage.json"])
+    for resource in published["resources"]:
+        # Anyone reads a published dataset's objects, with no credentials at all.
+        answer = requests.get(resource["path"], timeout=30)
+        assert answer.status_code == 200, resource["name"]
+        assert answer.content == stored[resource["path"].split(f"/{BUCKET}/", 1)[1]]
+    by_name = {resource["name"]: resource for resource in published["resources"]}
+    assert requests.get(by_name["report"]["path"], timeout=30).content == PDF
+    assert by_name["codes_csv"]["datahub"] == {"type": "derived/csv", "derivedFrom": ["codes"]}
+
+    private = stack.push("push", packages / "secret", findability="private")
+    assert private.returncode == 0, (private.printed, private.stderr[-2000:])
+    secret = stack.finish("secret", token=keypair.token(OWNER))
+    assert secret["state"] == "SUCCEEDED", secret
+    for output in secret["outputs"]:
+        assert requests.get(output["url"].split("?")[0], timeout=30).status_code == 403
+        assert requests.get(output["url"], timeout=30).status_code == 200  # presigned

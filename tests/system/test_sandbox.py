@@ -433,5 +433,9 @@ def test_the_plan_shown_names_no_server_path(engine, hostile, internal, keypair)
             assert str(root.resolve()) not in json.dumps(value), (key, value)
     assert str(Path(sys.prefix)) not in json.dumps(info)
     steps = {step["run"]: step["parameters"] for step in info["pipeline"]["pipeline"]}
-    assert steps["dump_to_path"] == {"out-path": ".staging/1/datapackage"}
+    assert steps["dump_to_path"] == {
+        "out-path": ".staging/1/datapackage",
+        "validator_options": {"field_names": []},
+    }
+    assert steps["specstore.publication"]["storage"]["root"] == "<data>"
     assert steps["specstore.publish"]["target"] == "."

@@ -13,6 +13,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -78,10 +79,15 @@ def test_a_value_that_fails_its_type_is_described_not_quoted(make_app, keypair, 
     assert upload(client, internal_answer, keypair.token("alice")).status_code == 200
     status = wait_for(status_of(client, dataset="values"))
     assert status["state"] == "FAILED"
-    assert status["errors"] == [EXPECTED_TYPE_ERROR]
+    assert status["errors"][1:] == [EXPECTED_TYPE_ERROR]
     for path in ("status", "info", "1", "latest"):
         assert SECRET not in client.get(f"/source/alice/values/{path}").text, path
     assert SECRET not in client.get("/datasets/alice/values").text
+    # Nor in the validation report, which is published.
+    report = client.get(urlsplit(status["errors"][0].rsplit(" ", 1)[1]).path)
+    assert report.status_code == 200
+    assert report.get_json()["error-count"] == 1
+    assert SECRET not in report.text
 
 
 def test_on_dpp_a_value_that_fails_its_type_is_described_not_quoted(
@@ -98,11 +104,13 @@ def test_on_dpp_a_value_that_fails_its_type_is_described_not_quoted(
     assert ran.returncode != 0
     status = wait_for(lambda: get_json(server, "/source/alice/values/status"), timeout=30)
     assert status["state"] == "FAILED"
-    assert status["errors"] == [EXPECTED_TYPE_ERROR]
+    assert status["errors"][1:] == [EXPECTED_TYPE_ERROR]
     for path in ("status", "info"):
         assert (
             SECRET not in requests.get(f"{server.url}/source/alice/values/{path}", timeout=10).text
         )
+    report = requests.get(status["errors"][0].rsplit(" ", 1)[1], timeout=10)
+    assert report.status_code == 200 and SECRET not in report.text
 
 
 @pytest.mark.parametrize("allow", [(), "own name"])

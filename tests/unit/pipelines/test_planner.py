@@ -106,7 +106,11 @@ def test_a_revision_is_staged_then_packaged_then_published_whole(planned):
         "revision": 3,
         "run-timeout": 60,
     }
-    assert _step(plan, "dump_to_path")["parameters"] == {"out-path": str(staging / "datapackage")}
+    assert _step(plan, "dump_to_path")["parameters"] == {
+        "out-path": str(staging / "datapackage"),
+        # The load cast the rows: the dump does not cast them again.
+        "validator_options": {"field_names": []},
+    }
     assert _step(plan, "specstore.package")["parameters"] == {
         "path": str(staging / "datapackage"),
         "metadata": str(out / ".plans" / "3.json"),
