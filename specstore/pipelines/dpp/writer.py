@@ -66,7 +66,9 @@ def load_yaml(text: str) -> Any:
 _UNPRINTABLE = re.compile(
     r"[^\x09\x0a\x0d\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]"
 )
-_EXPONENT = re.compile(r"[0-9][eE]")
+# A number in exponent form, as json.dumps writes one: after ``[``, ``: `` or ``, `` (a
+# digit before an ``e`` inside a string, as in a token, is not one).
+_EXPONENT = re.compile(r"[\[:,] ?-?[0-9]+(?:\.[0-9]+)?[eE]")
 LONG_KEY = 1000
 _LONG_KEY = re.compile(r'"(?:[^"\\]|\\.){' + str(LONG_KEY) + r',}"\s*:')
 
