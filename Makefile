@@ -11,7 +11,7 @@ SCHEMATHESIS_VENV ?= .venv-schemathesis
 
 EXAMPLE_PORT ?= 8000
 
-.PHONY: help install install-dev dpp dpp-serve schemathesis npm-tools run serve example test check bench lint format postgres redis browser clean
+.PHONY: bench-compare help install install-dev dpp dpp-serve schemathesis npm-tools run serve example test check bench lint format postgres redis browser clean
 .DEFAULT_GOAL := help
 
 ## help: these commands, each with what it does
@@ -93,6 +93,12 @@ bench: install-dev postgres dpp
 	@scripts/ensure-bench-tools
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/data.py
+
+## bench-compare: this checkout against commit BASE, turn about in one run (a drifting machine's speed falls on both)
+bench-compare: install-dev postgres
+	@test -n "$(BASE)" || { echo "give the commit to compare with: make bench-compare BASE=<commit>"; exit 2; }
+	@scripts/ensure-bench-tools
+	$(BIN)/python bench/compare.py --base "$(BASE)"
 
 ## lint: ruff's checks and its format check
 lint: install-dev

@@ -15,8 +15,10 @@ from flask import Flask
 from flask_cors import CORS
 
 from . import web
+from .announcements import Announcer, readiness
 from .auth import LocalKeyPair, PublicKeySource, RemotePublicKey, StaticPublicKey, TokenVerifier
 from .config import ConfigError, Settings, configure
+from .errors import ServiceUnavailable
 from .hooks import HookCredentials
 from .http_client import HttpClient
 from .pipelines.dpp import DppDashboard, DppDispatcher, DppPipelines
@@ -49,6 +51,7 @@ class Components:
     service: SourceService
     engine: Engine | None
     scheduler: Scheduler | None
+    announcer: Announcer
 
     @property
     def database(self) -> Database:
@@ -69,6 +72,20 @@ class Components:
             self.engine.start()
         if self.scheduler is not None:
             self.scheduler.start()
+        self.announcer.start()
+
+    def announcements_check(self) -> str:
+        """``off`` without receivers; ``degraded`` when an announcement has waited longer
+        than ``ANNOUNCE_ALERT``; ``ok`` otherwise."""
+        if not self.settings.announce_urls:
+            return "off"
+        store = self.store
+        try:
+            return readiness(
+                store.announcements, self.settings.announce_alert, store.ledger.clock()
+            )
+        except ServiceUnavailable:
+            return "degraded"  # the database's check says why
 
     def dpp_check(self) -> str:
         """``off`` without DPP; ``ok`` when its folder is writable, its dashboard answers
@@ -90,6 +107,7 @@ class Components:
         return "degraded" if waited > settings.dpp_wait_alert else "ok"
 
     def close(self) -> None:
+        self.announcer.stop()
         if self.scheduler is not None:
             self.scheduler.stop()
         if self.engine is not None:
@@ -183,6 +201,8 @@ def fetch_limits(settings: Settings) -> Limits:
         max_unpacked_bytes=settings.unpacked_max_bytes,
         allow_networks=settings.input_address_allow,
         ports=settings.input_ports,
+        retries=settings.download_retries,
+        backoff=settings.download_retry_backoff,
     )
 
 
@@ -238,7 +258,15 @@ def build(settings: Settings) -> Components:
         publications=Publications(settings.storage_parameters(), settings.presigned_url_seconds),
     )
     scheduler = Scheduler(store.ledger, engine) if engine is not None else None
-    return Components(settings, store, keys, service, engine, scheduler)
+    announcer = Announcer(
+        store.announcements,
+        settings.announce_urls,
+        settings.announce_secret,
+        attempts=settings.announce_attempts,
+        timeout=settings.announce_timeout,
+        backoff_seconds=settings.announce_backoff,
+    )
+    return Components(settings, store, keys, service, engine, scheduler, announcer)
 
 
 def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:

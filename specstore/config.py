@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from datapackage_pipelines_specstore.fetch import parse_networks, parse_ports
 from datapackage_pipelines_specstore.steps import sqlalchemy_url
@@ -113,6 +114,11 @@ class Settings:
     max_resources: int = 1000
     download_max_bytes: int = 100 * 1024 * 1024
     download_timeout: float = 60.0
+    # A download that fails for a transient reason (refused, reset, no answer, HTTP 429
+    # or 5xx) is tried again this many times, after waits of 0, 2, 4... times the backoff
+    # (seconds, plus as much at random) or the server's Retry-After.
+    download_retries: int = 3
+    download_retry_backoff: float = 1.0
     # How many bytes an archive (zip, xlsx, ods, gzip) may unpack to.
     unpacked_max_bytes: int = 1024 * 1024 * 1024
     # DPP: how long a revision handed over may go without an event before it is FAILED,
@@ -135,6 +141,16 @@ class Settings:
     # Uploads per user (e.g. "120/minute"; None: no limit), counted in this storage.
     upload_rate_limit: str | None = "120/minute"
     rate_limit_storage_uri: str = "memory://"
+    # Announcements: where every revision's end is POSTed (http(s) URLs; none: nowhere),
+    # the secret that signs them, how many attempts one gets before it is given up, how
+    # long one attempt may wait for an answer, the first wait before another (doubled
+    # each time), and after how long a waiting one makes readiness "degraded".
+    announce_urls: tuple[str, ...] = ()
+    announce_secret: str | None = field(default=None, repr=False)
+    announce_attempts: int = 20
+    announce_timeout: float = 10.0
+    announce_backoff: float = 1.0
+    announce_alert: float = 900.0
     # Named database connections for `rdbms` outputs: ENGINE_<NAME>=<SQLAlchemy URL>,
     # and the owners each is open to (ENGINE_<NAME>_OWNERS; none named: every owner).
     engines: Mapping[str, str] = field(default_factory=dict, repr=False)
@@ -241,6 +257,13 @@ def _positive_float(value: str) -> float:
     return number
 
 
+def _non_negative_float(value: str) -> float:
+    number = float(value)
+    if not number >= 0:
+        raise ValueError("must not be negative")
+    return number
+
+
 def _url_base(value: str) -> str | None:
     """A base URL, always ending in '/', so paths can be appended."""
     value = value.strip()
@@ -271,6 +294,15 @@ def _origins(value: str) -> tuple[str, ...]:
 
 def _list(value: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+def _receivers(value: str) -> tuple[str, ...]:
+    urls = _list(value)
+    for url in urls:
+        parsed = urlsplit(url)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise ValueError(f"{url!r} is not an http or https URL")
+    return urls
 
 
 def _host_patterns(value: str) -> tuple[str, ...]:
@@ -359,6 +391,8 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "SPEC_BYTES_LIMIT": ("spec_bytes_limit", _byte_rate),
     "DOWNLOAD_MAX_BYTES": ("download_max_bytes", _positive_int),
     "DOWNLOAD_TIMEOUT": ("download_timeout", _positive_float),
+    "DOWNLOAD_RETRIES": ("download_retries", _count),
+    "DOWNLOAD_RETRY_BACKOFF": ("download_retry_backoff", _non_negative_float),
     "UNPACKED_MAX_BYTES": ("unpacked_max_bytes", _positive_int),
     "DPP_SILENCE_TIMEOUT": ("dpp_silence_timeout", _positive_float),
     "DPP_RECONCILE_AFTER": ("dpp_reconcile_after", _positive_float),
@@ -368,6 +402,12 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "UPLOAD_RATE_LIMIT": ("upload_rate_limit", _rate),
     "RATE_LIMIT_STORAGE_URI": ("rate_limit_storage_uri", str.strip),
     "RUN_TIMEOUT": ("run_timeout", _positive_float),
+    "ANNOUNCE_URLS": ("announce_urls", _receivers),
+    "ANNOUNCE_SECRET": ("announce_secret", _text),
+    "ANNOUNCE_ATTEMPTS": ("announce_attempts", _positive_int),
+    "ANNOUNCE_TIMEOUT": ("announce_timeout", _positive_float),
+    "ANNOUNCE_BACKOFF": ("announce_backoff", _positive_float),
+    "ANNOUNCE_ALERT": ("announce_alert", _positive_float),
     "RUNNER_LEASE_SECONDS": ("runner_lease_seconds", _positive_float),
 }
 
@@ -405,6 +445,10 @@ def configure(environ: Mapping[str, str] | None = None, **overrides: Any) -> Set
         raise ConfigError("DATABASE_URL must not be empty")
     settings = Settings(**values)
     _check_engines(settings)
+    if settings.announce_urls and not settings.announce_secret:
+        raise ConfigError(
+            "ANNOUNCE_URLS needs ANNOUNCE_SECRET: the secret announcements are signed with"
+        )
     if settings.storage == "s3" and not settings.s3_bucket:
         raise ConfigError("STORAGE=s3 needs S3_BUCKET: the bucket runs publish to")
     return settings

@@ -37,14 +37,30 @@ LATENCY = Histogram(
 )
 UPLOADS = Counter("specstore_uploads_total", "Uploads, by answer.", ["status"])
 EVENTS = Counter("specstore_events_total", "Engine events recorded, by type.", ["event"])
+RETRIES = Counter(
+    "specstore_download_retries_total",
+    "Downloads of sources tried again after a transient failure, as runs report them.",
+)
+ANNOUNCEMENTS = Counter(
+    "specstore_announcements_total",
+    "Attempts at delivering announcements, by outcome: delivered, failed (to be tried "
+    "again) or given_up.",
+    ["outcome"],
+)
 STATES = (LOADED, REGISTERED, RUNNING, *sorted(FINAL_STATES))
+# The load step's statistics ``retries.<resource>`` (datapackage_pipelines_specstore.steps).
+RETRIES_PREFIX = "retries."
 
 
 class RevisionStates:
-    """Revisions by state, counted (in the database, by ``counts``) at each scrape."""
+    """Revisions by state, counted (in the database, by ``counts``) at each scrape, and
+    the announcements waiting for delivery (by ``waiting``)."""
 
-    def __init__(self, counts: Callable[[], dict[str, int]]) -> None:
+    def __init__(
+        self, counts: Callable[[], dict[str, int]], waiting: Callable[[], int] | None = None
+    ) -> None:
         self.counts = counts
+        self.waiting = waiting
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         family = GaugeMetricFamily(
@@ -54,10 +70,32 @@ class RevisionStates:
         for state in STATES:
             family.add_metric([state], counts.get(state, 0))
         yield family
+        if self.waiting is not None:
+            yield GaugeMetricFamily(
+                "specstore_announcements_waiting",
+                "Announcements not delivered yet (nor given up).",
+                value=self.waiting(),
+            )
 
 
 def count_event(event: str) -> None:
     EVENTS.labels(event).inc()
+
+
+def count_announcement(outcome: str) -> None:
+    ANNOUNCEMENTS.labels(outcome).inc()
+
+
+def count_retries(stats: Any) -> None:
+    """The fetch retries a finished run's statistics report."""
+    if isinstance(stats, dict):
+        retries = sum(
+            value
+            for key, value in stats.items()
+            if key.startswith(RETRIES_PREFIX) and isinstance(value, int) and value > 0
+        )
+        if retries:
+            RETRIES.inc(retries)
 
 
 # Methods counted by name; any other a client sends is counted as "other", so that made-up
@@ -87,14 +125,17 @@ def _request_series(method: str, route: str, status: int) -> tuple[Any, Any, Any
     )
 
 
-def exposition(revision_counts: Callable[[], dict[str, int]]) -> bytes:
+def exposition(
+    revision_counts: Callable[[], dict[str, int]],
+    announcements_waiting: Callable[[], int] | None = None,
+) -> bytes:
     """Every metric, in Prometheus' text format: all workers' when in multi-process mode."""
     registry = CollectorRegistry()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         multiprocess.MultiProcessCollector(registry)
     else:
         registry.register(_Everything())
-    registry.register(RevisionStates(revision_counts))
+    registry.register(RevisionStates(revision_counts, announcements_waiting))
     return generate_latest(registry)
 
 

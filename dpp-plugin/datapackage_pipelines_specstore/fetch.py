@@ -20,6 +20,12 @@ runner and DPP run the same ``specstore.load`` step), so one policy holds everyw
 * **Limits that hold against hostile servers:** a wall-clock deadline for the whole
   download, redirects and headers included (a watchdog shuts the socket down when it
   passes, however slowly the server drips bytes), and a cap on the bytes received.
+* **Transient failures retried:** a connection refused or reset, no answer within the
+  timeout, or HTTP 429, 500, 502, 503 or 504, before a byte of the body arrived, is tried
+  again (``Limits.retries`` times) after an exponential backoff with jitter, or after the
+  server's ``Retry-After``, by urllib3's ``Retry``, as long as the wait ends before the
+  run's deadline; each retry is logged with its reason. Other answers, a refused URL or
+  address and a file over the limits are final at once.
 * **Archives are measured before anything unpacks them:** a zip (xlsx and ods are
   zips) by its central directory, which Python's ``zipfile`` never reads past, and a
   gzip stream by decompressing it once with a counter, so a small bomb cannot fill
@@ -32,10 +38,12 @@ virtualenv and in DPP's alike.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fnmatch
 import functools
 import gzip
 import ipaddress
+import logging
 import socket
 import struct
 import threading
@@ -48,8 +56,8 @@ from typing import Any, BinaryIO
 from urllib.parse import urljoin, urlsplit
 
 import urllib3
-from urllib3.exceptions import HTTPError, LocationParseError
-from urllib3.util import parse_url
+from urllib3.exceptions import HTTPError, LocationParseError, MaxRetryError
+from urllib3.util import Retry, parse_url
 
 SCHEMES = ("http", "https")
 MAX_REDIRECTS = 5
@@ -58,6 +66,12 @@ CHUNK_BYTES = 64 * 1024
 REDIRECTS = (301, 302, 303, 307, 308)
 MAX_ZIP_MEMBERS = 10_000
 USER_AGENT = "specstore"
+# Answers that say "not now" rather than "no": tried again.
+TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
+# The longest wait the backoff makes between two tries (a server's Retry-After is
+# waited for as long as the deadline allows).
+MAX_RETRY_WAIT = 60.0
+log = logging.getLogger("specstore")
 # Characters no URL of ours needs and two parsers may read differently.
 _REFUSED = frozenset("\\ \t\r\n\x7f") | frozenset(chr(code) for code in range(32))
 
@@ -87,6 +101,10 @@ class Limits:
     allow_networks: tuple[str, ...] = ()
     # Ports a URL may name (``443``, ``8000-8099``); empty: any.
     ports: tuple[str, ...] = ()
+    # How many times a transiently failed fetch is tried again, and the backoff factor
+    # (seconds): the waits are 0, 2, 4, 8... times it, with up to as much again at random.
+    retries: int = 3
+    backoff: float = 1.0
 
     def as_parameters(self) -> dict[str, Any]:
         """The limits as a plan carries them to the step that fetches."""
@@ -244,6 +262,7 @@ class Fetched:
     url: str  # where the bytes came from, after redirects
     size: int
     content_type: str | None
+    retries: int = 0  # how many times it was tried again
 
 
 class _Watchdog:
@@ -279,12 +298,68 @@ class _Watchdog:
         self._timer.cancel()
 
 
-def fetch(url: str, out: BinaryIO, limits: Limits, max_bytes: int | None = None) -> Fetched:
-    """Copy what ``url`` answers into ``out``, under ``limits``."""
+class _Transient(Exception):
+    """An attempt failed before a byte of the body arrived, for a reason worth another
+    try: ``response`` (an answer in TRANSIENT_STATUSES) or ``error``."""
+
+    def __init__(self, reason: str, response: Any = None, error: Exception | None = None):
+        super().__init__(reason)
+        self.reason, self.response, self.error = reason, response, error
+
+
+def fetch(
+    url: str,
+    out: BinaryIO,
+    limits: Limits,
+    max_bytes: int | None = None,
+    deadline: float | None = None,
+) -> Fetched:
+    """Copy what ``url`` answers into ``out``, under ``limits``: each try within
+    ``limits.timeout``, and every try and wait before ``deadline`` (the run's, as
+    ``time.time()``; None: the first try's timeout is the whole fetch's)."""
     cap = limits.max_bytes if max_bytes is None else max_bytes
-    deadline = time.monotonic() + limits.timeout
+    now = time.monotonic()
+    end = now + limits.timeout if deadline is None else now + max(deadline - time.time(), 0.0)
+    retry = Retry(
+        total=limits.retries,
+        redirect=False,
+        status_forcelist=TRANSIENT_STATUSES,
+        backoff_factor=limits.backoff,
+        backoff_jitter=limits.backoff,
+        backoff_max=MAX_RETRY_WAIT,
+    )
+    tries = 1
+    while True:
+        try:
+            fetched = _attempt(url, out, limits, cap, min(time.monotonic() + limits.timeout, end))
+            return dataclasses.replace(fetched, retries=tries - 1)
+        except _Transient as failed:
+            try:
+                retry = retry.increment("GET", url, response=failed.response, error=failed.error)
+            except MaxRetryError:
+                raise FetchError(_after(failed.reason, tries)) from None
+            asked = retry.get_retry_after(failed.response) if failed.response else None
+            wait = asked if asked is not None else retry.get_backoff_time()
+            if time.monotonic() + wait >= end:
+                raise FetchError(_after(failed.reason, tries, "no time left for another")) from None
+            log.warning(
+                "%s; retry %d of %d in %.1f s%s",
+                failed.reason,
+                tries,
+                limits.retries,
+                wait,
+                " (Retry-After)" if asked is not None else "",
+            )
+            time.sleep(wait)
+            tries += 1
+
+
+def _attempt(url: str, out: BinaryIO, limits: Limits, cap: int, deadline: float) -> Fetched:
+    """One try at ``url``, redirects followed, by ``deadline`` (``time.monotonic()``):
+    :class:`_Transient` when it may be tried again."""
     watchdog = _Watchdog(deadline)
     first = url
+    started = False  # whether a byte of the body may have reached ``out``
     try:
         for _ in range(MAX_REDIRECTS + 1):
             try:
@@ -301,19 +376,34 @@ def fetch(url: str, out: BinaryIO, limits: Limits, max_bytes: int | None = None)
                 if response.status in REDIRECTS and response.headers.get("Location"):
                     url = urljoin(url, response.headers["Location"])
                     continue
+                if response.status in TRANSIENT_STATUSES:
+                    raise _Transient(f"{url} cannot be read: HTTP {response.status}", response)
                 if response.status != 200:
                     raise FetchError(f"{url} cannot be read: HTTP {response.status}")
+                started = True
                 size = _copy(response, connection, out, cap, url, deadline, watchdog)
                 return Fetched(url, size, response.headers.get("Content-Type"))
             finally:
                 connection.close()
         raise FetchError(f"{url} redirects more than {MAX_REDIRECTS} times")
     except (HTTPError, OSError) as exc:
-        if watchdog.expired or time.monotonic() >= deadline:
-            raise FetchError(f"{url} took longer than {limits.timeout:g} s") from None
-        raise FetchError(f"{url} cannot be read: {_reason(exc)}") from None
+        timed_out = watchdog.expired or time.monotonic() >= deadline
+        if timed_out:
+            reason = f"{url} took longer than {limits.timeout:g} s"
+        else:
+            reason = f"{url} cannot be read: {connection_failure(exc)}"
+        if started:
+            raise FetchError(reason) from None
+        raise _Transient(reason, error=exc) from None
     finally:
         watchdog.cancel()
+
+
+def _after(reason: str, tries: int, why_not_again: str = "") -> str:
+    """Why a fetch failed, and how many tries it took (when more than one)."""
+    if tries == 1:
+        return reason
+    return f"{reason} (tried {tries} times{'; ' + why_not_again if why_not_again else ''})"
 
 
 def _connection(url: str, deadline: float, watchdog: _Watchdog, limits: Limits) -> Any:
@@ -421,7 +511,7 @@ def _copy(
         out.write(chunk)
 
 
-def _reason(exc: BaseException) -> str:
+def connection_failure(exc: BaseException) -> str:
     """Why a connection failed, in a few words (no addresses, no object reprs)."""
     while getattr(exc, "reason", None) is not None and isinstance(exc.reason, BaseException):
         exc = exc.reason
@@ -435,13 +525,13 @@ def _reason(exc: BaseException) -> str:
     return exc.__class__.__name__
 
 
-def fetch_to_file(url: str, path: Path, limits: Limits) -> Fetched:
+def fetch_to_file(url: str, path: Path, limits: Limits, deadline: float | None = None) -> Fetched:
     """Fetch ``url`` into a new file at ``path`` (never through a symbolic link)."""
     import os
 
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
     with os.fdopen(descriptor, "wb") as out:
-        return fetch(url, out, limits)
+        return fetch(url, out, limits, deadline=deadline)
 
 
 def fetch_bytes(url: str, limits: Limits, max_bytes: int) -> bytes:

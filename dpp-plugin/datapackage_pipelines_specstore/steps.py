@@ -40,7 +40,7 @@ import shutil
 import tempfile
 import time
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -85,6 +85,8 @@ PUBLICATION_DIR = ".publication"
 VALIDATION_DIR = "validation"
 ARCHIVE_DIR = "archive"
 DEADLINE_CHECK_ROWS = 1000
+# A load step's statistic ``retries.<resource>``: how many times its fetch was tried again.
+RETRIES_STAT = "retries"
 # Spreadsheets whose merged cells are filled are read whole into memory (openpyxl's
 # read-only mode has no merged cells): only those that unpack to at most this.
 MAX_MERGED_CELLS_UNPACKED_BYTES = 64 * 1024 * 1024
@@ -198,30 +200,42 @@ def load(parameters: dict[str, Any]) -> list[Any]:
     return steps
 
 
-def _file_step(parameters: dict[str, Any]) -> Callable[[Any], Iterator[Any]]:
+def retries_stat(resource: str) -> str:
+    """The statistic a load step counts a resource's fetch retries in."""
+    return f"{RETRIES_STAT}.{resource}"
+
+
+def _file_step(parameters: dict[str, Any]) -> Any:
+    from dataflows import DataStreamProcessor
+
     url, name = parameters["url"], parameters["name"]
     limits = Limits.from_parameters(parameters.get("limits"))
     folder = Path(parameters["staging"]) / PACKAGE_DIR
 
-    def copy(package: Any) -> Iterator[Any]:
-        folder.mkdir(parents=True, exist_ok=True)
-        target = inside(folder, parameters["file"])
-        target.parent.mkdir(parents=True, exist_ok=True)
-        inside(folder, parameters["file"])  # the folders just made, checked again
-        try:
-            fetched = fetch_to_file(url, target, limits)
-        except FetchError as exc:
-            target.unlink(missing_ok=True)
-            raise StepError(f"resource {name}: {exc}") from None
-        except FileExistsError:
-            raise StepError(
-                f"resource {name}: two resources have the path {parameters['file']!r}"
-            ) from None
-        log.info("resource %s: %s copied as a file (%d bytes)", name, url, fetched.size)
-        yield package.pkg
-        yield from package
+    class FileCopy(DataStreamProcessor):
+        """The file fetched into the staged package as the package passes."""
 
-    return copy
+        def process_datapackage(self, dp: Any) -> Any:
+            folder.mkdir(parents=True, exist_ok=True)
+            target = inside(folder, parameters["file"])
+            target.parent.mkdir(parents=True, exist_ok=True)
+            inside(folder, parameters["file"])  # the folders just made, checked again
+            deadline = _deadline(Path(parameters["staging"]), parameters.get("run-timeout"))
+            try:
+                fetched = fetch_to_file(url, target, limits, deadline)
+            except FetchError as exc:
+                target.unlink(missing_ok=True)
+                raise StepError(f"resource {name}: {exc}") from None
+            except FileExistsError:
+                raise StepError(
+                    f"resource {name}: two resources have the path {parameters['file']!r}"
+                ) from None
+            if fetched.retries:
+                self.stats[retries_stat(name)] = fetched.retries
+            log.info("resource %s: %s copied as a file (%d bytes)", name, url, fetched.size)
+            return dp
+
+    return FileCopy()
 
 
 def _temporary_folder(staging: str | None) -> Path:
@@ -289,10 +303,12 @@ def _table_step(parameters: dict[str, Any]) -> Any:
 
         def fetch_and_open(self, dp: Any) -> Any:
             try:
-                fetched = fetch_to_file(self.url, self.local, self.limits)
+                fetched = fetch_to_file(self.url, self.local, self.limits, self.deadline)
                 check_unpacked_size(self.local, self.limits.max_unpacked_bytes, self.url)
             except FetchError as exc:
                 raise StepError(f"resource {self.resource}: {exc}") from None
+            if fetched.retries:
+                self.stats[retries_stat(self.resource)] = fetched.retries
             log.info("resource %s: fetched %s (%d bytes)", self.resource, self.url, fetched.size)
             self.check_encoding()
             self.check_merged_cells()

@@ -5,6 +5,7 @@ Each module is one kind of caller or one mechanism:
 * :mod:`.revisions`: what the API asks (an upload's unit of work, reads);
 * :mod:`.ledger`: what the engines ask (handovers, events, ends, schedules, orphans);
 * :mod:`.leases`: what the embedded runner asks (its leases);
+* :mod:`.announcements`: what the announcer asks (the outbox of revisions' ends);
 * :mod:`.installation`: values an installation makes once;
 * :mod:`.records`: what they are given and answer with;
 * :mod:`.statements`: every statement, prebuilt; :mod:`.sql`: how they run;
@@ -17,6 +18,7 @@ import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from .announcements import Announcements
 from .database import Database
 from .installation import InstallationValues
 from .leases import Leases
@@ -31,6 +33,7 @@ class Store:
     revisions: Revisions
     ledger: Ledger
     leases: Leases
+    announcements: Announcements
     installation: InstallationValues
 
     @classmethod
@@ -48,5 +51,6 @@ class Store:
             Revisions(database, clock),
             Ledger(database, clock),
             Leases(database, clock),
+            Announcements(database, clock),
             InstallationValues(database),
         )

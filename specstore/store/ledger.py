@@ -24,7 +24,7 @@ from ..events import (
     apply_event,
     end_run,
 )
-from ..metrics import count_event
+from ..metrics import count_event, count_retries
 from . import statements
 from .database import Database
 from .records import (
@@ -195,6 +195,8 @@ class Ledger:
             target = SimpleNamespace(**before)
             applied = apply_event(target, event, now)
             count_event(event.event)
+            if applied and event.event == "finish":
+                count_retries(event.stats)
             changed = {name: value for name, value in vars(target).items() if value != before[name]}
             if plan is not None:
                 changed["pipelines"] = plan

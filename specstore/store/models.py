@@ -28,6 +28,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -114,6 +115,14 @@ class Revision(Base):
     __tablename__ = "revisions"
     __table_args__ = (
         UniqueConstraint("dataset_id", "revision", name="uq_revisions_dataset_id_revision"),
+        # The announcer's question: which revisions are not announced yet (the ones still
+        # going, and the few that ended since it last looked).
+        Index(
+            "ix_revisions_unannounced",
+            "id",
+            postgresql_where=text("announced IS NULL"),
+            sqlite_where=text("announced IS NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -144,6 +153,40 @@ class Revision(Base):
     ended: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     # The embedded runner's claim on the revision: which process runs it, and
     # until when (renewed while it runs; an expired lease means it died).
+    lease_owner: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    lease_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # When the revision's end was put in the announcements to deliver (NULL: not yet;
+    # a revision that ended with it NULL is the announcer's to announce).
+    announced: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class Announcement(Base):
+    """One revision's end, to be delivered to one receiver (an outbox row): the body as
+    it is sent, and how its delivery goes."""
+
+    __tablename__ = "announcements"
+    __table_args__ = (
+        # What is waiting, by when it is due (delivered and given-up rows are history).
+        Index(
+            "ix_announcements_waiting",
+            "next_attempt",
+            postgresql_where=text("delivered IS NULL AND given_up IS NULL"),
+            sqlite_where=text("delivered IS NULL AND given_up IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    revision_row: Mapped[int] = mapped_column(ForeignKey("revisions.id", ondelete="CASCADE"))
+    receiver: Mapped[str] = mapped_column(String(2048))
+    body: Mapped[str] = mapped_column(Text)
+    created: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    # Why the last attempt failed, in a few words of specstore's (never the receiver's body).
+    last_error: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    delivered: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    given_up: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # The process delivering it now, until when: no two deliver it at once.
     lease_owner: Mapped[str | None] = mapped_column(String(128), nullable=True)
     lease_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 

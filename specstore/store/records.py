@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -33,6 +34,15 @@ def pipeline_id(owner_id: str, dataset: str) -> str:
 def superseded(by: int) -> str:
     """Why a revision that never ran ended: a newer one of its dataset came first."""
     return f"superseded by revision {by} before it ran"
+
+
+_SUPERSEDED = re.compile(r"superseded by revision ([0-9]+) before it ran")
+
+
+def superseded_by(errors: list[str] | None) -> int | None:
+    """The revision that superseded one that ended with ``errors`` (None: none did)."""
+    found = _SUPERSEDED.fullmatch(errors[0]) if errors else None
+    return int(found[1]) if found else None
 
 
 @dataclass(frozen=True)

@@ -44,12 +44,13 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 
 from ..events import FAILED, FINAL_STATES, LOADED, REGISTERED, SUCCEEDED
-from .models import Dataset, Revision, Setting
+from .models import Announcement, Dataset, Revision, Setting
 from .records import ListedDataset
 from .sql import takes_the_fast_path
 
 F = TypeVar("F", bound=Callable[..., Any])
 DATASETS, REVISIONS, SETTINGS = Dataset.__table__, Revision.__table__, Setting.__table__
+ANNOUNCEMENTS = Announcement.__table__
 
 
 def statement(build: F | None = None, *, fast: bool = True) -> Any:
@@ -466,6 +467,104 @@ def orphaned(newest_only: bool) -> Select[Any]:
 @statement
 def oldest_waiting() -> Select[Any]:
     return select(func.min(REVISIONS.c.queued)).where(REVISIONS.c.state == REGISTERED)
+
+
+# -- announcements ------------------------------------------------------------------------------
+
+# What an announcement tells of a revision (with its dataset's owner and name first).
+ANNOUNCED_COLUMNS = ("id", "revision", "state", "trigger", "errors", "stats", "findability")
+ANNOUNCED_COLUMNS += ("created", "ended", "modified")
+
+
+def _waiting(now: Any) -> tuple[Any, ...]:
+    """An announcement neither delivered nor given up, that no live process delivers."""
+    return (
+        ANNOUNCEMENTS.c.delivered.is_(None),
+        ANNOUNCEMENTS.c.given_up.is_(None),
+        or_(ANNOUNCEMENTS.c.lease_until.is_(None), ANNOUNCEMENTS.c.lease_until < now),
+    )
+
+
+@statement
+def ended_unannounced() -> Select[Any]:
+    """Up to ``limit`` revisions that ended and are not announced yet, oldest first."""
+    return (
+        select(
+            DATASETS.c.owner_id,
+            DATASETS.c.name,
+            *(REVISIONS.c[name] for name in ANNOUNCED_COLUMNS),
+        )
+        .join(DATASETS, DATASETS.c.id == REVISIONS.c.dataset_id)
+        .where(
+            REVISIONS.c.announced.is_(None),
+            or_(*(REVISIONS.c.state == state for state in sorted(FINAL_STATES))),
+        )
+        .order_by(REVISIONS.c.id)
+        .limit(bindparam("limit"))
+    )
+
+
+@statement
+def mark_announced() -> Any:
+    """The revision ``row_id`` announced, unless another process has just done it."""
+    return (
+        update(REVISIONS)
+        .where(REVISIONS.c.id == bindparam("row_id"), REVISIONS.c.announced.is_(None))
+        .values(**new(REVISIONS, ("announced",)))
+    )
+
+
+@statement
+def queue_announcement() -> Any:
+    names = ("revision_row", "receiver", "body", "created", "attempts", "next_attempt")
+    return ANNOUNCEMENTS.insert().values(**new(ANNOUNCEMENTS, names))
+
+
+@statement
+def due_announcements() -> Select[Any]:
+    """Up to ``limit`` announcements due at ``now`` that no live process delivers."""
+    now = bindparam("now", type_=ANNOUNCEMENTS.c.next_attempt.type)
+    return (
+        select(ANNOUNCEMENTS.c.id)
+        .where(*_waiting(now), ANNOUNCEMENTS.c.next_attempt <= now)
+        .order_by(ANNOUNCEMENTS.c.next_attempt)
+        .limit(bindparam("limit"))
+    )
+
+
+@statement
+def lease_announcement() -> Any:
+    """The announcement ``row_id`` taken by ``new_lease_owner`` (nothing, when another
+    process took it first): what to send, and where."""
+    now = bindparam("now", type_=ANNOUNCEMENTS.c.next_attempt.type)
+    return (
+        update(ANNOUNCEMENTS)
+        .where(ANNOUNCEMENTS.c.id == bindparam("row_id"), *_waiting(now))
+        .values(**new(ANNOUNCEMENTS, ("lease_owner", "lease_until")))
+        .returning(ANNOUNCEMENTS.c.receiver, ANNOUNCEMENTS.c.body, ANNOUNCEMENTS.c.attempts)
+    )
+
+
+@statement
+def announcement_attempted() -> Any:
+    """What one attempt at the announcement ``row_id`` (held by ``owner``) came to."""
+    names = ("attempts", "last_error", "next_attempt", "delivered", "given_up")
+    return (
+        update(ANNOUNCEMENTS)
+        .where(
+            ANNOUNCEMENTS.c.id == bindparam("row_id"),
+            ANNOUNCEMENTS.c.lease_owner == bindparam("owner"),
+        )
+        .values(**new(ANNOUNCEMENTS, names), lease_owner=None, lease_until=None)
+    )
+
+
+@statement
+def announcements_waiting() -> Select[Any]:
+    """How many announcements wait for delivery, and when the oldest was made."""
+    return select(func.count(), func.min(ANNOUNCEMENTS.c.created)).where(
+        ANNOUNCEMENTS.c.delivered.is_(None), ANNOUNCEMENTS.c.given_up.is_(None)
+    )
 
 
 # -- leases -------------------------------------------------------------------------------------

@@ -1,9 +1,9 @@
 """What operators look at: liveness, readiness, and one JSON log line per request.
 
 ``/healthz`` says the process answers and checks nothing else. ``/readyz``
-checks the database (503 when it cannot be reached) and reports the auth key
-and DPP as ``ok``/``degraded`` without failing on them: specstore still serves
-reads without either.
+checks the database (503 when it cannot be reached) and reports the auth key,
+DPP and the announcements as ``ok``/``degraded`` (or ``off``) without failing on
+them: specstore still serves reads without any of them.
 """
 
 from __future__ import annotations
@@ -29,8 +29,11 @@ MAX_REQUEST_ID_LENGTH = 128
 
 @bp.get("/metrics")
 def prometheus() -> Response:
-    revisions = current_app.extensions["specstore.components"].store.revisions
-    return Response(metrics.exposition(revisions.count_by_state), mimetype=CONTENT_TYPE_LATEST)
+    store = current_app.extensions["specstore.components"].store
+    text = metrics.exposition(
+        store.revisions.count_by_state, lambda: store.announcements.waiting()[0]
+    )
+    return Response(text, mimetype=CONTENT_TYPE_LATEST)
 
 
 @bp.get("/healthz")
@@ -45,6 +48,7 @@ def readyz() -> tuple[Response, int]:
         "database": _database_check(components),
         "auth": "ok" if components.keys.has_key() else "degraded",
         "dpp": components.dpp_check(),
+        "announcements": components.announcements_check(),
     }
     ready = checks["database"] == "ok"
     body = {"status": "ok" if ready else "unavailable", **checks}

@@ -24,7 +24,13 @@ def test_healthz_checks_nothing_but_the_process(make_app):
 def test_readyz_reports_each_dependency(make_app):
     response = make_app().test_client().get("/readyz")
     assert response.status_code == 200
-    assert response.get_json() == {"status": "ok", "database": "ok", "auth": "ok", "dpp": "off"}
+    assert response.get_json() == {
+        "status": "ok",
+        "database": "ok",
+        "auth": "ok",
+        "dpp": "off",
+        "announcements": "off",
+    }
 
 
 def test_readyz_is_503_only_when_the_database_is_down(make_app):
@@ -49,6 +55,7 @@ def test_readyz_reports_a_missing_auth_key_and_dpp_as_degraded(make_app, keypair
         "database": "ok",
         "auth": "degraded",
         "dpp": "degraded",
+        "announcements": "off",
     }
     with FakeAuthService(keypair.public_pem) as auth:
         app = make_app(auth_public_key=None, auth_server=auth.host)

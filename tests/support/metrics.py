@@ -19,3 +19,11 @@ STATUS_ROUTE = "/source/<owner:owner_id>/<dataset>/status"
 def requests_of(samples, route, status="200", method="GET"):
     labels = (("method", method), ("route", route), ("status", status))
     return samples.get(("specstore_http_requests_total", labels), 0.0)
+
+
+def metric_value(service, name: str) -> float:
+    """The sum of ``name``'s samples at ``service``'s /metrics (anything with a
+    ``get(path) -> (status, text)``, as tests.support.engines has)."""
+    status, text = service.get("/metrics")
+    assert status == 200, text
+    return sum(value for (sample, _), value in samples(text).items() if sample == name)

@@ -211,3 +211,13 @@ class SlowData:
     def close(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+class QuietHTTPServer(ThreadingHTTPServer):
+    """A threading HTTP server of the tests' own, whose clients may go away mid-request
+    (a sender killed, a fetch timed out) without a traceback on standard error."""
+
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass

@@ -83,10 +83,16 @@ class Server:
 
 class Gunicorn:
     """A WSGI app (specstore's by default) under gunicorn with the repository's
-    gunicorn.conf.py, in its own process group so a test can kill the whole server."""
+    gunicorn.conf.py (or that of another checkout at ``root``), in its own process group
+    so a test can kill the whole server."""
 
     def __init__(
-        self, env: dict[str, str], cwd: Path, workers: int = 4, app: str = "server:app"
+        self,
+        env: dict[str, str],
+        cwd: Path,
+        workers: int = 4,
+        app: str = "server:app",
+        root: Path = ROOT,
     ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -99,9 +105,9 @@ class Gunicorn:
                     "-m",
                     "gunicorn",
                     "-c",
-                    str(ROOT / "gunicorn.conf.py"),
+                    str(root / "gunicorn.conf.py"),
                     "--chdir",
-                    str(ROOT),
+                    str(root),
                     "--workers",
                     str(workers),
                     app,

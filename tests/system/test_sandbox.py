@@ -23,12 +23,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 
-from tests.support.api import HOOK_SECRET, upload
+from tests.support.api import HOOK_SECRET
 from tests.support.dpp import DppDeployment, DppUnavailable, dpp_venv
+from tests.support.engines import Embedded, OnDpp
 from tests.support.hostile import Hostile, Internal
-from tests.support.pipelines import example_spec, wait_for
+from tests.support.pipelines import example_spec
 from tests.support.server import Server, server_env
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
@@ -56,66 +56,6 @@ def hostile(internal: Internal) -> Iterator[Hostile]:
         yield server
 
 
-class Embedded:
-    """The embedded runner, in this process, through Flask's test client."""
-
-    name = "embedded"
-
-    def __init__(self, app: Any, output: Path) -> None:
-        self.client = app.test_client()
-        self.output = output
-        self.roots = [output]
-
-    def upload(self, spec: dict[str, Any], token: str) -> tuple[int, dict[str, Any]]:
-        response = upload(self.client, spec, token)
-        return response.status_code, response.get_json()
-
-    def get(self, path: str) -> tuple[int, str]:
-        response = self.client.get(path)
-        return response.status_code, response.get_data(as_text=True)
-
-    def finish(self, dataset: str) -> dict[str, Any]:
-        return wait_for(lambda: json.loads(self.get(f"/source/alice/{dataset}/status")[1]))
-
-
-class OnDpp:
-    """``python server.py`` handing pipelines to a real DPP, which runs them by ``dpp run``."""
-
-    name = "dpp"
-
-    def __init__(self, server: Server, dpp: DppDeployment, output: Path) -> None:
-        self.server = server
-        self.dpp = dpp
-        self.output = output
-        self.roots = [output, dpp.root]
-
-    def upload(self, spec: dict[str, Any], token: str) -> tuple[int, dict[str, Any]]:
-        response = requests.post(
-            self.server.url + "/source/upload",
-            json=spec,
-            headers={"Auth-Token": token},
-            timeout=30,
-        )
-        return response.status_code, response.json()
-
-    def get(self, path: str) -> tuple[int, str]:
-        response = requests.get(self.server.url + path, timeout=30)
-        return response.status_code, response.text
-
-    def finish(self, dataset: str) -> dict[str, Any]:
-        def status() -> dict[str, Any]:
-            return json.loads(self.get(f"/source/alice/{dataset}/status")[1])
-
-        handed = wait_for(
-            status, states=("REGISTERED", "RUNNING", "SUCCEEDED", "FAILED", "INVALID")
-        )
-        if handed["state"] != "REGISTERED":
-            return handed
-        ran = self.dpp.run(f"alice/{dataset}", ENGINE_CANARY=CANARY_ENGINE)
-        assert "Traceback" not in ran.stdout, ran.stdout[-3000:]
-        return wait_for(status, timeout=60)
-
-
 @pytest.fixture(scope="module")
 def dpp_stack(tmp_path_factory: pytest.TempPathFactory, keypair: Any) -> Iterator[OnDpp]:
     try:
@@ -135,7 +75,7 @@ def dpp_stack(tmp_path_factory: pytest.TempPathFactory, keypair: Any) -> Iterato
         **LIMITS,
     )
     server = Server(env, root)
-    yield OnDpp(server, deployment, output)
+    yield OnDpp(server, deployment, output, run_env={"ENGINE_CANARY": CANARY_ENGINE})
     server.stop()
     deployment.stop()
 

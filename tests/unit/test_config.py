@@ -26,3 +26,23 @@ def test_no_connection_may_be_specstores_own_database(tmp_path):
     with pytest.raises(ConfigError, match="ENGINE_NONE_OWNERS: there is no ENGINE_NONE"):
         configure({"ENGINE_NONE_OWNERS": "alice"})
     configure({"DATABASE_URL": own, "ENGINE_OTHER": f"sqlite:///{tmp_path}/warehouse.db"})
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        (
+            {"ANNOUNCE_URLS": "http://hub.example/announcements"},
+            "ANNOUNCE_URLS needs ANNOUNCE_SECRET: the secret announcements are signed with",
+        ),
+        (
+            {"ANNOUNCE_URLS": "ftp://hub.example/x", "ANNOUNCE_SECRET": "s"},
+            "ANNOUNCE_URLS='ftp://hub.example/x': "
+            "'ftp://hub.example/x' is not an http or https URL",
+        ),
+    ],
+)
+def test_announcement_settings_are_checked(environ, message):
+    with pytest.raises(ConfigError) as refused:
+        configure(environ)
+    assert str(refused.value) == message

@@ -78,6 +78,8 @@ def test_one_load_step_fetches_every_resource_within_the_limits(planned):
             "max_unpacked_bytes": 1024 * 1024 * 1024,
             "allow_networks": [],
             "ports": [],
+            "retries": 3,
+            "backoff": 1.0,
         },
         "run-timeout": 60,
     }

@@ -1,0 +1,85 @@
+"""The two engines as a test drives them, through one interface: the embedded runner
+(the app in the test's process, through Flask's test client) and a real DPP (``python
+server.py`` writing pipelines that ``dpp run`` then runs)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from tests.support.api import upload
+from tests.support.dpp import DppDeployment
+from tests.support.pipelines import wait_for
+from tests.support.server import Server
+
+
+class Embedded:
+    """The embedded runner, in this process, through Flask's test client."""
+
+    name = "embedded"
+
+    def __init__(self, app: Any, output: Path) -> None:
+        self.app = app
+        self.client = app.test_client()
+        self.output = output
+        self.roots = [output]
+
+    def upload(self, spec: dict[str, Any], token: str) -> tuple[int, dict[str, Any]]:
+        response = upload(self.client, spec, token)
+        return response.status_code, response.get_json()
+
+    def get(self, path: str) -> tuple[int, str]:
+        response = self.client.get(path)
+        return response.status_code, response.get_data(as_text=True)
+
+    def finish(self, dataset: str, owner: str = "alice") -> dict[str, Any]:
+        return wait_for(lambda: json.loads(self.get(f"/source/{owner}/{dataset}/status")[1]))
+
+
+class OnDpp:
+    """``python server.py`` handing pipelines to a real DPP, which runs them by ``dpp run``
+    (with ``run_env`` added to its environment)."""
+
+    name = "dpp"
+
+    def __init__(
+        self,
+        server: Server,
+        dpp: DppDeployment,
+        output: Path,
+        run_env: dict[str, str] | None = None,
+    ) -> None:
+        self.server = server
+        self.dpp = dpp
+        self.output = output
+        self.roots = [output, dpp.root]
+        self.run_env = run_env or {}
+
+    def upload(self, spec: dict[str, Any], token: str) -> tuple[int, dict[str, Any]]:
+        response = requests.post(
+            self.server.url + "/source/upload",
+            json=spec,
+            headers={"Auth-Token": token},
+            timeout=30,
+        )
+        return response.status_code, response.json()
+
+    def get(self, path: str) -> tuple[int, str]:
+        response = requests.get(self.server.url + path, timeout=30)
+        return response.status_code, response.text
+
+    def finish(self, dataset: str, owner: str = "alice") -> dict[str, Any]:
+        def status() -> dict[str, Any]:
+            return json.loads(self.get(f"/source/{owner}/{dataset}/status")[1])
+
+        handed = wait_for(
+            status, states=("REGISTERED", "RUNNING", "SUCCEEDED", "FAILED", "INVALID")
+        )
+        if handed["state"] != "REGISTERED":
+            return handed
+        ran = self.dpp.run(f"{owner}/{dataset}", **self.run_env)
+        assert "Traceback" not in ran.stdout, ran.stdout[-3000:]
+        return wait_for(status, timeout=60)
