@@ -7,7 +7,7 @@ import datetime as dt
 import json
 import time
 
-from sqlalchemy import create_engine, insert
+from sqlalchemy import create_engine, insert, inspect
 
 from specstore.store.models import Dataset, Revision
 
@@ -75,6 +75,11 @@ def load_registry(url: str, start: int, stop: int) -> None:
     engine = create_engine(url)
     now = dt.datetime.now(dt.UTC)
     batch = 2000
+    # Ended revisions announced already, as migration 0009 leaves those of a registry that
+    # ended before it (a database of an older release has no such column).
+    announced = "announced" in {
+        column["name"] for column in inspect(engine).get_columns("revisions")
+    }
     with engine.begin() as connection:
         for first in range(start, stop, batch):
             numbers = range(first, min(first + batch, stop))
@@ -108,6 +113,7 @@ def load_registry(url: str, start: int, stop: int) -> None:
                             "logs": ["load: 3 rows"],
                             "errors": [],
                             "stats": {"count_of_rows": 3},
+                            **({"announced": now if revision < 3 else None} if announced else {}),
                             "pipelines": None,
                             "created": now,
                             "modified": now,

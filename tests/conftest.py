@@ -23,6 +23,7 @@ from tests.support.api import HOOK_SECRET, empty_tables
 from tests.support.net import StaticFiles
 from tests.support.pipelines import EXAMPLE_DATA
 from tests.support.postgres import PostgresServer, PostgresUnavailable
+from tests.support.receiver import ANNOUNCE_SECRET, Receiver
 from tests.support.tokens import KeyPair
 
 TESTS = Path(__file__).parent
@@ -135,3 +136,11 @@ def app(make_app: Any) -> Flask:
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
     return app.test_client()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """A receiver of announcements on loopback, signed with ANNOUNCE_SECRET."""
+    running = Receiver(ANNOUNCE_SECRET)
+    yield running
+    running.close()

@@ -310,6 +310,8 @@ def _table_step(parameters: dict[str, Any]) -> Any:
             if fetched.retries:
                 self.stats[retries_stat(self.resource)] = fetched.retries
             log.info("resource %s: fetched %s (%d bytes)", self.resource, self.url, fetched.size)
+            if not parameters.get("schema"):
+                log.info("resource %s: no schema given: its types are inferred", self.resource)
             self.check_encoding()
             self.check_merged_cells()
             try:

@@ -154,6 +154,8 @@ def _variants(
                 f"({', '.join(TABLE_FORMATS)})",
             )
         schema = schema or resource.get("schema")
+        if schema == {}:
+            schema = None  # "schema": {} (as some clients write it) gives no schema: inferred
         if schema is not None:
             problem = _schema_problem(schema)
             if problem:

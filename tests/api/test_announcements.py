@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -16,16 +16,7 @@ from specstore.store.models import Announcement, Revision
 from tests.support.api import database_of, make_spec, post_event, upload
 from tests.support.metrics import samples
 from tests.support.pipelines import carrying_its_package
-from tests.support.receiver import SLOW, Receiver
-
-SECRET = "announce-secret-for-tests"
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    running = Receiver(SECRET)
-    yield running
-    running.close()
+from tests.support.receiver import ANNOUNCE_SECRET, SLOW
 
 
 @pytest.fixture
@@ -33,7 +24,7 @@ def announcing(make_app, receiver) -> Callable[..., Any]:
     def make(**overrides: Any) -> Any:
         settings = {
             "announce_urls": (receiver.url,),
-            "announce_secret": SECRET,
+            "announce_secret": ANNOUNCE_SECRET,
             "announce_backoff": 0.05,
             **overrides,
         }

@@ -4,16 +4,19 @@ server.py`` writing pipelines that ``dpp run`` then runs)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 import requests
 
-from tests.support.api import upload
-from tests.support.dpp import DppDeployment
+from tests.support.api import HOOK_SECRET, upload
+from tests.support.dpp import DppDeployment, DppUnavailable, dpp_venv
 from tests.support.pipelines import wait_for
-from tests.support.server import Server
+from tests.support.server import Server, server_env
 
 
 class Embedded:
@@ -83,3 +86,33 @@ class OnDpp:
         ran = self.dpp.run(f"{owner}/{dataset}", **self.run_env)
         assert "Traceback" not in ran.stdout, ran.stdout[-3000:]
         return wait_for(status, timeout=60)
+
+
+@contextlib.contextmanager
+def dpp_stack(
+    root: Path, public_key: str, run_env: dict[str, str] | None = None, **env: str
+) -> Iterator[OnDpp]:
+    """``python server.py`` on a SQLite registry under ``root``, handing pipelines to a real
+    DPP installed in its own virtualenv (the test fails loudly without one), with ``env``
+    added to the server's settings; stopped, with DPP, after the block."""
+    try:
+        venv = dpp_venv()
+    except DppUnavailable as exc:
+        pytest.fail(str(exc), pytrace=False)
+    deployment = DppDeployment(root / "dpp", venv)
+    output = root / "output"
+    settings = server_env(
+        DATABASE_URL=f"sqlite:///{root}/registry.db",
+        AUTH_PUBLIC_KEY=public_key,
+        HOOK_SECRET=HOOK_SECRET,
+        DPP_PIPELINES_DIR=str(deployment.root),
+        OUTPUT_DIR=str(output),
+        DATA_DIR=str(root / "data"),
+        **env,
+    )
+    server = Server(settings, root)
+    try:
+        yield OnDpp(server, deployment, output, run_env=run_env)
+    finally:
+        server.stop()
+        deployment.stop()

@@ -17,6 +17,8 @@ from typing import Any
 from tests.support.net import QuietHTTPServer
 
 SLOW = "slow"
+# The secret the tests' specstores sign announcements with.
+ANNOUNCE_SECRET = "announce-secret-for-tests"
 
 
 def signature_holds(secret: str, header: str, body: bytes, tolerance: float = 300.0) -> bool:

@@ -5,23 +5,13 @@ checks every signature by the documented scheme."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
-import pytest
 import requests
 
 from tests.support.api import hook_query, make_spec
-from tests.support.receiver import Receiver
-
-SECRET = "announce-secret-for-system-tests"
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    running = Receiver(SECRET)
-    yield running
-    running.close()
+from tests.support.receiver import ANNOUNCE_SECRET, Receiver
 
 
 def _until(check: Callable[[], Any], timeout: float = 30.0) -> Any:
@@ -57,7 +47,7 @@ def _end(server: Any, keypair: Any, dataset: str) -> None:
 def _settings(receiver: Receiver) -> dict[str, str]:
     return {
         "ANNOUNCE_URLS": receiver.url,
-        "ANNOUNCE_SECRET": SECRET,
+        "ANNOUNCE_SECRET": ANNOUNCE_SECRET,
         "ANNOUNCE_BACKOFF": "0.2",
     }
 

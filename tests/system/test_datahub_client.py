@@ -36,6 +36,7 @@ from tests.support.server import ROOT, Server, server_env
 from tests.support.tokens import KeyPair
 
 PUSH = ROOT / "tests" / "support" / "datahub-push.js"
+NPM_TOOLS = Path(os.environ.get("SPECSTORE_NPM_TOOLS") or ROOT / "npm-tools")
 OWNER = "alice"
 DOMAIN = "https://datahub.test"
 PDF = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj << /Type /Catalog >> endobj\n\x00\x01 trailer\n%%EOF\n"
@@ -45,8 +46,8 @@ def _node() -> str:
     node = shutil.which("node")
     if node is None:
         pytest.fail("Node.js is needed to run the DataHub client (apt-get install nodejs)")
-    client = ROOT / "npm-tools" / "node_modules" / "datahub-client"
-    if not client.exists() and not os.environ.get("SPECSTORE_NPM_TOOLS"):
+    client = NPM_TOOLS / "node_modules" / "datahub-client"
+    if not client.exists():
         pytest.fail("no datahub-client in npm-tools: run `make npm-tools`", pytrace=False)
     return node
 
@@ -134,6 +135,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StaticFiles]:
     (root / "rates.csv").write_text(
         "Exchange rates\nsource: a bank\ncurrency,rate\nEUR,1.0\nUSD,1.1\n"
     )
+    # The DataHub client's own dp-remote-resource fixture's table (sample.csv).
+    (root / "sample.csv").write_text("number,word\n1,one\n2,two\n")
     with StaticFiles(str(root)) as files:
         yield files
 
@@ -214,6 +217,15 @@ def packages(tmp_path_factory: pytest.TempPathFactory, served: StaticFiles) -> P
         "city,number\n" + head + "Zürich,1\nKraków,2\nSão Paulo,3\n", encoding="utf-8"
     )
     _descriptor(text, name="accents", resources=[{"name": "cities", "path": "cities.csv"}])
+
+    # The client's own test package dp-remote-resource, as it is but for where its one
+    # resource lives: a remote table with "schema": {}.
+    fixture = NPM_TOOLS / "node_modules/datahub-client/test/fixtures/dp-remote-resource"
+    remote = root / "remote"
+    remote.mkdir()
+    descriptor = json.loads((fixture / "datapackage.json").read_text())
+    descriptor["resources"][0]["path"] = f"{served.url}sample.csv"
+    _descriptor(remote, **descriptor)
 
     bad = root / "bad"
     bad.mkdir()
@@ -430,6 +442,26 @@ def test_the_user_sees_why_a_push_is_too_large(stack, packages):
 
 
 # -- push-flow ---------------------------------------------------------------------------------
+
+
+def test_a_remote_resource_with_an_empty_schema_has_its_types_inferred(stack, packages):
+    """The client's dp-remote-resource says ``"schema": {}``: no schema given."""
+    pushed = stack.push("push", packages / "remote", findability="published")
+    _published(pushed, "dp-no-resources")
+    status = stack.finish("dp-no-resources")
+    assert status["state"] == "SUCCEEDED", status
+    assert any(
+        "resource sample: no schema given: its types are inferred" in line
+        for line in status["logs"]
+    )
+    descriptor = json.loads(
+        (stack.outputs("dp-no-resources") / "datapackage" / "datapackage.json").read_text()
+    )
+    (table,) = [one for one in descriptor["resources"] if one["name"] == "sample"]
+    assert [(field["name"], field["type"]) for field in table["schema"]["fields"]] == [
+        ("number", "integer"),
+        ("word", "string"),
+    ]
 
 
 def test_push_flow_with_a_flow_file(stack, packages):

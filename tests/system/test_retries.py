@@ -11,13 +11,10 @@ from typing import Any
 
 import pytest
 
-from tests.support.api import HOOK_SECRET
-from tests.support.dpp import DppDeployment, DppUnavailable, dpp_venv
-from tests.support.engines import Embedded, OnDpp
+from tests.support.engines import Embedded, OnDpp, dpp_stack
 from tests.support.flaky import Answer, FlakyServer, file_answer
 from tests.support.metrics import metric_value
 from tests.support.pipelines import EXAMPLE_DATA, carrying_its_package
-from tests.support.server import Server, server_env
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
@@ -37,33 +34,16 @@ def source() -> Iterator[FlakyServer]:
 
 
 @pytest.fixture(scope="module")
-def dpp_stack(tmp_path_factory: pytest.TempPathFactory, keypair: Any) -> Iterator[OnDpp]:
-    try:
-        venv = dpp_venv()
-    except DppUnavailable as exc:
-        pytest.fail(str(exc), pytrace=False)
+def on_dpp(tmp_path_factory: pytest.TempPathFactory, keypair: Any) -> Iterator[OnDpp]:
     root = tmp_path_factory.mktemp("retries-dpp")
-    deployment = DppDeployment(root / "dpp", venv)
-    output = root / "output"
-    env = server_env(
-        DATABASE_URL=f"sqlite:///{root}/registry.db",
-        AUTH_PUBLIC_KEY=keypair.public_pem,
-        HOOK_SECRET=HOOK_SECRET,
-        DPP_PIPELINES_DIR=str(deployment.root),
-        OUTPUT_DIR=str(output),
-        DATA_DIR=str(root / "data"),
-        DOWNLOAD_RETRY_BACKOFF="0.2",
-    )
-    server = Server(env, root)
-    yield OnDpp(server, deployment, output)
-    server.stop()
-    deployment.stop()
+    with dpp_stack(root, keypair.public_pem, DOWNLOAD_RETRY_BACKOFF="0.2") as stack:
+        yield stack
 
 
 @pytest.fixture(params=["embedded", "dpp"])
 def engine(request: pytest.FixtureRequest, make_app: Any, tmp_path: Path) -> Embedded | OnDpp:
     if request.param == "dpp":
-        return request.getfixturevalue("dpp_stack")
+        return request.getfixturevalue("on_dpp")
     app = make_app(
         runner_workers=1,
         output_dir=str(tmp_path / "output"),

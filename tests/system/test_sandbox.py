@@ -24,12 +24,9 @@ from typing import Any
 
 import pytest
 
-from tests.support.api import HOOK_SECRET
-from tests.support.dpp import DppDeployment, DppUnavailable, dpp_venv
-from tests.support.engines import Embedded, OnDpp
+from tests.support.engines import Embedded, OnDpp, dpp_stack
 from tests.support.hostile import Hostile, Internal
 from tests.support.pipelines import example_spec
-from tests.support.server import Server, server_env
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
@@ -57,33 +54,17 @@ def hostile(internal: Internal) -> Iterator[Hostile]:
 
 
 @pytest.fixture(scope="module")
-def dpp_stack(tmp_path_factory: pytest.TempPathFactory, keypair: Any) -> Iterator[OnDpp]:
-    try:
-        venv = dpp_venv()
-    except DppUnavailable as exc:
-        pytest.fail(str(exc), pytrace=False)
+def on_dpp(tmp_path_factory: pytest.TempPathFactory, keypair: Any) -> Iterator[OnDpp]:
     root = tmp_path_factory.mktemp("sandbox-dpp")
-    deployment = DppDeployment(root / "dpp", venv)
-    output = root / "output"
-    env = server_env(
-        DATABASE_URL=f"sqlite:///{root}/registry.db",
-        AUTH_PUBLIC_KEY=keypair.public_pem,
-        HOOK_SECRET=HOOK_SECRET,
-        DPP_PIPELINES_DIR=str(deployment.root),
-        OUTPUT_DIR=str(output),
-        ENGINE_CANARY=CANARY_ENGINE,
-        **LIMITS,
-    )
-    server = Server(env, root)
-    yield OnDpp(server, deployment, output, run_env={"ENGINE_CANARY": CANARY_ENGINE})
-    server.stop()
-    deployment.stop()
+    canary = {"ENGINE_CANARY": CANARY_ENGINE}
+    with dpp_stack(root, keypair.public_pem, run_env=canary, **canary, **LIMITS) as stack:
+        yield stack
 
 
 @pytest.fixture(params=["embedded", "dpp"])
 def engine(request: pytest.FixtureRequest, make_app: Any, tmp_path: Path) -> Embedded | OnDpp:
     if request.param == "dpp":
-        return request.getfixturevalue("dpp_stack")
+        return request.getfixturevalue("on_dpp")
     output = tmp_path / "output"
     app = make_app(
         runner_workers=1,

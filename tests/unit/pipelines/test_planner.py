@@ -234,6 +234,19 @@ def test_specs_that_cannot_become_pipelines_are_invalid(tmp_path, descriptor, pr
     assert raised.value.messages[0].startswith(message), raised.value.messages
 
 
+@pytest.mark.parametrize("schema", [{}, None])
+def test_an_empty_or_null_schema_is_no_schema_and_the_types_are_inferred(tmp_path, schema):
+    """The DataHub client's own test package (dp-remote-resource) says ``"schema": {}``."""
+    spec = example_spec("http://files.test/")
+    spec["inputs"][0]["parameters"] = {}
+    spec["processing"] = []
+    descriptor = {"resources": [{"name": "a", "path": "a.csv", "schema": schema}]}
+    plan = _planner(tmp_path).plan(spec, 1, descriptor)
+    (load,) = [step for step in plan.main["pipeline"] if step["run"] == "specstore.load"]
+    (resource,) = load["parameters"]["resources"]
+    assert resource["name"] == "a" and not resource.get("schema")
+
+
 def test_output_paths_stay_inside_the_output_folder(tmp_path):
     layout = OutputLayout(tmp_path)
     refused = [("..", ".."), ("alice", "../../x"), ("/etc", "x"), ("alice", "."), ("", "x")]
