@@ -15,12 +15,12 @@ from flask import Flask
 from flask_cors import CORS
 
 from . import web
-from .announcements import Announcer, readiness
 from .auth import LocalKeyPair, PublicKeySource, RemotePublicKey, StaticPublicKey, TokenVerifier
 from .config import ConfigError, Settings, configure
 from .errors import ServiceUnavailable
 from .hooks import HookCredentials
 from .http_client import HttpClient
+from .pipelines.announcer import Announcer, readiness
 from .pipelines.dpp import DppDashboard, DppDispatcher, DppPipelines
 from .pipelines.engine import Engine
 from .pipelines.layout import OutputLayout
@@ -72,7 +72,8 @@ class Components:
             self.engine.start()
         if self.scheduler is not None:
             self.scheduler.start()
-        self.announcer.start()
+        if self.settings.announce_urls:
+            self.announcer.start()
 
     def announcements_check(self) -> str:
         """``off`` without receivers; ``degraded`` when an announcement has waited longer

@@ -48,6 +48,10 @@ class Delivery:
     attempts: int
 
 
+# An end older than this when an announcer first looks is old news: not announced.
+MAX_AGE_SECONDS = 86400.0
+
+
 class Announcements:
     def __init__(self, database: Database, clock: Callable[[], dt.datetime] = utcnow) -> None:
         self.database = database
@@ -87,6 +91,18 @@ class Announcements:
                         )
                     queued += 1
         return queued
+
+    def mark_stale(self, max_age: float = MAX_AGE_SECONDS) -> None:
+        """Mark announced, without an announcement, every revision that ended more than
+        ``max_age`` seconds ago and is not announced yet (it ended before any receiver was
+        configured: old news), in one statement."""
+        now = self.clock()
+        with self.database.write() as tx:
+            tx.send(
+                statements.mark_stale_announced(),
+                ended_before=now - dt.timedelta(seconds=max_age),
+                new_announced=now,
+            )
 
     def take(self, owner: str, lease_seconds: float, limit: int = 20) -> list[Delivery]:
         """Up to ``limit`` announcements that are due, leased to ``owner`` for

@@ -505,6 +505,21 @@ def ended_unannounced() -> Select[Any]:
 
 
 @statement
+def mark_stale_announced() -> Any:
+    """Every revision that ended before ``ended_before`` and is not announced yet, marked
+    announced (``new_announced``) without an announcement: old news."""
+    return (
+        update(REVISIONS)
+        .where(
+            REVISIONS.c.announced.is_(None),
+            or_(*(REVISIONS.c.state == state for state in sorted(FINAL_STATES))),
+            REVISIONS.c.modified < bindparam("ended_before", type_=REVISIONS.c.modified.type),
+        )
+        .values(**new(REVISIONS, ("announced",)))
+    )
+
+
+@statement
 def mark_announced() -> Any:
     """The revision ``row_id`` announced, unless another process has just done it."""
     return (

@@ -4,15 +4,16 @@ on loopback that check the signature by the documented scheme; on SQLite and Pos
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
-from specstore.store.models import Announcement, Revision
+from specstore.store.models import Announcement, Dataset, Revision
 from tests.support.api import database_of, make_spec, post_event, upload
 from tests.support.metrics import samples
 from tests.support.pipelines import carrying_its_package
@@ -222,10 +223,36 @@ def test_two_processes_never_deliver_one_announcement_twice(announcing, receiver
     assert len(receiver.received) == 12
 
 
-def test_without_receivers_nothing_is_sent_and_readiness_says_off(make_app, receiver, keypair):
+def test_without_receivers_no_announcer_runs_and_readiness_says_off(make_app, receiver, keypair):
     app = make_app()
     client = app.test_client()
     _finish(client, keypair)
-    _until(lambda: _announced(app) is not None)
-    assert _rows(app) == [] and receiver.received == []
+    time.sleep(2.5)  # more than an announcer's round
+    assert _announced(app) is None and _rows(app) == [] and receiver.received == []
     assert client.get("/readyz").get_json()["announcements"] == "off"
+
+
+def test_ends_from_before_the_receivers_are_old_news_marked_and_not_sent(
+    make_app, announcing, receiver, keypair
+):
+    """Revisions that ended more than a day before an announcer first looks (receivers
+    configured on a registry with a history) are marked, not sent; newer ones are sent."""
+    quiet = make_app()
+    _finish(quiet.test_client(), keypair, dataset="old")
+    _finish(quiet.test_client(), keypair, dataset="recent")
+    with database_of(quiet).transaction(write=True) as session:
+        session.execute(
+            update(Revision)
+            .where(
+                Revision.dataset_id
+                == select(Dataset.id).where(Dataset.name == "old").scalar_subquery()
+            )
+            .values(modified=dt.datetime.now(dt.UTC) - dt.timedelta(days=2))
+        )
+    client = announcing().test_client()
+    _finish(client, keypair, dataset="new")
+    _until(lambda: len(receiver.taken()) >= 2)
+    time.sleep(2.5)
+    assert sorted(one["name"] for one in receiver.taken()) == ["new", "recent"]
+    with database_of(quiet).transaction() as session:
+        assert None not in session.scalars(select(Revision.announced)).all()

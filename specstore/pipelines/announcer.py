@@ -36,11 +36,11 @@ from typing import Any
 import urllib3
 from datapackage_pipelines_specstore.fetch import connection_failure
 
-from .events import FAILED
-from .metrics import count_announcement
-from .pipelines.engine import Periodic
-from .store.announcements import Announcements, Delivery, EndedRevision
-from .store.records import flow_id, superseded_by
+from ..events import FAILED
+from ..metrics import count_announcement
+from ..store.announcements import Announcements, Delivery, EndedRevision
+from ..store.records import flow_id, superseded_by
+from .engine import Periodic
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +123,7 @@ class Announcer:
             timeout=urllib3.Timeout(connect=min(timeout, 5.0), read=timeout),
             headers={"User-Agent": USER_AGENT},
         )
+        self._stale_marked = False
         self._loop = Periodic("specstore-announcer", poll_seconds, self.tick)
 
     def start(self) -> None:
@@ -135,6 +136,9 @@ class Announcer:
     def tick(self) -> tuple[int, int]:
         """One round: what ended queued, what is due delivered. (How many revisions were
         queued, how many announcements delivered.)"""
+        if not self._stale_marked:
+            self.announcements.mark_stale()
+            self._stale_marked = True
         queued = self.announcements.queue(self.receivers, body_of)
         if not self.receivers:
             return queued, 0

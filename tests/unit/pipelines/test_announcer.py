@@ -1,15 +1,17 @@
 """What an announcement says, how it is signed, and how long its retries wait
-(specstore.announcements), on their own."""
+(specstore.pipelines.announcer), on their own."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import time
+from pathlib import Path
 
 import pytest
 
-from specstore.announcements import MAX_WAIT_SECONDS, backoff, body_of, signature
+from specstore.pipelines.announcer import MAX_WAIT_SECONDS, backoff, body_of, signature
 from specstore.store.announcements import EndedRevision
 from specstore.store.records import superseded
 from tests.support.receiver import signature_holds
@@ -86,3 +88,17 @@ def test_backoff_doubles_with_jitter_and_has_a_ceiling(attempts):
     waits = [backoff(attempts, 1.0) for _ in range(50)]
     assert all(full / 2 <= wait <= full for wait in waits)
     assert len(set(waits)) > 1  # jitter: receivers coming back are not met all at once
+
+
+def test_the_documented_receiver_check_accepts_what_specstore_signs():
+    """docs/announcements.md's few lines, run as they are written, against a real signature."""
+    text = (Path(__file__).parents[3] / "docs" / "announcements.md").read_text()
+    code = re.search(r"```python\n(.*?)```", text, re.DOTALL)[1]
+    namespace: dict = {}
+    exec(compile(code, "docs/announcements.md", "exec"), namespace)
+    check = namespace["announcement_is_genuine"]
+    body = body_of(_ended()).encode()
+    header = signature("s3cret", int(time.time()), body)
+    assert check("s3cret", header, body)
+    assert not check("s3cret", header, body.replace(b"SUCCEEDED", b"FAILED"))
+    assert not check("s3cret", signature("s3cret", int(time.time()) - 301, body), body)
