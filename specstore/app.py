@@ -29,6 +29,7 @@ from .pipelines.planner import Planner
 from .pipelines.reports import Reports
 from .pipelines.runner import EmbeddedRunner
 from .pipelines.scheduler import Scheduler
+from .pipelines.unchanged import Unchanged
 from .publications import Publications
 from .service import SourceService
 from .store import Store
@@ -151,6 +152,7 @@ def _engine(
     hooks: HookCredentials,
     dashboard: DppDashboard | None,
 ) -> Engine | None:
+    unchanged = Unchanged(store.baselines, store.ledger, planner.limits, settings.run_timeout)
     if settings.engine_mode == "dpp":
         if not settings.dpp_pipelines_dir:
             raise ConfigError(
@@ -176,6 +178,7 @@ def _engine(
             dashboard=dashboard,
             backlog=settings.dpp_planning_backlog,
             per_owner=settings.runs_per_owner,
+            unchanged=unchanged,
         )
     if settings.runner_workers == 0:
         return None
@@ -190,6 +193,7 @@ def _engine(
         npm_environment=settings.npm_environment(),
         lease_seconds=settings.runner_lease_seconds,
         runs_per_owner=settings.runs_per_owner,
+        unchanged=unchanged,
     )
 
 

@@ -123,7 +123,7 @@ def _advance(target: Trackable, state: str) -> bool:
     return True
 
 
-def _append_tail(target: Trackable, lines: list[str]) -> bool:
+def append_log(target: Trackable, lines: list[str]) -> bool:
     """Add a log tail, unless it is exactly the tail already stored (a repeated event)."""
     if not lines or target.logs[-len(lines) :] == lines:
         return False
@@ -145,11 +145,11 @@ def apply_event(target: Trackable, event: PipelineEvent, now: dt.datetime) -> bo
         if changed:
             target.started = now
         if event.event == PROGRESS:
-            changed = _append_tail(target, event.log) or changed
+            changed = append_log(target, event.log) or changed
         return changed
     # FINISH: a helper pipeline's success only adds its log; the main
     # pipeline's finish, or any failure, ends the revision.
-    changed = _append_tail(target, event.log)
+    changed = append_log(target, event.log)
     if event.success and not event.pipeline.is_main:
         return _advance(target, RUNNING) or changed
     # A helper pipeline's errors say which helper failed.

@@ -41,6 +41,10 @@ RETRIES = Counter(
     "specstore_download_retries_total",
     "Downloads of sources tried again after a transient failure, as runs report them.",
 )
+UNCHANGED = Counter(
+    "specstore_unchanged_revisions_total",
+    "Scheduled revisions ended without a run: their sources had not changed.",
+)
 ANNOUNCEMENTS = Counter(
     "specstore_announcements_total",
     "Attempts at delivering announcements, by outcome: delivered, failed (to be tried "

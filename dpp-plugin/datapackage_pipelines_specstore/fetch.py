@@ -26,6 +26,8 @@ runner and DPP run the same ``specstore.load`` step), so one policy holds everyw
   server's ``Retry-After``, by urllib3's ``Retry``, as long as the wait ends before the
   run's deadline; each retry is logged with its reason. Other answers, a refused URL or
   address and a file over the limits are final at once.
+* **What was fetched, said:** the server's validators (``ETag``, ``Last-Modified``) and
+  the SHA-256 of the bytes, for a conditional request next time (:mod:`.sources`).
 * **Archives are measured before anything unpacks them:** a zip (xlsx and ods are
   zips) by its central directory, which Python's ``zipfile`` never reads past, and a
   gzip stream by decompressing it once with a counter, so a small bomb cannot fill
@@ -42,6 +44,7 @@ import dataclasses
 import fnmatch
 import functools
 import gzip
+import hashlib
 import ipaddress
 import logging
 import socket
@@ -50,6 +53,7 @@ import threading
 import time
 import zipfile
 import zlib
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -263,6 +267,13 @@ class Fetched:
     size: int
     content_type: str | None
     retries: int = 0  # how many times it was tried again
+    # What the server said of the version it sent (its validators, for a conditional
+    # request next time), and the SHA-256 of the bytes received.
+    etag: str | None = None
+    last_modified: str | None = None
+    sha256: str | None = None
+    # The answer to a conditional request was 304: nothing was sent, nothing changed.
+    not_modified: bool = False
 
 
 class _Watchdog:
@@ -313,10 +324,13 @@ def fetch(
     limits: Limits,
     max_bytes: int | None = None,
     deadline: float | None = None,
+    conditions: Mapping[str, str] | None = None,
 ) -> Fetched:
     """Copy what ``url`` answers into ``out``, under ``limits``: each try within
     ``limits.timeout``, and every try and wait before ``deadline`` (the run's, as
-    ``time.time()``; None: the first try's timeout is the whole fetch's)."""
+    ``time.time()``; None: the first try's timeout is the whole fetch's). ``conditions``:
+    the headers of a conditional request (``If-None-Match``, ``If-Modified-Since``); a
+    304 answer to it is :attr:`Fetched.not_modified`, with nothing written."""
     cap = limits.max_bytes if max_bytes is None else max_bytes
     now = time.monotonic()
     end = now + limits.timeout if deadline is None else now + max(deadline - time.time(), 0.0)
@@ -331,7 +345,8 @@ def fetch(
     tries = 1
     while True:
         try:
-            fetched = _attempt(url, out, limits, cap, min(time.monotonic() + limits.timeout, end))
+            until = min(time.monotonic() + limits.timeout, end)
+            fetched = _attempt(url, out, limits, cap, until, conditions or {})
             return dataclasses.replace(fetched, retries=tries - 1)
         except _Transient as failed:
             try:
@@ -354,7 +369,14 @@ def fetch(
             tries += 1
 
 
-def _attempt(url: str, out: BinaryIO, limits: Limits, cap: int, deadline: float) -> Fetched:
+def _attempt(
+    url: str,
+    out: BinaryIO,
+    limits: Limits,
+    cap: int,
+    deadline: float,
+    conditions: Mapping[str, str],
+) -> Fetched:
     """One try at ``url``, redirects followed, by ``deadline`` (``time.monotonic()``):
     :class:`_Transient` when it may be tried again."""
     watchdog = _Watchdog(deadline)
@@ -372,17 +394,24 @@ def _attempt(url: str, out: BinaryIO, limits: Limits, cap: int, deadline: float)
                     f"{first} redirects to a URL that may not be fetched: {exc}"
                 ) from None
             try:
-                response = _get(connection, url)
+                response = _get(connection, url, conditions)
                 if response.status in REDIRECTS and response.headers.get("Location"):
                     url = urljoin(url, response.headers["Location"])
                     continue
                 if response.status in TRANSIENT_STATUSES:
                     raise _Transient(f"{url} cannot be read: HTTP {response.status}", response)
+                validators = {
+                    "etag": response.headers.get("ETag"),
+                    "last_modified": response.headers.get("Last-Modified"),
+                }
+                if response.status == 304 and conditions:
+                    return Fetched(url, 0, None, not_modified=True, **validators)
                 if response.status != 200:
                     raise FetchError(f"{url} cannot be read: HTTP {response.status}")
                 started = True
-                size = _copy(response, connection, out, cap, url, deadline, watchdog)
-                return Fetched(url, size, response.headers.get("Content-Type"))
+                size, digest = _copy(response, connection, out, cap, url, deadline, watchdog)
+                content_type = response.headers.get("Content-Type")
+                return Fetched(url, size, content_type, sha256=digest, **validators)
             finally:
                 connection.close()
         raise FetchError(f"{url} redirects more than {MAX_REDIRECTS} times")
@@ -467,13 +496,14 @@ def resolve(host: str, port: int, limits: Limits) -> list[IPAddress]:
     return addresses
 
 
-def _get(connection: Any, url: str) -> Any:
+def _get(connection: Any, url: str, conditions: Mapping[str, str]) -> Any:
     """One GET on ``connection``, not following redirects."""
     parsed = parse_url(url)
     headers = {
         "Host": connection.specstore_host,
         "Accept-Encoding": "identity",
         "User-Agent": USER_AGENT,
+        **conditions,
     }
     if parsed.auth:
         headers.update(urllib3.util.make_headers(basic_auth=parsed.auth))
@@ -489,11 +519,13 @@ def _copy(
     url: str,
     deadline: float,
     watchdog: _Watchdog,
-) -> int:
+) -> tuple[int, str]:
+    """The body into ``out``: its size and its SHA-256 (hexadecimal)."""
     declared = response.headers.get("Content-Length")
     if declared and declared.isdigit() and int(declared) > cap:
         raise FetchError(f"{url} is larger than {cap} bytes")
     size = 0
+    digest = hashlib.sha256()
     while True:
         remaining = deadline - time.monotonic()
         if remaining <= 0 or watchdog.expired:
@@ -504,10 +536,11 @@ def _copy(
         if not chunk:
             if watchdog.expired:  # the watchdog's shutdown reads as the end of the body
                 raise TimeoutError
-            return size
+            return size, digest.hexdigest()
         size += len(chunk)
         if size > cap:
             raise FetchError(f"{url} is larger than {cap} bytes")
+        digest.update(chunk)
         out.write(chunk)
 
 

@@ -12,7 +12,8 @@ and its last step publishes it:
   loads it as a table (its format from a fixed list, its declared schema applied), or,
   for a resource that is not a table, copies it byte for byte into the package; what
   it downloads and unpacks stays in the run's staging folder (``.tmp``), and goes when
-  the load ends, however it ends;
+  the load ends, however it ends; the version of each source it read goes into the
+  run's statistics (:mod:`.sources`);
 * ``specstore.dump_to_sql``: dataflows' ``dump_to_sql``, the connection URL read from
   ``ENGINE_<NAME>`` and pinned to the psycopg2 driver for PostgreSQL; in a database
   that several owners' outputs share, each table is named for its owner and dataset
@@ -44,8 +45,9 @@ from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from .fetch import FetchError, Limits, check_unpacked_size, fetch_to_file
+from .fetch import Fetched, FetchError, Limits, check_unpacked_size, fetch_to_file
 from .report import TableCheck
+from .sources import source_stat, version
 
 log = logging.getLogger("specstore")
 
@@ -205,6 +207,14 @@ def retries_stat(resource: str) -> str:
     return f"{RETRIES_STAT}.{resource}"
 
 
+def note_fetched(stats: dict[str, Any], resource: str, fetched: Fetched) -> None:
+    """What a run's statistics say of a resource's download: the version it got (for the
+    next scheduled run to ask whether it changed) and the retries it took, if any."""
+    stats[source_stat(resource)] = version(fetched)
+    if fetched.retries:
+        stats[retries_stat(resource)] = fetched.retries
+
+
 def _file_step(parameters: dict[str, Any]) -> Any:
     from dataflows import DataStreamProcessor
 
@@ -230,8 +240,7 @@ def _file_step(parameters: dict[str, Any]) -> Any:
                 raise StepError(
                     f"resource {name}: two resources have the path {parameters['file']!r}"
                 ) from None
-            if fetched.retries:
-                self.stats[retries_stat(name)] = fetched.retries
+            note_fetched(self.stats, name, fetched)
             log.info("resource %s: %s copied as a file (%d bytes)", name, url, fetched.size)
             return dp
 
@@ -307,8 +316,7 @@ def _table_step(parameters: dict[str, Any]) -> Any:
                 check_unpacked_size(self.local, self.limits.max_unpacked_bytes, self.url)
             except FetchError as exc:
                 raise StepError(f"resource {self.resource}: {exc}") from None
-            if fetched.retries:
-                self.stats[retries_stat(self.resource)] = fetched.retries
+            note_fetched(self.stats, self.resource, fetched)
             log.info("resource %s: fetched %s (%d bytes)", self.resource, self.url, fetched.size)
             if not parameters.get("schema"):
                 log.info("resource %s: no schema given: its types are inferred", self.resource)

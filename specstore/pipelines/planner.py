@@ -28,6 +28,7 @@ each step as a process of its own), and at most ``max_resources`` of them.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -47,6 +48,26 @@ MAX_DESCRIPTOR_BYTES = 16 * 1024 * 1024
 DESCRIPTOR_TIMEOUT_SECONDS = 10.0
 # The key in a pipeline's definition that says which revision it was planned from.
 REVISION_KEY = "specstore-revision"
+# The key in a main pipeline's definition that holds the digest of what it was planned
+# from (:func:`inputs_digest`).
+INPUTS_KEY = "specstore-inputs"
+# Part of that digest: a release that plans the same spec otherwise changes it, so that
+# each dataset's next scheduled revision runs rather than finding its sources unchanged.
+PLAN_FORMAT = 1
+
+
+def inputs_digest(spec: Mapping[str, Any], descriptor: Mapping[str, Any]) -> str:
+    """What a revision is planned from, as one SHA-256: the spec and the input data
+    package's descriptor (canonical JSON), and the plan's format. Two revisions with the
+    same digest run the same steps on whatever their sources serve."""
+    canonical = json.dumps(
+        [PLAN_FORMAT, spec, descriptor],
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+        default=str,
+    )
+    return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -205,6 +226,7 @@ class Planner:
         details: dict[str, Any] = {
             "title": f"{owner_id}/{dataset} revision {revision}",
             REVISION_KEY: revision,
+            INPUTS_KEY: inputs_digest(spec, descriptor),
             "pipeline": steps,
         }
         if hooks:

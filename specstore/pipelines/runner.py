@@ -47,6 +47,7 @@ from .layout import PlanError
 from .planner import Checked, Planner
 from .processes import HOST, kill, make_sure_gone, process_identity, read_messages, start_pipeline
 from .reports import Reports, emit
+from .unchanged import Unchanged
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +78,10 @@ class EmbeddedRunner:
         lease_seconds: float = 60.0,
         sweep_seconds: float | None = None,
         runs_per_owner: int = 0,
+        unchanged: Unchanged | None = None,
     ) -> None:
         self.ledger = ledger
+        self.unchanged = unchanged
         self.leases = leases
         self.planner = planner
         self.reports = reports
@@ -248,6 +251,8 @@ class EmbeddedRunner:
         spec = self.ledger.spec_of(ref)
         try:
             plan = self.planner.plan(spec, ref.revision, self.planner.descriptor(spec))
+            if self.unchanged is not None and self.unchanged.settle(ref, plan):
+                return
             plan.write_attachments()
         except PlanError as exc:
             self.ledger.end(ref, exc.state, exc.messages)

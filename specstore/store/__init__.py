@@ -5,6 +5,7 @@ Each module is one kind of caller or one mechanism:
 * :mod:`.revisions`: what the API asks (an upload's unit of work, reads);
 * :mod:`.ledger`: what the engines ask (handovers, events, ends, schedules, orphans);
 * :mod:`.leases`: what the embedded runner asks (its leases);
+* :mod:`.baselines`: what a scheduled revision compares itself with;
 * :mod:`.announcements`: what the announcer asks (the outbox of revisions' ends);
 * :mod:`.installation`: values an installation makes once;
 * :mod:`.records`: what they are given and answer with;
@@ -19,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .announcements import Announcements
+from .baselines import Baselines
 from .database import Database
 from .installation import InstallationValues
 from .leases import Leases
@@ -33,6 +35,7 @@ class Store:
     revisions: Revisions
     ledger: Ledger
     leases: Leases
+    baselines: Baselines
     announcements: Announcements
     installation: InstallationValues
 
@@ -51,6 +54,7 @@ class Store:
             Revisions(database, clock),
             Ledger(database, clock),
             Leases(database, clock),
+            Baselines(database),
             Announcements(database, clock),
             InstallationValues(database),
         )

@@ -21,6 +21,7 @@ from ..events import (
     REGISTERED,
     SUCCEEDED,
     PipelineEvent,
+    append_log,
     apply_event,
     end_run,
 )
@@ -124,9 +125,18 @@ class Ledger:
             )
             return True
 
-    def end(self, ref: RevisionRef, state: str, errors: list[str]) -> bool:
-        """End a revision that cannot run (INVALID or FAILED, with the reasons); False
-        when it had ended already."""
+    def end(
+        self,
+        ref: RevisionRef,
+        state: str,
+        errors: list[str],
+        log: list[str] | None = None,
+        stats: dict[str, Any] | None = None,
+        plan: dict[str, Any] | None = None,
+    ) -> bool:
+        """End a revision that does not run: INVALID or FAILED, with the reasons, or
+        SUCCEEDED with nothing to do (its ``log`` says why, its ``stats`` and ``plan`` are
+        what it stands on); False when it had ended already."""
         now = self.clock()
         with self.database.write() as tx:
             row = tx.first(statements.tracked_by_id(), row_id=ref.row_id)
@@ -136,14 +146,24 @@ class Ledger:
             target = SimpleNamespace(**dict(zip(statements.TRACKED, tracked, strict=True)))
             if not end_run(target, state, errors, now):
                 return False
+            append_log(target, log or [])
+            if stats is not None:
+                target.stats = stats
             changed = {**vars(target), "modified": now}
+            if plan is not None:
+                changed["pipelines"] = plan
             tx.send(
                 statements.update_revision(tuple(changed)),
                 row_id=ref.row_id,
                 **new_values(changed),
             )
+            dataset = {"modified": now}
+            if state == SUCCEEDED:
+                dataset["last_success"] = now
             tx.send(
-                statements.update_dataset(("modified",)), dataset_row=dataset_id, new_modified=now
+                statements.update_dataset(tuple(dataset)),
+                dataset_row=dataset_id,
+                **new_values(dataset),
             )
             return True
 
@@ -251,7 +271,7 @@ class Ledger:
                     new_created=now,
                 )
                 assert row is not None  # RETURNING answers the row inserted
-                fired.append((RevisionRef(owner_id, name, number, row[0]), spec))
+                fired.append((RevisionRef(owner_id, name, number, row[0], scheduled=True), spec))
         return fired
 
     # -- what a stopped process left behind ---------------------------------------------------

@@ -7,7 +7,7 @@ import datetime as dt
 import functools
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any, NamedTuple
 
@@ -53,6 +53,8 @@ class RevisionRef:
     dataset: str
     revision: int
     row_id: int
+    # Made by its schedule (False: by an upload, or not known where it was taken up).
+    scheduled: bool = field(default=False, compare=False)
 
     @property
     def id(self) -> str:

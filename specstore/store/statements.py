@@ -469,6 +469,47 @@ def oldest_waiting() -> Select[Any]:
     return select(func.min(REVISIONS.c.queued)).where(REVISIONS.c.state == REGISTERED)
 
 
+# -- what a scheduled revision compares itself with ---------------------------------------------
+
+# How many of a dataset's revisions before a scheduled one are looked through for the last
+# that ran (superseded ones never did).
+EARLIER_LOOKED_AT = 20
+
+
+@statement
+def earlier_revisions() -> Select[Any]:
+    """The trigger of the revision ``row_id``, with the number, state and errors of each of
+    its dataset's revisions before it, newest first (up to EARLIER_LOOKED_AT; none: it is
+    the first)."""
+    this, earlier = REVISIONS.alias("this"), REVISIONS.alias("earlier")
+    return (
+        select(this.c.trigger, earlier.c.revision, earlier.c.state, earlier.c.errors)
+        .select_from(
+            this.join(
+                earlier,
+                and_(
+                    earlier.c.dataset_id == this.c.dataset_id,
+                    earlier.c.revision < this.c.revision,
+                ),
+            )
+        )
+        .where(this.c.id == bindparam("row_id"))
+        .order_by(earlier.c.revision.desc())
+        .limit(EARLIER_LOOKED_AT)
+    )
+
+
+@statement
+def plan_and_stats() -> Select[Any]:
+    """The plan and statistics of the revision ``number`` of the dataset of ``row_id``."""
+    this, other = REVISIONS.alias("this"), REVISIONS.alias("other")
+    return (
+        select(other.c.pipelines, other.c.stats)
+        .select_from(this.join(other, other.c.dataset_id == this.c.dataset_id))
+        .where(this.c.id == bindparam("row_id"), other.c.revision == bindparam("number"))
+    )
+
+
 # -- announcements ------------------------------------------------------------------------------
 
 # What an announcement tells of a revision (with its dataset's owner and name first).

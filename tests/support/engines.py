@@ -5,6 +5,7 @@ server.py`` writing pipelines that ``dpp run`` then runs)."""
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,7 +13,10 @@ from typing import Any
 
 import pytest
 import requests
+from sqlalchemy import update
 
+from specstore.store.database import Database
+from specstore.store.models import Dataset
 from tests.support.api import HOOK_SECRET, upload
 from tests.support.dpp import DppDeployment, DppUnavailable, dpp_venv
 from tests.support.pipelines import wait_for
@@ -40,6 +44,17 @@ class Embedded:
 
     def finish(self, dataset: str, owner: str = "alice") -> dict[str, Any]:
         return wait_for(lambda: json.loads(self.get(f"/source/{owner}/{dataset}/status")[1]))
+
+    @property
+    def settings(self) -> Any:
+        return self.app.extensions["specstore.components"].settings
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.settings.data_dir)
+
+    def make_due(self, dataset: str, owner: str = "alice") -> None:
+        make_due(self.settings.database_url, owner, dataset)
 
 
 class OnDpp:
@@ -86,6 +101,28 @@ class OnDpp:
         ran = self.dpp.run(f"{owner}/{dataset}", **self.run_env)
         assert "Traceback" not in ran.stdout, ran.stdout[-3000:]
         return wait_for(status, timeout=60)
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.server.env["DATA_DIR"])
+
+    def make_due(self, dataset: str, owner: str = "alice") -> None:
+        make_due(self.server.env["DATABASE_URL"], owner, dataset)
+
+
+def make_due(database_url: str, owner: str, dataset: str) -> None:
+    """Make the dataset's schedule due now (the server's scheduler fires it within its
+    poll), as if its interval had passed."""
+    database = Database(database_url)
+    try:
+        with database.transaction() as session:
+            session.execute(
+                update(Dataset)
+                .where(Dataset.owner_id == owner, Dataset.name == dataset)
+                .values(next_run=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1))
+            )
+    finally:
+        database.dispose()
 
 
 @contextlib.contextmanager

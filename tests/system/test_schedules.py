@@ -1,5 +1,6 @@
-"""A schedule fires once per due time with two servers, and its revision runs on the
-embedded runner (the DPP side is in tests/system/test_dpp_server.py)."""
+"""A schedule fires once per due time with two servers, and its revision is taken up by the
+embedded runner (the DPP side is in tests/system/test_dpp_server.py; its sources unchanged,
+it ends without a run: tests/system/test_unchanged.py)."""
 
 from __future__ import annotations
 

@@ -26,6 +26,7 @@ from ..layout import PlanError
 from ..planner import Checked, Planner
 from ..reports import Reports, emit
 from ..resources import given_descriptor
+from ..unchanged import Unchanged
 from .dashboard import DppDashboard
 from .files import DppPipelines
 
@@ -86,8 +87,10 @@ class DppDispatcher:
         backlog: int = 64,
         sweep_seconds: float | None = None,
         per_owner: int = 0,
+        unchanged: Unchanged | None = None,
     ) -> None:
         self.ledger = ledger
+        self.unchanged = unchanged
         self.planner = planner
         self.reports = reports
         self.pipelines = pipelines
@@ -134,7 +137,8 @@ class DppDispatcher:
         the caller has it at hand) carries its data package, else in the background."""
         if handover is not None:
             return
-        if spec is not None and given_descriptor(spec) is not None:
+        # A scheduled revision may ask its sources whether they changed: never here.
+        if spec is not None and given_descriptor(spec) is not None and not ref.scheduled:
             self.hand_over(ref, spec)
         elif not self._enqueue(ref, spec):
             log.info("%s: the planners are busy; it waits LOADED for the sweeper", ref.flow_id)
@@ -184,7 +188,9 @@ class DppDispatcher:
             return  # planning it would be for nothing, and might wait on the network
         if spec is None:
             spec = self.ledger.spec_of(ref)
-        handover = self._take(ref, spec, sync=again)
+        handover = self._take(ref, spec, sync=again, settle=not again)
+        if handover is None:
+            return  # ended unchanged
         try:
             recorded = self.ledger.hand_over(ref, handover, again)
         except BaseException:
@@ -200,13 +206,17 @@ class DppDispatcher:
         spec: dict[str, Any],
         sync: bool = False,
         resources: list[Any] | None = None,
-    ) -> Handover:
+        settle: bool = False,
+    ) -> Handover | None:
         """Plan ``ref`` and write its files and pipelines (synced to the disk, if asked):
-        what it comes to."""
+        what it comes to. With ``settle``, a scheduled revision whose sources did not
+        change is ended instead (None: nothing to hand over)."""
         try:
             descriptor = self.planner.descriptor(spec)
             hooks = [self._hook_url(ref)]
             plan = self.planner.plan(spec, ref.revision, descriptor, hooks, resources)
+            if settle and self.unchanged is not None and self.unchanged.settle(ref, plan):
+                return None
             plan.write_attachments(sync)
         except PlanError as exc:
             return Handover(exc.state, errors=tuple(exc.messages))

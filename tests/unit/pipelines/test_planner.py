@@ -39,9 +39,11 @@ def _step(plan, run: str, index: int = 0) -> dict:
 def test_a_plan_is_one_dpp_pipeline_of_steps_in_order(planned):
     plan, *_ = planned
     assert plan.main_id == "alice/gdp"
+    inputs = plan.main["specstore-inputs"]
     assert {key: value for key, value in plan.main.items() if key != "pipeline"} == {
         "title": "alice/gdp revision 3",
         "specstore-revision": 3,
+        "specstore-inputs": inputs,
         "hooks": ["http://specstore/hook"],
     }
     assert [step["run"] for step in plan.main["pipeline"]] == [
@@ -55,6 +57,24 @@ def test_a_plan_is_one_dpp_pipeline_of_steps_in_order(planned):
         "specstore.publish",
     ]
     assert _step(plan, "update_package") == {"run": "update_package", "parameters": {"name": "gdp"}}
+
+
+def test_the_inputs_digest_names_the_spec_and_the_data_package_not_the_revision(tmp_path):
+    """What a scheduled revision compares with its dataset's last run: the same for the
+    same spec and data package whatever the revision, different when either differs."""
+    spec = example_spec(BASE)
+    descriptor = json.loads((EXAMPLE_DATA / "datapackage.json").read_text())
+    planner = _planner(tmp_path)
+
+    def digest(spec, descriptor, revision=3):
+        return planner.plan(spec, revision, descriptor).main["specstore-inputs"]
+
+    first = digest(spec, descriptor)
+    assert len(first) == 64 and int(first, 16) >= 0
+    assert digest(json.loads(json.dumps(spec)), dict(reversed(descriptor.items())), 9) == first
+    assert digest(spec, {**descriptor, "title": "GDP, revised"}) != first
+    headers = [{**spec["processing"][0], "tabulator": {"headers": 3, "sheet": 1}}]
+    assert digest({**spec, "processing": headers}, descriptor) != first
 
 
 def test_one_load_step_fetches_every_resource_within_the_limits(planned):
