@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 import requests
+from datapackage_pipelines_specstore.fetch import connection_failure
 from datapackage_pipelines_specstore.redaction import redact_query
 from flask import Flask
 from werkzeug.serving import WSGIRequestHandler
@@ -19,7 +20,7 @@ from .auth import LocalKeyPair, issue_token
 from .config import ConfigError, configure
 from .errors import BadRequest
 from .store.installation import HOOK_TOKEN
-from .validation import DOCUMENT_TYPES, parse_document, spec_validator
+from .validation import DOCUMENT_TYPES, normalised, parse_document, spec_validator
 
 
 def _components():
@@ -108,7 +109,7 @@ def validate(files: tuple[Path, ...]) -> None:
         media_type = _SUFFIX_TYPES.get(path.suffix.lower(), "application/yaml")
         assert media_type in DOCUMENT_TYPES
         try:
-            problems = spec_validator().errors(parse_document(path.read_bytes(), media_type))
+            problems = _spec_problems(path.read_bytes(), media_type)
         except BadRequest as exc:
             problems = exc.messages
         except OSError as exc:
@@ -120,6 +121,12 @@ def validate(files: tuple[Path, ...]) -> None:
         else:
             click.echo(f"{path}: valid")
     sys.exit(1 if failed else 0)
+
+
+def _spec_problems(body: bytes, media_type: str) -> list[str]:
+    """What the server would refuse a spec for, before it looks at who sends it: the
+    same reading (:func:`normalised`) and the same schema (BadRequest: not readable)."""
+    return spec_validator().errors(normalised(parse_document(body, media_type)))
 
 
 @main.command()
@@ -139,12 +146,13 @@ def status(dataset: str, url: str | None, token: str | None) -> None:
     if not slash or not owner_id or not name or "/" in name:
         raise click.BadParameter("give it as OWNERID/DATASET", param_hint="DATASET")
     headers = {"Auth-Token": token} if token else {}
+    base = _server_url(url)
     try:
         response = requests.get(
-            f"{_server_url(url)}/source/{owner_id}/{name}/status", headers=headers, timeout=10
+            f"{base}/source/{owner_id}/{name}/status", headers=headers, timeout=10
         )
     except requests.RequestException as exc:
-        raise click.ClickException(f"{url} cannot be reached: {exc.__class__.__name__}") from exc
+        raise _unreachable(base, exc) from exc
     click.echo(json.dumps(response.json() if response.content else {}, indent=2))
     if response.status_code != 200:
         sys.exit(1)
@@ -155,6 +163,16 @@ def _server_url(url: str | None) -> str:
         settings = configure()
         url = f"http://{settings.host}:{settings.port}"
     return url.rstrip("/")
+
+
+def _unreachable(base: str, exc: requests.RequestException) -> click.ClickException:
+    """What to do when the server does not answer."""
+    cause = exc.args[0] if exc.args and isinstance(exc.args[0], BaseException) else exc
+    reason = connection_failure(cause) if isinstance(exc, requests.ConnectionError) else "no answer"
+    return click.ClickException(
+        f"{base} cannot be reached: {reason}. Is specstore running there? Start it with "
+        "`make run`, or give its address as SPECSTORE_URL (or --url)"
+    )
 
 
 def _owner_token(spec: object) -> str:
@@ -194,11 +212,15 @@ def upload(file: Path, url: str | None, token: str | None, wait: bool, timeout: 
     """
     body = file.read_bytes()
     media_type = _SUFFIX_TYPES.get(file.suffix.lower(), "application/yaml")
+    # The spec's own problems first, as the server would name them.
+    try:
+        problems = _spec_problems(body, media_type)
+    except BadRequest as exc:
+        problems = exc.messages
+    if problems:
+        _fail([f"{file}: {problem}" for problem in problems])
     if token is None:
-        try:
-            token = _owner_token(parse_document(body, media_type))
-        except BadRequest as exc:
-            _fail(exc.messages)
+        token = _owner_token(parse_document(body, media_type))
     base = _server_url(url)
     answer = _request("POST", f"{base}/source/upload", token, body, media_type)
     if answer.get("success") is not True:
@@ -234,7 +256,7 @@ def _request(
     try:
         response = requests.request(method, url, data=body, headers=headers, timeout=60)
     except requests.RequestException as exc:
-        raise click.ClickException(f"{url} cannot be reached: {exc.__class__.__name__}") from exc
+        raise _unreachable(url.split("/source/", 1)[0], exc) from exc
     try:
         answer = response.json()
     except ValueError:

@@ -28,7 +28,6 @@ from .pipelines.reports import Reports
 from .publications import Publications
 from .store.ledger import Ledger
 from .store.records import (
-    PUBLISHED,
     DatasetPage,
     DatasetRevision,
     EventOutcome,
@@ -39,7 +38,7 @@ from .store.records import (
 )
 from .store.revisions import Revisions
 from .throttle import SpecBytesThrottle, UploadThrottle
-from .validation import SchemaValidator, parse_document
+from .validation import SchemaValidator, normalised, parse_document
 from .visibility import Viewer, is_segment, may_see
 
 log = logging.getLogger(__name__)
@@ -47,7 +46,6 @@ log = logging.getLogger(__name__)
 MAX_PAGE_SIZE = 500
 # The largest number a caller may send (revisions, offsets): the databases' integer.
 MAX_INTEGER = 2**31 - 1
-FINDABILITY_ALIASES = ("public", "publish")
 DEFAULT_PAGE_SIZE = 50
 
 
@@ -119,10 +117,7 @@ class SourceService:
         spec = parse_document(data, media_type)
         if not isinstance(spec, dict):
             raise BadRequest("the spec must be an object")
-        meta = spec.get("meta")
-        if isinstance(meta, dict) and meta.get("findability") in FINDABILITY_ALIASES:
-            # The DataHub client takes these for "published" (push-flow sends them as is).
-            meta["findability"] = PUBLISHED
+        meta = normalised(spec).get("meta")
         owner_id = meta.get("ownerid") if isinstance(meta, dict) else None
         if isinstance(owner_id, str) and owner_id:
             identity.require_user(owner_id)

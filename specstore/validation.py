@@ -176,7 +176,7 @@ def parse_document(data: bytes, media_type: str, replace_unstorable: bool = Fals
     except RecursionError:
         raise BadRequest(f"the document is nested deeper than {MAX_DEPTH} levels") from None
     except yaml.YAMLError as exc:
-        raise BadRequest(f"the body is not valid YAML: {_one_line(exc)}") from None
+        raise BadRequest(f"the body is not valid YAML: {_yaml_reason(exc)}") from None
     except UnicodeDecodeError:
         raise BadRequest("the body is not valid UTF-8 text") from None
     except ValueError as exc:
@@ -204,6 +204,21 @@ def _load_yaml(data: bytes) -> Any:
 
 def _one_line(exc: Exception) -> str:
     return " ".join(str(exc).split())
+
+
+def _yaml_reason(exc: yaml.YAMLError) -> str:
+    """What PyYAML found wrong, where (line and column, counted from 1), without the
+    name it gives a body it reads (``"<byte string>"``)."""
+    if not isinstance(exc, yaml.MarkedYAMLError) or exc.problem_mark is None:
+        return _one_line(exc)
+    mark = exc.problem_mark
+    reason = (
+        f"{exc.problem or 'it cannot be read'} at line {mark.line + 1}, column {mark.column + 1}"
+    )
+    if exc.context and exc.context_mark is not None:
+        start = exc.context_mark
+        reason += f" ({exc.context} at line {start.line + 1}, column {start.column + 1})"
+    return " ".join(reason.split())
 
 
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
@@ -356,6 +371,20 @@ def _json_path(parts: list[str | int]) -> str:
     """``inputs[0].kind`` for the parts ``["inputs", 0, "kind"]``, as jsonschema writes it."""
     path = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in parts)
     return path.removeprefix(".") or "(root)"
+
+
+# What the DataHub client sends for "published" (push-flow sends them as is).
+FINDABILITY_ALIASES = ("public", "publish")
+
+
+def normalised(spec: Any) -> Any:
+    """The spec as specstore reads it, before the schema sees it (the server and the
+    command line alike): ``findability`` given as one of FINDABILITY_ALIASES is
+    ``published``. Changed in place, and returned."""
+    meta = spec.get("meta") if isinstance(spec, dict) else None
+    if isinstance(meta, dict) and meta.get("findability") in FINDABILITY_ALIASES:
+        meta["findability"] = "published"
+    return spec
 
 
 @cache

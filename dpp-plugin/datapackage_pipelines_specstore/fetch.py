@@ -409,7 +409,9 @@ def _attempt(
                 if response.status != 200:
                     raise FetchError(f"{url} cannot be read: HTTP {response.status}")
                 started = True
-                size, digest = _copy(response, connection, out, cap, url, deadline, watchdog)
+                size, digest = _copy(
+                    response, connection, out, url, cap, limits, deadline, watchdog
+                )
                 content_type = response.headers.get("Content-Type")
                 return Fetched(url, size, content_type, sha256=digest, **validators)
             finally:
@@ -515,15 +517,16 @@ def _copy(
     response: Any,
     connection: Any,
     out: BinaryIO,
-    cap: int,
     url: str,
+    cap: int,
+    limits: Limits,
     deadline: float,
     watchdog: _Watchdog,
 ) -> tuple[int, str]:
-    """The body into ``out``: its size and its SHA-256 (hexadecimal)."""
+    """The body into ``out``, at most ``cap`` bytes: its size and its SHA-256."""
     declared = response.headers.get("Content-Length")
     if declared and declared.isdigit() and int(declared) > cap:
-        raise FetchError(f"{url} is larger than {cap} bytes")
+        raise FetchError(_too_large(url, cap, limits))
     size = 0
     digest = hashlib.sha256()
     while True:
@@ -539,9 +542,18 @@ def _copy(
             return size, digest.hexdigest()
         size += len(chunk)
         if size > cap:
-            raise FetchError(f"{url} is larger than {cap} bytes")
+            raise FetchError(_too_large(url, cap, limits))
         digest.update(chunk)
         out.write(chunk)
+
+
+def _too_large(url: str, cap: int, limits: Limits) -> str:
+    """Why a download stopped at ``cap`` bytes, naming the setting when it is its limit."""
+    if cap == limits.max_bytes:
+        return (
+            f"{url} is larger than {cap} bytes, the most this server downloads (DOWNLOAD_MAX_BYTES)"
+        )
+    return f"{url} is larger than {cap} bytes"
 
 
 def connection_failure(exc: BaseException) -> str:
@@ -649,7 +661,7 @@ def check_unpacked_size(path: Path, cap: int, label: str) -> None:
             raise FetchError(f"{label} holds more than {MAX_ZIP_MEMBERS} files")
         unpacked = sum(member.file_size for member in members)
         if unpacked > cap:
-            raise FetchError(f"{label} unpacks to more than {cap} bytes")
+            raise FetchError(f"{label} unpacks to more than {cap} bytes (UNPACKED_MAX_BYTES)")
     elif magic == ZIP_MAGIC:
         raise FetchError(f"{label} is not a readable zip archive (it has no directory)")
     elif magic[:2] == GZIP_MAGIC:
@@ -659,6 +671,8 @@ def check_unpacked_size(path: Path, cap: int, label: str) -> None:
                 while chunk := stream.read(CHUNK_BYTES):
                     unpacked += len(chunk)
                     if unpacked > cap:
-                        raise FetchError(f"{label} unpacks to more than {cap} bytes")
+                        raise FetchError(
+                            f"{label} unpacks to more than {cap} bytes (UNPACKED_MAX_BYTES)"
+                        )
         except (OSError, EOFError, zlib.error) as exc:
             raise FetchError(f"{label} is not a readable gzip file ({exc})") from None

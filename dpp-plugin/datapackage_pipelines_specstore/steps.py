@@ -96,6 +96,8 @@ MAX_MERGED_CELLS_UNPACKED_BYTES = 64 * 1024 * 1024
 # and the names it derives, such as ``<table>_<field>_enum``, must still start with it).
 MAX_TABLE_NAME_BYTES = 50
 _UTF8 = re.compile(r"^utf[-_]?8(-sig)?$")
+# tabulator's word for a file that is not in the encoding it read it in.
+_ENCODING_FAILURE = re.compile(r'Cannot parse the source .*using "(?P<encoding>[^"]+)" encoding')
 
 
 class StepError(Exception):
@@ -327,9 +329,17 @@ def _table_step(parameters: dict[str, Any]) -> Any:
             except StepError:
                 raise
             except Exception as exc:
+                said = _message(exc, self.local)
+                encoding = _ENCODING_FAILURE.search(said)
+                if encoding:
+                    said = f"its text is not {encoding['encoding']}"
+                if "encoding" in said or encoding:
+                    said += (
+                        f": declare the file's encoding in the spec, processing: [{{input: "
+                        f"{self.resource}, tabulator: {{encoding: <its encoding>}}}}]"
+                    )
                 raise StepError(
-                    f"resource {self.resource}: {self.url} cannot be read as {self.format}: "
-                    + _message(exc, self.local)
+                    f"resource {self.resource}: {self.url} cannot be read as {self.format}: " + said
                 ) from None
 
         def check_merged_cells(self) -> None:
@@ -347,24 +357,42 @@ def _table_step(parameters: dict[str, Any]) -> Any:
                 ) from None
 
         def check_encoding(self) -> None:
-            """A declared encoding that the whole file contradicts, being valid UTF-8 with
-            bytes beyond ASCII, gives way to UTF-8: such a file is UTF-8 but by a freak,
-            while a guess from the first megabyte (as some clients make) is often wrong."""
-            declared = str(self.options.get("encoding") or "")
-            if (
-                not declared
-                or _UTF8.match(declared.lower())
-                or self.format not in TEXT_FORMATS
-                or self.options.get("compression") not in (None, "no")
-                or not _utf8_beyond_ascii(self.local)
+            """The text's encoding, from the whole file rather than a guess from its
+            start (as tabulator and some clients make): a declared encoding that the
+            file contradicts, being valid UTF-8 with bytes beyond ASCII, gives way to
+            UTF-8 (such a file is UTF-8 but by a freak); with none declared, a file that
+            is not UTF-8 is read in the encoding charset-normalizer detects around its
+            first byte that is not, and the log says so."""
+            if self.format not in TEXT_FORMATS or self.options.get("compression") not in (
+                None,
+                "no",
             ):
                 return
-            self.options["encoding"] = "utf-8"
+            declared = str(self.options.get("encoding") or "")
+            if declared and _UTF8.match(declared.lower()):
+                return
+            beyond, first_not_utf8 = _utf8_scan(self.local)
+            if declared:
+                if first_not_utf8 is None and beyond:
+                    self.options["encoding"] = "utf-8"
+                    log.info(
+                        "resource %s: declared %s, but the whole file is valid UTF-8 with "
+                        "characters beyond ASCII: read as UTF-8",
+                        self.resource,
+                        declared,
+                    )
+                return
+            if first_not_utf8 is None:
+                return
+            detected = _detect_encoding(self.local, first_not_utf8)
+            if detected is None:
+                return
+            self.options["encoding"] = detected
             log.info(
-                "resource %s: declared %s, but the whole file is valid UTF-8 with characters "
-                "beyond ASCII: read as UTF-8",
+                "resource %s: not UTF-8: read as %s, the encoding detected (declare "
+                "tabulator: {encoding: ...} in the spec's processing to choose another)",
                 self.resource,
-                declared,
+                detected,
             )
 
         def refuse_value(
@@ -412,29 +440,56 @@ def _table_step(parameters: dict[str, Any]) -> Any:
             except StepError:
                 raise
             except Exception as exc:
+                said = _message(exc, self.local)
+                encoding = _ENCODING_FAILURE.search(said)
+                if encoding:
+                    said = f"its text is not {encoding['encoding']}"
+                if "encoding" in said or encoding:
+                    said += (
+                        f": declare the file's encoding in the spec, processing: [{{input: "
+                        f"{self.resource}, tabulator: {{encoding: <its encoding>}}}}]"
+                    )
                 raise StepError(
-                    f"resource {self.resource}: {self.url} cannot be read as {self.format}: "
-                    + _message(exc, self.local)
+                    f"resource {self.resource}: {self.url} cannot be read as {self.format}: " + said
                 ) from None
 
     return TableLoad()
 
 
-def _utf8_beyond_ascii(path: Path) -> bool:
+def _utf8_scan(path: Path) -> tuple[bool, int | None]:
+    """Whether the file has bytes beyond ASCII, and the offset of its first byte that is
+    not UTF-8 (None: it is all UTF-8)."""
     decoder = codecs.getincrementaldecoder("utf-8")()
-    beyond = False
+    beyond, offset = False, 0
     with path.open("rb") as handle:
         while chunk := handle.read(1024 * 1024):
             try:
                 decoder.decode(chunk)
-            except UnicodeDecodeError:
-                return False
+            except UnicodeDecodeError as exc:
+                return True, max(offset + exc.start - len(exc.object) + len(chunk), 0)
             beyond = beyond or not chunk.isascii()
+            offset += len(chunk)
     try:
         decoder.decode(b"", final=True)
     except UnicodeDecodeError:
-        return False
-    return beyond
+        return True, max(offset - 3, 0)
+    return beyond, None
+
+
+# How much of a file the detector reads, around its first byte that is not UTF-8.
+DETECTION_WINDOW_BYTES = 1024 * 1024
+
+
+def _detect_encoding(path: Path, around: int) -> str | None:
+    """The encoding charset-normalizer finds in a window of the file around ``around``
+    (the file may be far larger than what it should hold in memory); None: none fits."""
+    from charset_normalizer import from_bytes
+
+    with path.open("rb") as handle:
+        handle.seek(max(around - DETECTION_WINDOW_BYTES // 2, 0))
+        window = handle.read(DETECTION_WINDOW_BYTES)
+    best = from_bytes(window).best()
+    return best.encoding if best is not None else None
 
 
 def _message(exc: BaseException, local: Path | None = None) -> str:
@@ -450,7 +505,8 @@ def _message(exc: BaseException, local: Path | None = None) -> str:
     lines = [line for line in str(exc).splitlines() if line.strip()]
     text = " ".join(lines[0].split()) if lines else exc.__class__.__name__
     if local is not None:
-        text = text.replace(str(local.parent), "").replace(str(local), "the file")
+        text = text.replace(f'"{local}"', "the file").replace(str(local), "the file")
+        text = text.replace(str(local.parent), "")
     return text
 
 

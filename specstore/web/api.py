@@ -114,7 +114,7 @@ def _raw_body() -> bytes:
             with contextlib.suppress(OSError):
                 sock.settimeout(before)
     if expected is None and size > limit:
-        raise PayloadTooLarge(f"the body is larger than {limit} bytes")
+        raise PayloadTooLarge(f"the body is larger than {limit} bytes (MAX_CONTENT_LENGTH)")
     return b"".join(chunks)
 
 
@@ -128,7 +128,7 @@ def _check_body(accepted: frozenset[str], allow_missing: bool = False) -> None:
     _require_media_type(accepted, allow_missing)
     limit = current_app.config["MAX_CONTENT_LENGTH"]
     if request.content_length is not None and request.content_length > limit:
-        raise PayloadTooLarge(f"the body is larger than {limit} bytes")
+        raise PayloadTooLarge(f"the body is larger than {limit} bytes (MAX_CONTENT_LENGTH)")
 
 
 def _require_media_type(accepted: frozenset[str], allow_missing: bool = False) -> None:

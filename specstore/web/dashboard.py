@@ -12,7 +12,7 @@ from typing import Any
 
 from flask import Blueprint, current_app, render_template, request
 
-from ..errors import NotFound
+from ..errors import NotFound, SpecstoreError
 from ..events import FINAL_STATES
 from ..service import Page, SourceService
 from ..store.records import pipeline_id
@@ -23,6 +23,17 @@ bp = Blueprint("dashboard", __name__, template_folder="templates")
 REFRESH_SECONDS = 3
 # Rows of each table a dataset's page shows.
 PREVIEW_ROWS = 20
+
+
+TITLES = {400: "Bad request", 401: "Not signed in", 403: "Forbidden", 404: "Not found"}
+
+
+@bp.errorhandler(SpecstoreError)
+def error_page(error: SpecstoreError) -> Any:
+    """A page's error as a page (the API answers JSON): a browser shows it."""
+    title = TITLES.get(error.status, "Something went wrong")
+    page = render_template("error.html", status=error.status, title=title, messages=error.messages)
+    return page, error.status
 
 
 def _service() -> SourceService:

@@ -50,6 +50,23 @@ def test_private_dataset_pages_are_only_for_their_owner(client, keypair):
     assert client.get("/datasets/alice/gdp", query_string={"jwt": token}).status_code == 200
 
 
+def test_a_missing_or_private_dataset_is_an_html_404_page_and_the_same_one(client, keypair):
+    """A browser gets a page it shows (the API, JSON); a private dataset's page is a
+    missing one's, word for word."""
+    upload(client, make_spec(dataset="secret", findability="private"), keypair.token("alice"))
+    missing = client.get("/datasets/alice/nope")
+    assert (missing.status_code, missing.mimetype) == (404, "text/html")
+    assert "<h1>Not found</h1>" in missing.text
+    assert '<p id="error">no dataset alice/nope</p>' in missing.text
+    assert "?jwt=" in missing.text  # how an owner sees their private dataset
+    private = client.get("/datasets/alice/secret")
+    assert private.status_code == 404
+    assert private.text == missing.text.replace("alice/nope", "alice/secret")
+    api = client.get("/source/alice/nope/status")
+    assert (api.status_code, api.mimetype) == (404, "application/json")
+    assert api.get_json()["errors"] == ["no dataset alice/nope"]
+
+
 def test_the_dashboard_lists_only_the_revisions_the_api_shows(client, keypair):
     """Reproduced: a dataset's page listed an older private revision (its number, state
     and times) that the API answers 404 for."""

@@ -101,7 +101,10 @@ def test_bodies_over_the_limit_are_413(make_app, keypair):
 
     assert response.status_code == 413
     assert response.get_json()["success"] is False
-    assert response.get_json()["errors"]
+    # The setting that says how large a body may be, named.
+    assert response.get_json()["errors"] == [
+        "the body is larger than 2048 bytes (MAX_CONTENT_LENGTH)"
+    ]
     assert stored_revisions(app) == []
 
 
@@ -119,6 +122,12 @@ BAD_BODIES = [
     ("application/json", b"[" * 5000 + b"]" * 5000, "nested deeper"),
     ("application/json", b"[" * 66 + b"]" * 66, "nested deeper"),
     ("application/yaml", b"meta: [unclosed", "not valid YAML"),
+    (
+        "application/yaml",
+        b"meta:\n  a: 1\n b: 2\n",
+        "the body is not valid YAML: did not find expected key at line 3, column 2 (while "
+        "parsing a block mapping at line 1, column 1)",
+    ),
     ("application/yaml", b"!!python/object/apply:os.system ['true']", "not valid YAML"),
     ("application/yaml", b"a: !!binary aGVsbG8=", "not valid YAML"),
     ("application/yaml", b"1: one\n", "keys must be strings"),
@@ -134,6 +143,7 @@ def test_unparsable_bodies_are_400(client, app, keypair, content_type, body, mes
     payload = response.get_json()
     assert payload["success"] is False and payload["id"] is None
     assert message in payload["errors"][0]
+    assert "<byte string>" not in payload["errors"][0]
     assert stored_revisions(app) == []
 
 

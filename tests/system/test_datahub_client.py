@@ -437,7 +437,9 @@ def test_the_user_sees_specstores_reason_when_a_push_is_refused(stack, packages)
 def test_the_user_sees_why_a_push_is_too_large(stack, packages):
     pushed = stack.push("push", packages / "huge", findability="published")
     assert pushed.returncode == 1
-    assert pushed.printed == ["> Error! the body is larger than 16777216 bytes"]
+    assert pushed.printed == [
+        "> Error! the body is larger than 16777216 bytes (MAX_CONTENT_LENGTH)"
+    ]
     assert stack.status("huge").status_code == 404
 
 

@@ -109,7 +109,10 @@ def test_a_body_over_the_limit_is_413_however_it_is_sent(
     chunked = _raw_request(
         server.url, _head(token, "Transfer-Encoding: chunked\r\n"), _chunked(body)
     )
-    assert chunked == (413, error_body(413, "the body is larger than 2000 bytes"))
+    assert chunked == (
+        413,
+        error_body(413, "the body is larger than 2000 bytes (MAX_CONTENT_LENGTH)"),
+    )
     declared = _raw_request(server.url, _head(token, f"Content-Length: {len(body)}\r\n"), [body])
     assert declared[0] == 413
     # A Content-Length that says less than is sent: only what it says is the body.

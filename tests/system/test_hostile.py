@@ -66,7 +66,8 @@ def test_downloads_larger_than_the_limit_fail(make_app, keypair, example_data):
     assert wait_for(lambda: client.get("/source/alice/gdp/status").get_json())["state"] == "FAILED"
     error_log = client.get("/source/alice/gdp/info").get_json()["error_log"]
     assert error_log == [
-        f"resource population: {example_data}population.xlsx is larger than 5000 bytes"
+        f"resource population: {example_data}population.xlsx is larger than 5000 bytes, "
+        "the most this server downloads (DOWNLOAD_MAX_BYTES)"
     ]
 
 

@@ -280,7 +280,8 @@ def test_archives_that_unpack_past_the_limit_fail(
     status, info = _run(engine, keypair, spec)
     assert status["state"] == "FAILED", _why(info)
     assert info["error_log"] == [
-        f"resource bomb: {hostile.url}{what} unpacks to more than 1000000 bytes"
+        f"resource bomb: {hostile.url}{what} unpacks to more than 1000000 bytes "
+        "(UNPACKED_MAX_BYTES)"
     ]
     # Not a byte of it unpacked anywhere.
     assert not any(len(content) > 1_000_000 for root in engine.roots for _, content in _texts(root))

@@ -317,7 +317,8 @@ def test_a_data_package_fetched_is_bounded_by_the_download_limit(make_app, keypa
         status = wait_for(status_of(client))
     assert status["state"] == "FAILED"
     assert status["errors"] == [
-        f"the data package {served.url}datapackage.json is larger than 4000 bytes"
+        f"the data package {served.url}datapackage.json is larger than 4000 bytes, the most "
+        "this server downloads (DOWNLOAD_MAX_BYTES)"
     ]
 
 

@@ -7,6 +7,7 @@ import sys
 from importlib.metadata import version
 
 import jwt
+import pytest
 from click.testing import CliRunner
 
 from specstore.cli import main
@@ -40,6 +41,40 @@ def test_validate_reports_every_error_with_its_path_and_fails(tmp_path):
     assert any(line.startswith(f"{unparsable}: the body is not valid JSON") for line in errors)
     assert len(errors) == 3
     assert f"{good}: valid" in result.stdout
+
+
+@pytest.mark.parametrize("findability", ["public", "publish", "published", "unlisted"])
+def test_validate_reads_a_spec_as_the_server_does(tmp_path, findability):
+    """The DataHub client's "public" is the server's "published": valid in both."""
+    spec = write_spec(tmp_path / "spec.yaml", make_spec(findability=findability))
+    result = CliRunner().invoke(main, ["validate", spec])
+    assert (result.exit_code, result.stdout) == (0, f"{spec}: valid\n")
+
+
+def test_upload_names_the_specs_own_problems_before_anything_else(tmp_path):
+    """No owner in the spec: its problems, not a request for a token; nothing is sent
+    (the server's address is one where nothing answers)."""
+    bad = make_spec()
+    del bad["meta"]["ownerid"]
+    spec = write_spec(tmp_path / "spec.yaml", bad)
+    env = {"SPECSTORE_URL": "http://127.0.0.1:9", "SPECSTORE_TOKEN": ""}
+    result = CliRunner(env=env).invoke(main, ["upload", spec])
+    assert result.exit_code == 1
+    assert result.stderr == f"{spec}: meta: 'ownerid' is a required property\n"
+
+
+@pytest.mark.parametrize("command", ["upload", "status"])
+def test_a_server_that_does_not_answer_is_named_with_what_to_do(tmp_path, command):
+    spec = write_spec(tmp_path / "spec.yaml", make_spec())
+    arguments = [spec, "--token", "t"] if command == "upload" else ["alice/gdp"]
+    env = {"SPECSTORE_URL": "http://127.0.0.1:9"}
+    result = CliRunner(env=env).invoke(main, [command, *arguments])
+    assert result.exit_code == 1
+    assert result.stderr == (
+        "Error: http://127.0.0.1:9 cannot be reached: no connection (connection refused). "
+        "Is specstore running there? Start it with `make run`, or give its address as "
+        "SPECSTORE_URL (or --url)\n"
+    )
 
 
 def test_validate_missing_file(tmp_path):

@@ -218,7 +218,10 @@ def test_the_deadline_holds_however_the_server_sends(server, path):
 def test_the_size_cap_holds_without_a_content_length(server):
     with pytest.raises(FetchError) as failed:
         fetch(server.url + "/big", io.BytesIO(), replace(LOOPBACK, max_bytes=1000))
-    assert str(failed.value) == f"{server.url}/big is larger than 1000 bytes"
+    assert str(failed.value) == (
+        f"{server.url}/big is larger than 1000 bytes, the most this server downloads "
+        "(DOWNLOAD_MAX_BYTES)"
+    )
 
 
 def test_the_address_a_name_resolves_to_is_checked_before_connecting(server):
