@@ -134,7 +134,7 @@ class Revision(Base):
     spec_from: Mapped[int | None] = mapped_column(Integer, nullable=True)
     # Who may see this revision: its spec's, kept whatever later revisions say.
     findability: Mapped[str] = mapped_column(String(16))
-    # What made it: "upload", or "scheduled" (its dataset's schedule came due).
+    # What made it: "dirty-task" (an upload), or "scheduled" (its dataset's schedule came due).
     trigger: Mapped[str] = mapped_column(String(16))
     state: Mapped[str] = mapped_column(String(16))
     success: Mapped[bool | None] = mapped_column(Boolean, nullable=True)

@@ -14,8 +14,9 @@ from typing import Any, NamedTuple
 from ..errors import NotFound
 
 PUBLISHED, UNLISTED, PRIVATE = "published", "unlisted", "private"
-# What made a revision.
-UPLOAD, SCHEDULED = "upload", "scheduled"
+# What made a revision, in the seed's words: an upload ("dirty-task"), or its dataset's
+# schedule.
+UPLOAD, SCHEDULED = "dirty-task", "scheduled"
 
 
 def utcnow() -> dt.datetime:

@@ -92,7 +92,7 @@ def test_a_revision_that_succeeds_is_announced_once_and_signed(announcing, recei
         "revision": 1,
         "flowid": "alice/gdp/1",
         "state": "SUCCEEDED",
-        "trigger": "upload",
+        "trigger": "dirty-task",
         "findability": "published",
         "errors": [],
         "stats": {},

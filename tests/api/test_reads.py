@@ -68,7 +68,7 @@ def test_info_is_the_seed_record_from_specstores_own_records(client, keypair):
     assert body["error_log"] == []
     assert body["reason"] == ""
     assert body["stats"] == {}
-    assert body["trigger"] == "upload"
+    assert body["trigger"] == "dirty-task"
     assert body["queued"] is body["started"] is body["ended"] is body["last_success"] is None
     assert body["pipeline"] is None
     # The spec once whole; as its source, without what its input carries.

@@ -102,7 +102,7 @@ def test_each_due_time_fires_once(app, keypair):
         for number in (1, 2, 3, 4)
     }
     assert [triggers[number] for number in (1, 2, 3, 4)] == [
-        "upload",
+        "dirty-task",
         "scheduled",
         "scheduled",
         "scheduled",

@@ -94,7 +94,7 @@ def test_pipelines_run_on_a_real_dpp_and_report_back(
 
     # DPP does not know the pipeline yet: info answers from specstore's records.
     info = get_json(server, "/source/alice/gdp/info")
-    assert info["state"] == "REGISTERED" and info["trigger"] == "upload"
+    assert info["state"] == "REGISTERED" and info["trigger"] == "dirty-task"
 
     # Written the way every PostgreSQL host hands it out (SQLAlchemy alone would pick
     # psycopg 3, which DPP's virtualenv does not have): specstore's processor reads it
@@ -132,7 +132,7 @@ def test_pipelines_run_on_a_real_dpp_and_report_back(
     info = get_json(server, "/source/alice/gdp/info")
     assert info["id"] == "./alice/gdp"
     assert info["state"] == "SUCCEEDED"
-    assert info["trigger"] == "upload" and info["dpp_trigger"] == "manual"
+    assert info["trigger"] == "dirty-task" and info["dpp_trigger"] == "manual"
     assert info["cache_hash"]
     assert info["dirty"] is False
     assert info["last_success"] >= info["started"]

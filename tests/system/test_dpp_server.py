@@ -127,7 +127,7 @@ def test_an_upload_runs_by_itself_and_so_do_the_same_steps_again(specstore, stac
     assert first["state"] == "SUCCEEDED", first
     info = specstore.get("/source/alice/by-itself/info")
     # DPP picked it up itself: at its start-up (init) or at a minute's tick (update).
-    assert info["trigger"] == "upload"
+    assert info["trigger"] == "dirty-task"
     assert info["dpp_trigger"] in ("dirty-task-init", "dirty-task-update")
     assert (specstore.root / "output" / "alice" / "by-itself" / "by-itself.sqlite").exists()
 

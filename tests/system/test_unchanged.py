@@ -159,6 +159,6 @@ def test_a_changed_source_runs_the_scheduled_revision_and_an_upload_always_runs(
 
     # A person pushing the same spec again: it runs, though nothing changed.
     third = _uploaded(engine, keypair, spec)
-    assert (third["state"], third["trigger"]) == ("SUCCEEDED", "upload"), third["errors"]
+    assert (third["state"], third["trigger"]) == ("SUCCEEDED", "dirty-task"), third["errors"]
     assert "unchanged_since" not in third["stats"]
     assert third["stats"]["source.gdp"] == second["stats"]["source.gdp"]

@@ -28,3 +28,19 @@ def test_the_migrations_go_down_and_up_again(tmp_path):
     assert tables == []
     database.upgrade()
     database.dispose()
+
+
+def test_uploads_stored_by_older_releases_get_the_seeds_trigger(database_url, app, keypair):
+    """0010: what an older release stored as ``upload`` reads ``dirty-task``, as the
+    original specstore's front ends know it; a scheduled revision stays ``scheduled``."""
+    from tests.support.api import database_of, make_spec, upload
+
+    client = app.test_client()
+    assert upload(client, make_spec(), keypair.token("alice")).status_code == 200
+    database = database_of(app)
+    database.downgrade("0009")
+    with database.engine.begin() as connection:
+        stored = connection.exec_driver_sql("SELECT trigger FROM revisions").scalars().all()
+    assert stored == ["upload"]
+    database.upgrade()
+    assert client.get("/source/alice/gdp/status").get_json()["trigger"] == "dirty-task"
