@@ -106,7 +106,7 @@ def load_registry(url: str, start: int, stop: int) -> None:
                             "dataset_id": dataset_id,
                             "revision": revision,
                             "findability": "published",
-                            "trigger": "upload",
+                            "trigger": "dirty-task",
                             "spec": spec,
                             "state": "RUNNING" if revision == 3 else "SUCCEEDED",
                             "success": None if revision == 3 else True,
