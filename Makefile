@@ -9,9 +9,10 @@ DPP_VENV ?= .venv-dpp
 # schemathesis pins a newer hypothesis than the suite's: a virtualenv of its own too.
 SCHEMATHESIS_VENV ?= .venv-schemathesis
 
-EXAMPLE_PORT ?= 8000
+# The example's data server: 8000, or a free port when 8000 is taken (set it to insist).
+EXAMPLE_PORT ?=
 
-.PHONY: bench-compare help install install-dev dpp dpp-serve schemathesis npm-tools run serve example test check bench lint format postgres redis browser clean
+.PHONY: bench-compare help install install-dev dpp dpp-serve schemathesis npm-tools run serve example test check bench lint format postgres postgres-binaries redis browser clean
 .DEFAULT_GOAL := help
 
 ## help: these commands, each with what it does
@@ -37,7 +38,7 @@ $(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
 run: install
 	INPUT_ADDRESS_ALLOW=$${INPUT_ADDRESS_ALLOW-127.0.0.1/32} $(BIN)/python server.py
 
-## example: with `make run` going, serve examples/datapackage on EXAMPLE_PORT (8000), upload examples/spec.yaml for it and follow it to the end
+## example: with `make run` going (on PORT), serve examples/datapackage on a free port (8000 if free, or EXAMPLE_PORT), upload examples/spec.yaml for it and follow it to the end
 example: install
 	@EXAMPLE_PORT=$(EXAMPLE_PORT) scripts/example
 
@@ -80,7 +81,7 @@ npm-tools/node_modules/.installed: npm-tools/package.json npm-tools/package-lock
 	touch $@
 
 ## test: lint, then the whole suite (SQLite, a real PostgreSQL, a real DPP, a real npm registry)
-test: install-dev postgres redis browser dpp schemathesis npm-tools lint
+test: install-dev postgres-binaries redis browser dpp schemathesis npm-tools lint
 	SPECSTORE_DPP_VENV=$(abspath $(DPP_VENV)) \
 	SPECSTORE_SCHEMATHESIS_VENV=$(abspath $(SCHEMATHESIS_VENV)) $(BIN)/pytest
 
@@ -89,13 +90,13 @@ check: install-dev lint
 	$(BIN)/pytest -m "not system and not postgres"
 
 ## bench: specstore under gunicorn on PostgreSQL, driven by wrk (bench/results.md), then one CSV published on each engine and backend (bench/data-results.md)
-bench: install-dev postgres dpp
+bench: install-dev postgres-binaries dpp
 	@scripts/ensure-bench-tools
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/data.py
 
 ## bench-compare: this checkout against commit BASE, turn about in one run (a drifting machine's speed falls on both)
-bench-compare: install-dev postgres
+bench-compare: install-dev postgres-binaries
 	@test -n "$(BASE)" || { echo "give the commit to compare with: make bench-compare BASE=<commit>"; exit 2; }
 	@scripts/ensure-bench-tools
 	$(BIN)/python bench/compare.py --base "$(BASE)"
@@ -110,8 +111,12 @@ format: install-dev
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-## postgres: make sure the PostgreSQL server binaries the tests start are installed
+## postgres: a throw-away PostgreSQL server on 127.0.0.1:55432 (PGPORT) to try specstore on, until Ctrl-C
 postgres:
+	@scripts/throwaway-postgres
+
+## postgres-binaries: make sure the PostgreSQL server binaries the tests start are installed
+postgres-binaries:
 	@scripts/ensure-postgres
 
 ## redis: make sure Debian's redis-server is installed (DPP's server mode needs Redis)

@@ -7,6 +7,7 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 import requests
@@ -19,6 +20,7 @@ from .app import build, create_app
 from .auth import LocalKeyPair, issue_token
 from .config import ConfigError, configure
 from .errors import BadRequest
+from .events import FINAL_STATES
 from .store.installation import HOOK_TOKEN
 from .validation import DOCUMENT_TYPES, normalised, parse_document, spec_validator
 
@@ -36,7 +38,7 @@ def main() -> None:
     """specstore: the source spec registry of a data hub.
 
     Configuration comes from the environment (DATABASE_URL, AUTH_SERVER, ...);
-    see the README.
+    see docs/reference/configuration.md.
     """
 
 
@@ -140,21 +142,32 @@ def _spec_problems(body: bytes, media_type: str) -> list[str]:
 @click.option(
     "--token", envvar="SPECSTORE_TOKEN", default=None, help="Auth-Token, for private datasets."
 )
-def status(dataset: str, url: str | None, token: str | None) -> None:
-    """Print a dataset's status from a running server; exit 1 unless it answers 200."""
+@click.option("--wait", is_flag=True, help="Wait until its newest revision has ended.")
+@click.option("--timeout", default=1200.0, show_default=True, help="Seconds --wait waits at most.")
+def status(dataset: str, url: str | None, token: str | None, wait: bool, timeout: float) -> None:
+    """Print a dataset's status from a running server; exit 1 unless it answers 200.
+    With --wait, once its newest revision has ended (exit 1 unless it SUCCEEDED)."""
     owner_id, slash, name = dataset.partition("/")
     if not slash or not owner_id or not name or "/" in name:
         raise click.BadParameter("give it as OWNERID/DATASET", param_hint="DATASET")
     headers = {"Auth-Token": token} if token else {}
     base = _server_url(url)
-    try:
-        response = requests.get(
-            f"{base}/source/{owner_id}/{name}/status", headers=headers, timeout=10
-        )
-    except requests.RequestException as exc:
-        raise _unreachable(base, exc) from exc
-    click.echo(json.dumps(response.json() if response.content else {}, indent=2))
-    if response.status_code != 200:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            response = requests.get(
+                f"{base}/source/{owner_id}/{name}/status", headers=headers, timeout=10
+            )
+        except requests.RequestException as exc:
+            raise _unreachable(base, exc) from exc
+        body = response.json() if response.content else {}
+        if not wait or response.status_code != 200 or body.get("state") in FINAL_STATES:
+            break
+        if time.monotonic() > deadline:
+            _fail([f"still {body.get('state')} after {timeout:g} s"])
+        time.sleep(1)
+    click.echo(json.dumps(body, indent=2, ensure_ascii=False))
+    if response.status_code != 200 or (wait and body.get("state") != "SUCCEEDED"):
         sys.exit(1)
 
 
@@ -237,7 +250,7 @@ def upload(file: Path, url: str | None, token: str | None, wait: bool, timeout: 
         if state != seen:
             click.echo(state)
             seen = state
-        if state in ("SUCCEEDED", "FAILED", "INVALID"):
+        if state in FINAL_STATES:
             break
         if time.monotonic() > deadline:
             _fail([f"still {state} after {timeout:g} s"])
@@ -347,14 +360,12 @@ def db() -> None:
 @db.command()
 def upgrade() -> None:
     """Apply the migrations to DATABASE_URL (creates the schema on a new database)."""
-    components = _components()
-    components.database.upgrade()
-    click.echo(f"database at head: {components.database.engine.url.render_as_string()}")
+    click.echo(migrate(_components().database))
 
 
 @main.command()
 def serve() -> None:
-    """Migrate the database and serve on HOST:PORT (a development server; see the README)."""
+    """Migrate the database and serve on HOST:PORT (a development server; production: docs/how-to/production.md)."""
     serve_development(create_app())
 
 
@@ -365,9 +376,22 @@ class _RedactingRequestHandler(WSGIRequestHandler):
         super().log(kind, redact_query(message % args if args else message))
 
 
+def migrate(database: Any) -> str:
+    """Bring the database's schema to the newest migration; what was done, in words."""
+    before = database.schema_version()
+    database.upgrade()
+    after = database.schema_version()
+    where = database.engine.url.render_as_string()
+    if before == after:
+        return f"database {where}: schema up to date (migration {after})"
+    if before is None:
+        return f"database {where}: schema created (migrations up to {after})"
+    return f"database {where}: schema migrated from {before} to {after}"
+
+
 def serve_development(app: Flask) -> None:
     components = app.extensions["specstore.components"]
-    components.database.upgrade()
+    click.echo(migrate(components.database), err=True)
     components.start_engine()
     settings = components.settings
     try:

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
+from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
@@ -192,6 +193,11 @@ class Database:
     def upgrade(self, revision: str = "head") -> None:
         """Bring the schema up to ``revision`` with the Alembic migrations."""
         self._migrate(command.upgrade, revision)
+
+    def schema_version(self) -> str | None:
+        """The migration the schema is at (None: a database with no schema yet)."""
+        with self.engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
 
     def downgrade(self, revision: str) -> None:
         """Take the schema back down to ``revision`` (``base``: no tables at all)."""

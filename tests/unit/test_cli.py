@@ -110,12 +110,31 @@ def test_bad_configuration_is_a_clear_error(tmp_path):
     assert "PORT='eighty'" in result.output
 
 
-def test_db_upgrade_is_idempotent(tmp_path):
-    env = {"DATABASE_URL": f"sqlite:///{tmp_path}/s.db"}
-    for _ in range(2):
-        result = CliRunner(env=env).invoke(main, ["db", "upgrade"])
-        assert result.exit_code == 0, result.output
-        assert "database at head" in result.output
+def test_db_upgrade_says_what_it_did_and_is_idempotent(tmp_path):
+    from specstore.store.database import Database
+
+    url = f"sqlite:///{tmp_path}/s.db"
+    runner = CliRunner(env={"DATABASE_URL": url})
+    head = _head()
+    said = [runner.invoke(main, ["db", "upgrade"]) for _ in range(2)]
+    assert [result.exit_code for result in said] == [0, 0]
+    assert [result.output for result in said] == [
+        f"database {url}: schema created (migrations up to {head})\n",
+        f"database {url}: schema up to date (migration {head})\n",
+    ]
+    older = Database(url)
+    older.downgrade("0009")
+    older.dispose()
+    again = runner.invoke(main, ["db", "upgrade"])
+    assert again.output == f"database {url}: schema migrated from 0009 to {head}\n"
+
+
+def _head() -> str:
+    from alembic.script import ScriptDirectory
+
+    from specstore.store.database import alembic_config
+
+    return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
 
 
 def test_python_dash_m_specstore_is_the_command_line():

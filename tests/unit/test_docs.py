@@ -3,6 +3,7 @@ file that is there, and an anchor a heading of it has (as GitHub makes them)."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 PAGES = [ROOT / "README.md", ROOT / "CHANGELOG.md", *sorted((ROOT / "docs").rglob("*.md"))]
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
+PATH_PARAMETER = re.compile(r"{(\w+)}")
 FENCE = re.compile(r"^```.*?^```", re.MULTILINE | re.DOTALL)
 
 
@@ -44,3 +46,22 @@ def test_every_relative_link_names_a_file_and_a_heading_that_are_there(page):
         elif anchor and found.suffix == ".md" and anchor not in _anchors(found):
             broken.append(f"{target}: no such heading")
     assert broken == []
+
+
+def test_the_api_reference_documents_every_route_of_the_openapi_document_and_no_other():
+    """Each ``METHOD /path`` of specstore/schemas/openapi.json is in a heading of
+    docs/reference/api.md (``<name>`` there for ``{name}``), and each one there is a route."""
+    document = json.loads((ROOT / "specstore" / "schemas" / "openapi.json").read_text())
+    routes = {
+        method.upper() + " " + PATH_PARAMETER.sub(r"<\1>", path)
+        for path, operations in document["paths"].items()
+        for method in operations
+        if method in ("get", "post", "put", "patch", "delete")
+    }
+    headings = [
+        line
+        for line in (ROOT / "docs/reference/api.md").read_text().splitlines()
+        if line.startswith("## ")
+    ]
+    documented = {found for line in headings for found in re.findall(r"`([A-Z]+ /[^`]*)`", line)}
+    assert documented == routes
