@@ -365,7 +365,8 @@ def upgrade() -> None:
 
 @main.command()
 def serve() -> None:
-    """Migrate the database and serve on HOST:PORT (a development server; production: docs/how-to/production.md)."""
+    """Migrate the database and serve on HOST:PORT (a development server; for production,
+    see docs/how-to/production.md)."""
     serve_development(create_app())
 
 
