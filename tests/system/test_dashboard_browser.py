@@ -40,12 +40,40 @@ def test_the_dashboard_in_a_real_browser(browser, start_server, example_data, tm
     )
     assert "done: 6 rows" in browser.find_element(By.ID, "log").text
     assert "dump_to_sql" in browser.find_element(By.ID, "pipelines").text
+    # Where the outputs are: the publication's descriptor, linked.
+    link = browser.find_element(By.ID, "datapackage").get_attribute("href")
+    assert link == server.url + "/data/alice/gdp/1/datapackage.json"
+    # It reads at a laptop's width and a phone's: nothing wider than the window, the log's
+    # long lines wrapped rather than cut off at the right edge.
+    for width in (1280, 390):
+        browser.set_window_size(width, 900)
+        assert _overflow(browser) == {"page": False, "log": False, "pipelines": False}, width
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     screenshot = ARTIFACTS / "dashboard-dataset.png"
     assert browser.save_screenshot(str(screenshot))
     assert screenshot.stat().st_size > 10_000
+    assert browser.save_screenshot(str(ARTIFACTS / "dashboard-dataset-390.png"))
+    browser.set_window_size(1280, 900)
     browser.get(server.url + "/")
     assert browser.save_screenshot(str(ARTIFACTS / "dashboard-index.png"))
+    # A dataset that is not there: a page that says so, in the browser.
+    browser.get(server.url + "/datasets/alice/nope")
+    assert browser.find_element(By.TAG_NAME, "h1").text == "Not found"
+    assert browser.find_element(By.ID, "error").text == "no dataset alice/nope"
+
+
+def _overflow(browser) -> dict[str, bool]:
+    """Whether the page, and each of the log and the pipeline, is wider than its box."""
+    return browser.execute_script(
+        """
+        const wider = (e) => e.scrollWidth > e.clientWidth + 1;
+        return {
+            page: document.documentElement.scrollWidth > window.innerWidth + 1,
+            log: wider(document.getElementById("log")),
+            pipelines: wider(document.getElementById("pipelines")),
+        };
+        """
+    )
 
 
 ARTIFACTS = Path(os.environ.get("SPECSTORE_ARTIFACTS") or ROOT / "test-artifacts")
