@@ -3,6 +3,7 @@ talked to over HTTP on loopback, as the README's quick start does it."""
 
 from __future__ import annotations
 
+import http.client
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -17,6 +18,12 @@ def test_quick_start_on_the_embedded_defaults(start_server, tmp_path):
     """No AUTH_SERVER, no AUTH_PUBLIC_KEY, no HOOK_SECRET: the service is usable alone."""
     server = start_server(DATABASE_URL=f"sqlite:///{tmp_path}/specstore.db", RUNNER_WORKERS="0")
     token = server.cli("token", "alice")
+    # One Date header (the development server adds one; nothing may add another).
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    connection.request("GET", "/source/alice/gdp/status")
+    answer = connection.getresponse()
+    assert answer.status == 404 and len(answer.msg.get_all("Date")) == 1
+    connection.close()
 
     response = requests.post(
         server.url + "/source/upload",
