@@ -22,7 +22,12 @@ import pytest
 from tests.support.net import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
-CHECKED = "<!-- The commands below run in tests/system/test_documentation.py"
+# A shell block right after an HTML comment that names this file is run by it.
+CHECKED_BLOCK = re.compile(
+    r"<!--[^>]*tests/system/test_documentation\.py[^>]*-->\n```sh\n(.*?)```", re.DOTALL
+)
+# The pages whose checked blocks run, in turn, in one shell: the tutorial's push first.
+CHECKED_PAGES = ("docs/tutorial.md", "docs/reference/api.md")
 ANY = "…"
 TUTORIAL = ROOT / "docs" / "tutorial.md"
 
@@ -33,13 +38,11 @@ class Step:
     shown: list[str] = field(default_factory=list)
 
 
-def _checked_block(page: Path) -> str:
-    """The shell block that follows the page's CHECKED comment."""
-    text = page.read_text()
-    after = text[text.index(CHECKED) :]
-    found = re.search(r"```sh\n(.*?)```", after, re.DOTALL)
-    assert found, f"{page}: no shell block after the checked comment"
-    return found[1]
+def _checked_blocks(page: Path) -> list[str]:
+    """The shell blocks of ``page`` that follow a comment naming this test, in order."""
+    found = CHECKED_BLOCK.findall(page.read_text())
+    assert found, f"{page}: no shell block is marked as checked"
+    return found
 
 
 def _steps(block: str) -> list[Step]:
@@ -99,16 +102,27 @@ def _workspace(tmp_path: Path, data_port: int) -> Path:
     return work
 
 
-def test_the_tutorials_first_push_is_what_happens(start_server, tmp_path):
+def test_the_tutorial_and_the_api_reference_show_what_happens(start_server, tmp_path):
     server = start_server(DATABASE_URL=f"sqlite:///{tmp_path}/specstore.db")
     data_port = free_port()
     work = _workspace(tmp_path, data_port)
-    steps = _steps(_checked_block(TUTORIAL))
+
+    def ours(text: str) -> str:
+        """The documented addresses, as the test's servers have them."""
+        text = text.replace("127.0.0.1:5000", f"127.0.0.1:{server.port}")
+        text = text.replace("http.server 8000", f"http.server {data_port}")
+        return text.replace("127.0.0.1:8000", f"127.0.0.1:{data_port}")
+
+    steps = [
+        step
+        for page in CHECKED_PAGES
+        for block in _checked_blocks(ROOT / page)
+        for step in _steps(block)
+    ]
+    assert sum(1 for step in steps if step.shown) == 11  # every answer shown is checked
     script = ["set -eu"]
     for index, step in enumerate(steps):
-        command = step.command.replace("127.0.0.1:5000", f"127.0.0.1:{server.port}")
-        command = command.replace("http.server 8000", f"http.server {data_port}")
-        script += [command, f"printf '\\n@@@ {index}\\n'"]
+        script += [ours(step.command), f"printf '\\n@@@ {index}\\n'"]
     process = subprocess.Popen(
         ["bash", "-c", "\n".join(script)],
         cwd=work,
@@ -133,7 +147,7 @@ def test_the_tutorials_first_push_is_what_happens(start_server, tmp_path):
     for step, answer in zip(steps, answers, strict=True):
         if not step.shown:
             continue
-        shown = " ".join(step.shown).replace("127.0.0.1:5000", f"127.0.0.1:{server.port}")
+        shown = ours(" ".join(step.shown))
         if shown.startswith("{"):
             real = json.loads(answer)
             assert matches(json.loads(shown), real), (
