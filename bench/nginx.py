@@ -1,4 +1,4 @@
-"""nginx in front of a server, as the README's Production section sets it up: it reads
+"""nginx in front of a server, as docs/how-to/production.md sets it up: it reads
 each request whole before it hands it to a gunicorn sync worker, and each answer whole
 before it sends it on, so a slow or idle client never holds a worker."""
 

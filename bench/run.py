@@ -14,7 +14,8 @@ is measured in the same rounds as the baseline, and every figure is also given a
 ratio to it (medians over the rounds: the machine is noisy). Three mixed runs have 64
 connections read status while 8 upload: polling (each waits 100 ms after an answer),
 asking again at once, and polling through nginx (bench/nginx.py), the buffering proxy
-the README puts in front of the workers. The uploads run once more, with the baseline,
+docs/how-to/production.md puts in front of the workers. The uploads run once more, with the
+baseline,
 on 4 sync workers (what the same code does when the workers' waits no longer leave the
 cores idle; each run's "cores busy" is its requests/s times its CPU per request over the
 cores). Then status latency is measured at 1,000,
@@ -59,7 +60,7 @@ HOOK_SECRET = "bench-hook-secret"  # noqa: S105
 POLLED = "/source/owner-0/ds-0/status"  # the dataset a poller asks about with its ETag
 # The mixed runs: (how many ms each reader waits after an answer, a front end polling, or
 # none: each asks again at once, as many requests as the server can take; whether the
-# requests go through nginx, the buffering proxy the README's Production section puts in
+# requests go through nginx, the buffering proxy docs/how-to/production.md puts in
 # front of the workers).
 MIXED = {
     "64 polling": (100, False),
@@ -555,7 +556,7 @@ def main() -> int:
         f"readers poll (each waits {MIXED['64 polling'][0]} ms after an answer, the load of "
         f"{64 * 2000 // MIXED['64 polling'][0]:,} front ends polling every 2 s) or ask again at "
         "once, straight to gunicorn or through nginx (reading each request whole before a "
-        "worker gets it, as in the README's Production section):",
+        "worker gets it, as in docs/how-to/production.md):",
         "",
         "| run | route | requests/s | p50 ms | p99 ms | failed |",
         "| --- | --- | ---: | ---: | ---: | ---: |",

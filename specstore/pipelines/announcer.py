@@ -14,7 +14,7 @@ Delivery is at least once: a receiver tells repeats apart by the body's ``id``.
 
 Each request is signed with ``ANNOUNCE_SECRET``: the ``Specstore-Signature`` header is
 ``t=<unix time>,v1=<hex HMAC-SHA256 of "<unix time>." followed by the body>``, which a
-receiver checks in a few lines (docs/announcements.md) and whose time it may bound to
+receiver checks in a few lines (docs/reference/announcements.md) and whose time it may bound to
 refuse replays.
 """
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from werkzeug.exceptions import ClientDisconnected, HTTPException
+from werkzeug.exceptions import NotFound as NoRoute
 from werkzeug.routing import BaseConverter
 
 from ..errors import (
@@ -232,9 +233,17 @@ def _specstore_error(error: SpecstoreError) -> tuple[Response, int]:
     return response, status
 
 
+# What a path no route matches is told (werkzeug's own words are for a person at a browser).
+NO_ROUTE = (
+    "no such route: a revision is a number, latest or successful, and every route is "
+    "described at /source/openapi.json"
+)
+
+
 def _http_error(error: HTTPException) -> tuple[Response, int]:
     status = error.code or 500
-    message = error.description or error.name
+    message = NO_ROUTE if isinstance(error, NoRoute) else error.description
+    message = message or error.name
     response, _ = _error_response(status, [message])
     for header, value in error.get_headers():
         if header in ("Allow", "Retry-After"):

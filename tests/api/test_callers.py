@@ -253,3 +253,13 @@ def test_audience(make_app, keypair):
         jwt.decode(keypair.token("alice", aud="x"), options={"verify_signature": False})["aud"]
         == "x"
     )
+
+
+@pytest.mark.parametrize("path", ["/source/alice/gdp/abc", "/source/alice/gdp/1/more", "/nope"])
+def test_a_path_no_route_matches_is_a_json_404_that_says_where_the_routes_are(client, path):
+    response = client.get(path, headers={"Accept": "text/html"})
+    assert (response.status_code, response.mimetype) == (404, "application/json")
+    assert response.get_json()["errors"] == [
+        "no such route: a revision is a number, latest or successful, and every route is "
+        "described at /source/openapi.json"
+    ]

@@ -1,4 +1,4 @@
-"""Helpers for the pipeline tests: the README's example spec, waiting for a run,
+"""Helpers for the pipeline tests: the quick start's example spec, waiting for a run,
 and reading back what a run wrote."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """A receiver of specstore's announcements, as a hub's service would write one: a real HTTP
 server on loopback that checks each request's signature with nothing but the documented
-scheme (docs/announcements.md) and keeps what it was sent; it answers from a script
+scheme (docs/reference/announcements.md) and keeps what it was sent; it answers from a script
 (a status, or "slow": no answer for a minute), the last answer repeated."""
 
 from __future__ import annotations

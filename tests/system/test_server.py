@@ -1,5 +1,5 @@
 """specstore for real: ``python server.py`` and the ``specstore`` command in subprocesses,
-talked to over HTTP on loopback, as the README's quick start does it."""
+talked to over HTTP on loopback, as the quick start and the tutorial do."""
 
 from __future__ import annotations
 
@@ -97,7 +97,7 @@ def test_concurrent_uploads_over_http(start_server, database_url, keypair):
 
 
 def test_the_readme_example_runs_to_succeeded_on_the_defaults(start_server, example_data, tmp_path):
-    """The README's walk-through: the example spec uploaded as YAML, run by the embedded
+    """The tutorial's walk-through: the example spec uploaded as YAML, run by the embedded
     runner, outputs on disk under ./output (the server's working folder here)."""
     server = start_server(DATABASE_URL=f"sqlite:///{tmp_path}/specstore.db")
     token = server.cli("token", "alice")

@@ -91,11 +91,11 @@ def test_backoff_doubles_with_jitter_and_has_a_ceiling(attempts):
 
 
 def test_the_documented_receiver_check_accepts_what_specstore_signs():
-    """docs/announcements.md's few lines, run as they are written, against a real signature."""
-    text = (Path(__file__).parents[3] / "docs" / "announcements.md").read_text()
+    """docs/reference/announcements.md's few lines, run as written, against a real signature."""
+    text = (Path(__file__).parents[3] / "docs" / "reference" / "announcements.md").read_text()
     code = re.search(r"```python\n(.*?)```", text, re.DOTALL)[1]
     namespace: dict = {}
-    exec(compile(code, "docs/announcements.md", "exec"), namespace)
+    exec(compile(code, "docs/reference/announcements.md", "exec"), namespace)
     check = namespace["announcement_is_genuine"]
     body = body_of(_ended()).encode()
     header = signature("s3cret", int(time.time()), body)
