@@ -15,8 +15,7 @@ ratio to it (medians over the rounds: the machine is noisy). Three mixed runs ha
 connections read status while 8 upload: polling (each waits 100 ms after an answer),
 asking again at once, and polling through nginx (bench/nginx.py), the buffering proxy
 docs/how-to/production.md puts in front of the workers. The uploads run once more, with the
-baseline,
-on 4 sync workers (what the same code does when the workers' waits no longer leave the
+baseline, on 4 sync workers (what the same code does when the workers' waits no longer leave the
 cores idle; each run's "cores busy" is its requests/s times its CPU per request over the
 cores). Then status latency is measured at 1,000,
 10,000 and 100,000 datasets, the workers' peak memory is read from /proc, and
