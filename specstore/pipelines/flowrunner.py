@@ -21,47 +21,10 @@ import json
 import logging
 import sys
 import traceback
-from collections.abc import Callable
 from typing import Any, TextIO
 
 from datapackage_pipelines_specstore import catalogue, npm, steps
 from datapackage_pipelines_specstore.lifetime import die_with_parent
-
-
-def _update_package(parameters: dict[str, Any]) -> Any:
-    from dataflows import update_package
-
-    return update_package(**parameters)
-
-
-def _update_resource(parameters: dict[str, Any]) -> Any:
-    from dataflows import update_resource
-
-    return update_resource(parameters.get("resources"), **parameters.get("metadata", {}))
-
-
-def _dump_to_path(parameters: dict[str, Any]) -> Any:
-    from dataflows import dump_to_path
-
-    return dump_to_path(parameters.pop("out-path", "."), **parameters)
-
-
-def _specstore(build: Callable[[dict[str, Any]], list[Any]]) -> Callable[[dict[str, Any]], Any]:
-    def step(parameters: dict[str, Any]) -> Any:
-        from dataflows import Flow
-
-        return Flow(*build(parameters))
-
-    return step
-
-
-PROCESSORS: dict[str, Callable[[dict[str, Any]], Any]] = {
-    "update_package": _update_package,
-    "update_resource": _update_resource,
-    "dump_to_path": _dump_to_path,
-    **{f"specstore.{name}": _specstore(build) for name, build in catalogue.STEPS.items()},
-    npm.PROCESSOR: _specstore(npm.steps),
-}
 
 
 class _JsonLines(logging.Handler):
@@ -85,7 +48,7 @@ def run(pipeline: dict[str, Any], out: TextIO) -> bool:
 
     flow_steps = []
     for step in pipeline["pipeline"]:
-        processor = PROCESSORS.get(step["run"])
+        processor = catalogue.PROCESSORS.get(step["run"])
         if processor is None:
             write(
                 out,

@@ -21,8 +21,9 @@ A dataset's plan is one main pipeline, ``<ownerid>/<dataset>``:
    ``npm``;
 5. ``specstore.publish``: the staged outputs swapped into the dataset folder.
 
-A plan has the same few steps however many resources the data package has (DPP runs
-each step as a process of its own), and at most ``max_resources`` of them.
+A plan has the same few steps however many resources the data package has, and at most
+``max_resources`` of them; both engines run them as one flow in one process (DPP as the one
+processor ``specstore.flow``: ``datapackage_pipelines_specstore.generator``).
 """
 
 from __future__ import annotations

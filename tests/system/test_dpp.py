@@ -136,7 +136,9 @@ def test_pipelines_run_on_a_real_dpp_and_report_back(
     assert info["cache_hash"]
     assert info["dirty"] is False
     assert info["last_success"] >= info["started"]
-    assert "load" in info["reason"]
+    # One processor ran the plan's steps, and DPP's log names it.
+    assert "specstore.flow: resource gdp: fetched" in info["reason"]
+    assert info["stats"]["count_of_rows"] == 6
     assert info["pipeline"]["specstore-revision"] == 1
     assert info["pipeline"]["hooks"] == [
         f"http://127.0.0.1:{server.port}/source/update?dataset=alice/gdp&revision=1&token=***"

@@ -89,7 +89,7 @@ def test_two_503s_then_the_data_the_run_succeeds_and_its_log_shows_two_retries(
     assert source.requests(folder + "gdp-2019.csv") == 3
     # (DPP's log names the step each line comes from.)
     retries = [
-        line.removeprefix("specstore.load: ") for line in final["logs"] if "; retry " in line
+        line.removeprefix("specstore.flow: ") for line in final["logs"] if "; retry " in line
     ]
     assert [line.split(" in ")[0] for line in retries] == [
         f"{url} cannot be read: HTTP 503; retry 1 of 3",

@@ -1,5 +1,7 @@
-"""specstore's DPP processors: ``specstore.<name>`` runs ``catalogue.STEPS[name]`` (or the npm
-output) in DPP's processor protocol.
+"""specstore's DPP processors: ``specstore.flow`` runs a whole plan (its ``steps``) as one
+``dataflows`` flow, as the embedded runner does; ``specstore.<name>`` runs one step,
+``catalogue.STEPS[name]`` (or the npm output), for the plans DPP was given one step per
+processor (see ``datapackage_pipelines_specstore.generator``).
 
 A step that fails for a reason a user can act on (:class:`StepError`, :class:`NpmError`)
 logs that reason as one error line and exits 1, without a traceback: DPP's error log
@@ -13,7 +15,7 @@ import sys
 from typing import Any
 
 from datapackage_pipelines_specstore import npm
-from datapackage_pipelines_specstore.catalogue import STEPS
+from datapackage_pipelines_specstore.catalogue import PROCESSORS, STEPS
 from datapackage_pipelines_specstore.steps import StepError
 
 
@@ -35,13 +37,44 @@ def _expected(exc: BaseException) -> BaseException | None:
 
 
 def run(name: str) -> None:
+    """One step, ``specstore.<name>``, as one processor (the pipelines of older releases,
+    which DPP may still be running)."""
+    _spew(lambda parameters: _steps(name, parameters))
+
+
+def run_plan() -> None:
+    """``specstore.flow``: the plan's ``steps`` as one flow, built in order in this one
+    process (its rows cross no process boundary), and no rows left for DPP to stream on:
+    the flow's last step published every output, and its statistics are the run's."""
+    _spew(lambda parameters: [*_plan(parameters["steps"]), _drain])
+
+
+def _plan(plan: list[dict[str, Any]]) -> list[Any]:
+    built = []
+    for step in plan:
+        processor = PROCESSORS.get(step.get("run"))
+        if processor is None:
+            raise StepError(f"unknown processor {step.get('run')!r}")
+        built.append(processor(dict(step.get("parameters") or {})))
+    return built
+
+
+def _drain(rows: Any) -> Any:
+    """Each resource's rows read to the end (every output is written by then), none
+    handed on: DPP has nothing left to stream."""
+    for _ in rows:
+        pass
+    yield from ()
+
+
+def _spew(build: Any) -> None:
     from dataflows import Flow
     from datapackage_pipelines.utilities.flow_utils import spew_flow
     from datapackage_pipelines.wrapper import ingest
 
     try:
         with ingest() as ctx:
-            spew_flow(Flow(*_steps(name, ctx.parameters)), ctx)
+            spew_flow(Flow(*build(ctx.parameters)), ctx)
             # Every resource of specstore's pipelines streams its rows through DPP.
             for resource in ctx.datapackage.get("resources") or []:
                 resource.setdefault("dpp:streaming", True)

@@ -43,7 +43,30 @@ def as_dpp_reads_it(root, owner="alice", dataset="gdp") -> dict:
     source = yaml.safe_load((root / owner / dataset / DATASET_FILE).read_text())
     generator = Generator()
     assert generator.internal_validate(source)
-    return dict(generator.internal_generate(source, f"./{owner}/{dataset}"))
+    generated = dict(generator.internal_generate(source, f"./{owner}/{dataset}"))
+    return {pipeline_id: _steps_again(details) for pipeline_id, details in generated.items()}
+
+
+def _steps_again(details: dict) -> dict:
+    """A pipeline as the generator gave it, its one ``specstore.flow`` step the steps."""
+    steps = details.get("pipeline")
+    if isinstance(steps, list) and steps and steps[0].get("run") == "specstore.flow":
+        assert len(steps) == 1
+        return {**details, "pipeline": steps[0]["parameters"]["steps"]}
+    return details
+
+
+def test_dpp_runs_a_plan_as_one_processor_of_its_steps():
+    details = {"title": "alice/gdp revision 2", REVISION_KEY: 2, "hooks": ["h"]}
+    steps = [{"run": "specstore.stage", "parameters": {"staging": "s"}}, {"run": "update_package"}]
+    source = {"pipelines": {"alice/gdp": {**details, "pipeline": steps}, "alice/x": {"a": 1}}}
+    assert Generator().internal_generate(source, "./alice/gdp") == [
+        (
+            "./alice/gdp",
+            {**details, "pipeline": [{"run": "specstore.flow", "parameters": {"steps": steps}}]},
+        ),
+        ("./alice/x", {"a": 1}),
+    ]
 
 
 def versioned(pipelines: dict, revision: int, owner="alice", dataset="gdp") -> dict:
