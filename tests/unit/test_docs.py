@@ -65,3 +65,25 @@ def test_the_api_reference_documents_every_route_of_the_openapi_document_and_no_
     ]
     documented = {found for line in headings for found in re.findall(r"`([A-Z]+ /[^`]*)`", line)}
     assert documented == routes
+
+
+def test_every_test_the_documentation_names_is_there():
+    """docs/explanation/guarantees.md and the rest name the test that shows each claim:
+    each file and each test function they name exists."""
+    sources = {path: path.read_text() for path in (ROOT / "tests").rglob("*.py")}
+    defined = set(re.findall(r"^\s*def (test_\w+)", "\n".join(sources.values()), re.MULTILINE))
+    modules = {path.stem for path in sources}
+    missing = []
+    for page in PAGES:
+        text = page.read_text()
+        missing += [
+            f"{page.name}: {path}"
+            for path in re.findall(r"\btests/[\w/]+\.py", text)
+            if not (ROOT / path).exists()
+        ]
+        missing += [
+            f"{page.name}: {name}"
+            for name in re.findall(r"\b(test_\w+)\b", text)
+            if name not in defined and name not in modules
+        ]
+    assert missing == []
