@@ -12,7 +12,7 @@ SCHEMATHESIS_VENV ?= .venv-schemathesis
 # The example's data server: 8000, or a free port when 8000 is taken (set it to insist).
 EXAMPLE_PORT ?=
 
-.PHONY: bench-compare help install install-dev dpp dpp-serve schemathesis npm-tools run serve example test check bench lint format postgres postgres-binaries redis browser clean
+.PHONY: bench-compare help install install-dev dpp dpp-serve schemathesis npm-tools run serve example test check bench lint format postgres postgres-bin redis browser clean
 .DEFAULT_GOAL := help
 
 ## help: these commands, each with what it does
@@ -81,7 +81,7 @@ npm-tools/node_modules/.installed: npm-tools/package.json npm-tools/package-lock
 	touch $@
 
 ## test: lint, then the whole suite (SQLite, a real PostgreSQL, a real DPP, a real npm registry)
-test: install-dev postgres-binaries redis browser dpp schemathesis npm-tools lint
+test: install-dev postgres-bin redis browser dpp schemathesis npm-tools lint
 	SPECSTORE_DPP_VENV=$(abspath $(DPP_VENV)) \
 	SPECSTORE_SCHEMATHESIS_VENV=$(abspath $(SCHEMATHESIS_VENV)) $(BIN)/pytest
 
@@ -90,13 +90,13 @@ check: install-dev lint
 	$(BIN)/pytest -m "not system and not postgres"
 
 ## bench: specstore under gunicorn on PostgreSQL, driven by wrk (bench/results.md), then one CSV published on each engine and backend (bench/data-results.md)
-bench: install-dev postgres-binaries dpp
+bench: install-dev postgres-bin dpp
 	@scripts/ensure-bench-tools
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/data.py
 
 ## bench-compare: this checkout against commit BASE, turn about in one run (a drifting machine's speed falls on both)
-bench-compare: install-dev postgres-binaries
+bench-compare: install-dev postgres-bin
 	@test -n "$(BASE)" || { echo "give the commit to compare with: make bench-compare BASE=<commit>"; exit 2; }
 	@scripts/ensure-bench-tools
 	$(BIN)/python bench/compare.py --base "$(BASE)"
@@ -115,8 +115,8 @@ format: install-dev
 postgres:
 	@scripts/throwaway-postgres
 
-## postgres-binaries: make sure the PostgreSQL server binaries the tests start are installed
-postgres-binaries:
+## postgres-bin: make sure the PostgreSQL server binaries the tests start are installed
+postgres-bin:
 	@scripts/ensure-postgres
 
 ## redis: make sure Debian's redis-server is installed (DPP's server mode needs Redis)
