@@ -231,7 +231,7 @@ def upload(file: Path, url: str | None, token: str | None, wait: bool, timeout: 
     except BadRequest as exc:
         problems = exc.messages
     if problems:
-        _fail([f"{file}: {problem}" for problem in problems])
+        _fail(problems)
     if token is None:
         token = _owner_token(parse_document(body, media_type))
     base = _server_url(url)

@@ -18,7 +18,7 @@ STEPS: dict[str, Callable[[dict[str, Any]], list[Any]]] = {
     "derive": publication.derive,
     "package": steps.package,
     "publication": publication.publication,
-    "publish": steps.publish,
+    "publish": publication.publish,
 }
 
 

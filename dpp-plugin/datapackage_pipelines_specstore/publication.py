@@ -15,8 +15,9 @@ The steps, in a plan's order:
   breaks its schema, the run fails here with the report's first errors; else every
   data object stored under its content's key (stored once: a key that exists is not
   written again), the zip, and the descriptor staged;
-* ``specstore.publish`` (:func:`commit`): the descriptor stored, under the revision's
-  key, once the run's other outputs are in place.
+* ``specstore.publish`` (:func:`publish`): the descriptor stored under the revision's
+  key (:func:`commit`), once the run's other outputs are in place, then the spec's own
+  outputs swapped into the dataset folder (``steps.publish_outputs``).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from .steps import (
     StepError,
     child,
     inside,
+    publish_outputs,
     with_hash,
 )
 from .storage import StorageError, content_type, data_key, descriptor_key, from_parameters
@@ -401,7 +403,25 @@ def _zipped(
     )
 
 
-# -- the commit, in specstore.publish ----------------------------------------------------
+# -- specstore.publish: the commit, then the outputs swapped in -----------------------------
+
+
+def publish(parameters: dict[str, Any]) -> list[Any]:
+    """The outputs published once every row has passed (the publication committed first,
+    then the staged outputs swapped in: ``steps.publish_outputs``); what status shows of the
+    publication in the step's statistics (``publication``)."""
+    from dataflows import finalizer
+
+    class Publish(finalizer):
+        def __init__(self) -> None:
+            super().__init__(self.done)
+
+        def done(self) -> None:
+            summary = publish_outputs(parameters, commit)
+            if summary is not None:
+                self.stats["publication"] = summary
+
+    return [Publish()]
 
 
 def commit(parameters: dict[str, Any]) -> dict[str, Any] | None:

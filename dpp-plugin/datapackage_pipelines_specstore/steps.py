@@ -20,7 +20,8 @@ and its last step publishes it:
   (:func:`table_name`);
 * ``specstore.package``: completes the dumped data package: the files that are not
   tables, a README.md, the descriptor without engine-only keys, and the zip outputs;
-* ``specstore.publish``: swaps the staged outputs into the dataset folder, unless a
+* ``specstore.publish`` (in :mod:`.publication`, which commits the publication first):
+  swaps the staged outputs into the dataset folder (:func:`publish_outputs`), unless a
   newer revision's outputs are there already.
 
 Every path written is checked to stay inside its folder and no symbolic link is
@@ -41,7 +42,7 @@ import shutil
 import tempfile
 import time
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -649,23 +650,6 @@ def write_zip(folder: Path, target: Path) -> None:
 # -- specstore.publish ---------------------------------------------------------------------
 
 
-def publish(parameters: dict[str, Any]) -> list[Any]:
-    """The outputs published once every row has passed; what status shows of the
-    publication in the step's statistics (``publication``)."""
-    from dataflows import finalizer
-
-    class Publish(finalizer):
-        def __init__(self) -> None:
-            super().__init__(self.done)
-
-        def done(self) -> None:
-            summary = publish_outputs(parameters)
-            if summary is not None:
-                self.stats["publication"] = summary
-
-    return [Publish()]
-
-
 @contextlib.contextmanager
 def _locked(folder: Path) -> Iterator[None]:
     folder.mkdir(parents=True, exist_ok=True)
@@ -686,12 +670,12 @@ def published_revision(folder: Path) -> int:
         return 0
 
 
-def publish_outputs(parameters: dict[str, Any]) -> dict[str, Any] | None:
+def publish_outputs(
+    parameters: dict[str, Any], commit: Callable[[dict[str, Any]], dict[str, Any] | None]
+) -> dict[str, Any] | None:
     """Swap the staged outputs into the dataset folder, unless a newer revision's are
-    there already or the run is past its time limit, and commit the publication (its
+    there already or the run is past its time limit, and ``commit`` the publication (its
     descriptor stored) first. What status shows of the publication (None: none)."""
-    from .publication import commit
-
     staging, target = Path(parameters["staging"]), Path(parameters["target"])
     revision = int(parameters["revision"])
     deadline = _deadline(staging, parameters.get("run-timeout"))
