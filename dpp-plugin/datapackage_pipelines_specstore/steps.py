@@ -330,18 +330,23 @@ def _table_step(parameters: dict[str, Any]) -> Any:
             except StepError:
                 raise
             except Exception as exc:
-                said = _message(exc, self.local)
-                encoding = _ENCODING_FAILURE.search(said)
-                if encoding:
-                    said = f"its text is not {encoding['encoding']}"
-                if "encoding" in said or encoding:
-                    said += (
-                        f": declare the file's encoding in the spec, processing: [{{input: "
-                        f"{self.resource}, tabulator: {{encoding: <its encoding>}}}}]"
-                    )
-                raise StepError(
-                    f"resource {self.resource}: {self.url} cannot be read as {self.format}: " + said
-                ) from None
+                raise self.unreadable(exc) from None
+
+        def unreadable(self, exc: BaseException) -> StepError:
+            """Why the file cannot be read as its format, in one line, with the spec's fix
+            when it is in another encoding than it was read in."""
+            said = _message(exc, self.local)
+            encoding = _ENCODING_FAILURE.search(said)
+            if encoding:
+                said = f"its text is not {encoding['encoding']}"
+            if "encoding" in said or encoding:
+                said += (
+                    f": declare the file's encoding in the spec, processing: [{{input: "
+                    f"{self.resource}, tabulator: {{encoding: <its encoding>}}}}]"
+                )
+            return StepError(
+                f"resource {self.resource}: {self.url} cannot be read as {self.format}: {said}"
+            )
 
         def check_merged_cells(self) -> None:
             """Filling merged cells reads the whole workbook into memory: refused for one
@@ -441,18 +446,7 @@ def _table_step(parameters: dict[str, Any]) -> Any:
             except StepError:
                 raise
             except Exception as exc:
-                said = _message(exc, self.local)
-                encoding = _ENCODING_FAILURE.search(said)
-                if encoding:
-                    said = f"its text is not {encoding['encoding']}"
-                if "encoding" in said or encoding:
-                    said += (
-                        f": declare the file's encoding in the spec, processing: [{{input: "
-                        f"{self.resource}, tabulator: {{encoding: <its encoding>}}}}]"
-                    )
-                raise StepError(
-                    f"resource {self.resource}: {self.url} cannot be read as {self.format}: " + said
-                ) from None
+                raise self.unreadable(exc) from None
 
     return TableLoad()
 

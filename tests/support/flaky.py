@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 
 from tests.support.net import QuietHTTPServer
+from tests.support.pipelines import EXAMPLE_DATA
 
 RESET = "reset"  # an answer: the connection closed before a byte of one
 
@@ -122,3 +123,12 @@ def _not_modified(request: object, headers: dict[str, str]) -> bool:
                 headers["Last-Modified"]
             ) <= email.utils.parsedate_to_datetime(since)
     return False
+
+
+# The example's spreadsheet as a server with no validators sends it (no ETag, no
+# Last-Modified: a later request can only be compared by the bytes).
+XLSX = Answer(
+    200,
+    (EXAMPLE_DATA / "population.xlsx").read_bytes(),
+    {"Content-Type": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"},
+)

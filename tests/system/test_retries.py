@@ -12,18 +12,13 @@ from typing import Any
 import pytest
 
 from tests.support.engines import Embedded, OnDpp, dpp_stack
-from tests.support.flaky import Answer, FlakyServer, file_answer
+from tests.support.flaky import XLSX, Answer, FlakyServer, file_answer
 from tests.support.metrics import metric_value
 from tests.support.pipelines import EXAMPLE_DATA, carrying_its_package
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 UNAVAILABLE = Answer(503, b"busy")
-XLSX = Answer(
-    200,
-    (EXAMPLE_DATA / "population.xlsx").read_bytes(),
-    {"Content-Type": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"},
-)
 
 
 @pytest.fixture(scope="module")

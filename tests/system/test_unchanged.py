@@ -15,18 +15,13 @@ from typing import Any
 import pytest
 
 from tests.support.engines import Embedded, OnDpp, dpp_stack
-from tests.support.flaky import Answer, FlakyServer, file_answer
+from tests.support.flaky import XLSX, FlakyServer, file_answer
 from tests.support.metrics import metric_value
 from tests.support.pipelines import EXAMPLE_DATA, carrying_its_package
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 GDP = (EXAMPLE_DATA / "gdp-2019.csv").read_bytes()
-XLSX = Answer(
-    200,
-    (EXAMPLE_DATA / "population.xlsx").read_bytes(),
-    {"Content-Type": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"},
-)
 UNCHANGED = "unchanged since revision {}: every source (2 sources) is as it was; nothing ran"
 
 
