@@ -10,6 +10,10 @@ then on the other, the order swapped every round; the answer is this checkout's
 requests/s over the base's, the median of the rounds.
 
     python bench/compare.py --base 2a9734e   # or: make bench-compare BASE=2a9734e
+
+Two other commits may be compared the same way (``--this <commit>``), on some routes only
+(``--routes upload``: those whose names contain a word given), to find which commit of a
+series changed a route's speed.
 """
 
 from __future__ import annotations
@@ -37,6 +41,8 @@ ROUTES = {
     "info": ("get.lua", "/", {"BENCH_PATH": "/source/owner-%d/ds-%d/info"}),
     "listing of 50": ("get.lua", "/", {"BENCH_PATH": "/source/owner-%d?limit=50&n=%d"}),
     "upload, new dataset": ("post.lua", "/source/upload", {"BENCH_MODE": "new"}),
+    # The registry's own datasets, each uploaded with its owner's token.
+    "upload, new revision": ("post.lua", "/source/upload", {"BENCH_MODE": "existing"}),
 }
 
 
@@ -47,8 +53,8 @@ def export(ref: str, into: Path) -> Path:
         check=True,
         capture_output=True,
     ).stdout
-    tree = into / "base"
-    tree.mkdir()
+    tree = into
+    tree.mkdir(parents=True)
     with tempfile.TemporaryFile() as file:
         file.write(archive)
         file.seek(0)
@@ -90,11 +96,23 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--datasets", type=int, default=2000)
+    parser.add_argument("--this", help="a commit to measure in place of this checkout")
+    parser.add_argument(
+        "--routes", nargs="*", default=[], help="only the routes whose names contain one of these"
+    )
     args = parser.parse_args()
+    routes = {
+        name: route
+        for name, route in ROUTES.items()
+        if not args.routes or any(word in name for word in args.routes)
+    }
 
     keys = KeyPair.generate()
     work = Path(tempfile.mkdtemp(prefix="specstore-compare-"))
-    roots = {"base": export(args.base, work), "this": ROOT}
+    roots = {
+        "base": export(args.base, work / "base-tree"),
+        "this": export(args.this, work / "this-tree") if args.this else ROOT,
+    }
     postgres = PostgresServer()
     postgres.start()
     servers: dict[str, Gunicorn] = {}
@@ -107,6 +125,12 @@ def main() -> int:
             load_registry(url, 0, args.datasets)
         meter = CpuMeter(postgres)
         uploaders = ",".join(keys.token(f"uploader-{number}") for number in range(OWNERS))
+        owners = ",".join(keys.token(f"owner-{number}") for number in range(OWNERS))
+
+        def tokens(env: dict[str, str]) -> dict[str, str]:
+            # New revisions are uploaded by the owners of the registry's datasets.
+            return {"BENCH_TOKENS": owners} if env.get("BENCH_MODE") == "existing" else {}
+
         common = {
             "BENCH_DATASETS": str(args.datasets),
             "BENCH_OWNERS": str(OWNERS),
@@ -117,7 +141,7 @@ def main() -> int:
         failed = 0
         for number in range(args.rounds):
             order = ("base", "this") if number % 2 == 0 else ("this", "base")
-            for route, (script, path, env) in ROUTES.items():
+            for route, (script, path, env) in routes.items():
                 for name in order:
                     server = servers[name]
                     result = wrk(
@@ -125,7 +149,7 @@ def main() -> int:
                         args.seconds,
                         8,
                         script,
-                        {**common, **env, "BENCH_SALT": f"{name}-{number}"},
+                        {**common, **env, **tokens(env), "BENCH_SALT": f"{name}-{number}"},
                         (meter, server),
                     )
                     failed += result["failed"]
@@ -136,13 +160,15 @@ def main() -> int:
             server.stop()
         postgres.destroy()
 
+    this = args.this or "this"
     print(
-        f"\nThis checkout against {args.base}, turn about, wrk -t2 -c8, {args.seconds} s per run, "
+        f"\n{args.this or 'This checkout'} against {args.base}, turn about, wrk -t2 -c8, "
+        f"{args.seconds} s per run, "
         f"{args.rounds} rounds, medians; {args.datasets:,} datasets x 3 revisions.\n"
     )
-    print(f"| route | {args.base} req/s | this req/s | this / {args.base} |")
+    print(f"| route | {args.base} req/s | {this} req/s | {this} / {args.base} |")
     print("| --- | ---: | ---: | ---: |")
-    for route in ROUTES:
+    for route in routes:
         base = statistics.median(rates[(route, "base")])
         this = statistics.median(rates[(route, "this")])
         print(f"| {route} | {base:,.0f} | {this:,.0f} | {this / base:.3f} |")

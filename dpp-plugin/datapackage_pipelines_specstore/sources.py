@@ -12,12 +12,17 @@ is compared by content hash.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping
 from typing import Any
 
 from .fetch import Fetched, Limits, fetch
 
 SOURCE_STAT = "source"
+# What a header's value may hold when it is sent again (RFC 9110's field-value: visible
+# characters, spaces and tabs). A validator a server folded over lines, or a record
+# edited since, is not sent: http.client would refuse the request outright.
+_FIELD_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
 
 
 def source_stat(resource: str) -> str:
@@ -49,12 +54,15 @@ class _Digest:
 
 def conditions(recorded: Mapping[str, Any]) -> dict[str, str]:
     """The conditional request's headers for a version recorded by :func:`version`."""
-    found = {}
-    if isinstance(recorded.get("etag"), str):
-        found["If-None-Match"] = recorded["etag"]
-    if isinstance(recorded.get("last_modified"), str):
-        found["If-Modified-Since"] = recorded["last_modified"]
-    return found
+    asked = {
+        "If-None-Match": recorded.get("etag"),
+        "If-Modified-Since": recorded.get("last_modified"),
+    }
+    return {
+        header: value
+        for header, value in asked.items()
+        if isinstance(value, str) and value.strip() and _FIELD_VALUE.fullmatch(value)
+    }
 
 
 def unchanged(

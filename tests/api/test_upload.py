@@ -38,7 +38,8 @@ def test_every_upload_is_a_new_consecutive_revision(client, app, keypair):
 def test_the_stored_spec_is_exactly_what_was_sent_unknown_keys_included(client, keypair):
     spec = make_spec()
     spec["schedule"] = "every 2w"
-    spec["x-custom"] = {"anything": [1, 2.5, None, True]}
+    # An integer past 64 bits, a float and text beyond ASCII are kept exactly as sent.
+    spec["x-custom"] = {"anything": [1, 2.5, None, True, 10**30 + 1, 1e-7, "Zürich ☃"]}
     assert upload(client, spec, keypair.token("alice")).status_code == 200
 
     stored = client.get("/source/alice/gdp/latest").get_json()["spec_contents"]

@@ -93,3 +93,19 @@ def test_a_304_without_a_conditional_request_is_an_error(server):
     server.script("/odd.csv", Answer(304))
     with pytest.raises(FetchError, match="HTTP 304"):
         fetch(server.url + "odd.csv", io.BytesIO(), LIMITS)
+
+
+def test_a_validator_that_cannot_be_sent_again_is_left_out_and_the_hash_decides(server):
+    # A server may fold a header over lines; a value with a line break would make
+    # http.client refuse the whole request, so the conditional request goes without it.
+    server.script("/folded.csv", Answer(200, DATA))
+    recorded = {
+        "etag": '"v1"\r\nX-Injected: 1',
+        "last_modified": "Mon, 07 Dec 2026 10:00:00 GMT\n",
+        "sha256": hashlib.sha256(DATA).hexdigest(),
+    }
+    assert conditions(recorded) == {}
+    assert unchanged(server.url + "folded.csv", recorded, LIMITS)
+    asked = server.seen["/folded.csv"][-1].headers
+    assert "If-None-Match" not in asked and "X-Injected" not in asked
+    assert not unchanged(server.url + "folded.csv", {**recorded, "sha256": "0" * 64}, LIMITS)
