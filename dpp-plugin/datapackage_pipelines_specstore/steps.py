@@ -47,6 +47,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from .fetch import Fetched, FetchError, Limits, check_unpacked_size, fetch_to_file
+from .parsing import date_fields, read_dates
 from .report import TableCheck
 from .sources import source_stat, version
 
@@ -301,6 +302,8 @@ def _table_step(parameters: dict[str, Any]) -> Any:
                     "cast_strategy": dataflows_load.CAST_WITH_SCHEMA,
                     "on_error": self.refuse_value,
                 }
+                if dates := date_fields(schema):
+                    extra["post_parse"] = [read_dates(dates)]
             super().__init__(
                 str(self.local), name=self.resource, format=self.format, **options, **extra
             )
