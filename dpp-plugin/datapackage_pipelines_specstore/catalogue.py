@@ -35,7 +35,7 @@ def _update_resource(parameters: dict[str, Any]) -> Any:
 
 
 def _dump_to_path(parameters: dict[str, Any]) -> Any:
-    """dataflows' ``dump_to_path``, its CSV written by :mod:`.formats`' faster format."""
+    """dataflows' ``dump_to_path``, writing by :mod:`.formats`' faster CSV and JSON formats."""
     from dataflows import dump_to_path
 
     from .formats import CsvRows, JsonRows

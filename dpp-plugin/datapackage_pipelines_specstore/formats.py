@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import decimal
 import json
 from typing import Any
 
@@ -86,6 +85,8 @@ class JsonRows(JSONFormat):
     def __init__(self, file: Any, schema: Any, **options: Any) -> None:
         super().__init__(file, schema, **options)
         self.conversions = _conversions(self, identity)
+        # What orjson does not know (a Decimal in an array, say): as dataflows' encoder has it.
+        self.unknown = self.Encoder().default
 
     def initialize_file(self, file: Any) -> None:
         file.write("[")
@@ -100,22 +101,9 @@ class JsonRows(JSONFormat):
     def write_transformed_row(self, transformed_row: dict[str, Any]) -> None:
         try:
             text = orjson.dumps(
-                transformed_row, default=_json_value, option=orjson.OPT_SORT_KEYS
+                transformed_row, default=self.unknown, option=orjson.OPT_SORT_KEYS
             ).decode()
         except TypeError:
             text = json.dumps(transformed_row, sort_keys=True, ensure_ascii=True, cls=self.Encoder)
         self.writer.write(text if self.first_row else "," + text)
         self.first_row = False
-
-
-def _json_value(value: Any) -> Any:
-    """A value orjson does not know, as dataflows' encoder writes it."""
-    if isinstance(value, decimal.Decimal):
-        return float(value)
-    if isinstance(value, dt.time | dt.date):
-        return value.isoformat()
-    import isodate
-
-    if isinstance(value, isodate.Duration):
-        return isodate.duration_isoformat(value)
-    raise TypeError(f"{type(value).__name__} is not JSON")
