@@ -272,6 +272,31 @@ def test_a_revision_dpp_says_nothing_about_ends_failed_with_the_reason(
     ]
 
 
+def test_dates_are_read_on_dpp_as_on_the_embedded_runner(dpp, start_server, keypair, tmp_path):
+    served = tmp_path / "served"
+    served.mkdir()
+    (served / "days.csv").write_text("day\n2020-01-31\n2021-02-29\n2020-1-5\n")
+    with StaticFiles(str(served)) as files:
+        server = specstore_for(dpp, start_server, keypair, tmp_path / "output")
+        spec = example_spec(files.url, dataset="days")
+        schema = {"fields": [{"name": "day", "type": "date"}]}
+        spec["inputs"][0]["parameters"] = {
+            "descriptor": {
+                "name": "days",
+                "resources": [{"name": "days", "path": "days.csv", "schema": schema}],
+            }
+        }
+        spec["processing"] = []
+        spec["outputs"] = []
+        post_spec(server, keypair, spec).raise_for_status()
+        assert dpp.run("alice/days").returncode == 1
+        status = wait_for(lambda: get_json(server, "/source/alice/days/status"), timeout=30)
+    assert status["state"] == "FAILED"
+    assert status["errors"][1:] == [
+        "resource days, data row 2, field 'day': a text of 10 characters is not a valid date"
+    ]
+
+
 def test_data_that_does_not_fit_its_schema_fails_on_dpp_as_on_the_embedded_runner(
     dpp, start_server, keypair, tmp_path
 ):

@@ -382,6 +382,32 @@ def test_data_that_does_not_fit_its_schema_fails_naming_the_row_and_field(
     assert not (tmp_path / "output" / "alice" / "years" / "datapackage").exists()
 
 
+def test_dates_are_read_as_the_schema_says_and_an_impossible_one_is_refused(
+    runner_app, keypair, tmp_path
+):
+    served = tmp_path / "served"
+    served.mkdir()
+    (served / "days.csv").write_text("day\n2020-01-31\n2021-02-29\n2020-1-5\n")
+    with StaticFiles(str(served)) as files:
+        spec = example_spec(files.url, dataset="days")
+        schema = {"fields": [{"name": "day", "type": "date"}]}
+        spec["inputs"][0]["parameters"] = {
+            "descriptor": {
+                "name": "days",
+                "resources": [{"name": "days", "path": "days.csv", "schema": schema}],
+            }
+        }
+        spec["processing"] = []
+        spec["outputs"] = []
+        client = runner_app.test_client()
+        assert upload(client, spec, keypair.token("alice")).status_code == 200
+        status = wait_for(status_of(client, dataset="days"))
+    assert status["state"] == "FAILED"
+    assert status["errors"][1:] == [
+        "resource days, data row 2, field 'day': a text of 10 characters is not a valid date"
+    ]
+
+
 class _SlowFiles(BaseHTTPRequestHandler):
     def do_GET(self):
         time.sleep(30)
