@@ -288,10 +288,13 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     app.config["BODY_TIMEOUT"] = settings.body_timeout
     app.extensions["specstore"] = components.service
     app.extensions["specstore.components"] = components
+    # CORS headers go to the requests that ask for them (a browser's, with an Origin):
+    # reads say so in their Vary.
     CORS(
         app,
         origins=list(settings.cors_origins),
         expose_headers=["Retry-After", "ETag"],
+        always_send=False,
     )
     web.init_app(app)
     configure_logging()

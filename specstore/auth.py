@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import jwt
+from cachetools import LRUCache
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
 
@@ -36,6 +37,11 @@ ALGORITHMS = ["RS256"]
 MAX_TOKEN_LENGTH = 4096
 KEY_TTL_SECONDS = 3600.0
 KEY_REFRESH_INTERVAL_SECONDS = 30.0
+# Tokens verified, kept by each process so that a client's next request with the same token
+# is not checked again (the auth service's tokens carry no expiry).
+VERIFIED_TOKENS = 4096
+# Claims that make a token's validity depend on the time: such a token is checked each time.
+TIME_CLAIMS = frozenset({"exp", "nbf", "iat"})
 
 
 class PublicKeySource(Protocol):
@@ -80,6 +86,7 @@ class LocalKeyPair:
     def __init__(self, installation: InstallationValues) -> None:
         self._installation = installation
         self._private: RSAPrivateKey | None = None
+        self._public: RSAPublicKey | None = None
 
     def has_key(self) -> bool:
         return True
@@ -93,7 +100,9 @@ class LocalKeyPair:
         return self._private
 
     def current(self) -> RSAPublicKey:
-        return self.private_key().public_key()
+        if self._public is None:
+            self._public = self.private_key().public_key()
+        return self._public
 
     def refreshed(self) -> RSAPublicKey | None:
         return None
@@ -197,12 +206,18 @@ class TokenVerifier:
     """Checks permission tokens: RS256 from the auth service's key, a ``userid``, the
     ``service`` (when the token names one), and, with ``audience`` set, an ``aud`` that
     names it. Without ``audience``, ``aud`` is not looked at (the DataHub auth service
-    sets none)."""
+    sets none).
+
+    A token that verified, and whose validity does not depend on the time (no ``exp``,
+    ``nbf`` or ``iat``), is remembered with the key that verified it: while that key is
+    the current one, the token is not checked again."""
 
     def __init__(self, keys: PublicKeySource, service: str, audience: str | None = None) -> None:
         self.keys = keys
         self.service = service
         self.audience = audience
+        self._verified: LRUCache[str, tuple[RSAPublicKey, Identity]] = LRUCache(VERIFIED_TOKENS)
+        self._lock = threading.Lock()
 
     def _decode(self, token: str, key: RSAPublicKey) -> dict[str, Any]:
         if self.audience:
@@ -231,15 +246,20 @@ class TokenVerifier:
             raise Unauthorized("a permission token is required in the Auth-Token header")
         if len(token) > MAX_TOKEN_LENGTH:
             raise Unauthorized(f"the token is longer than {MAX_TOKEN_LENGTH} characters")
+        key = self.keys.current()
+        with self._lock:
+            known = self._verified.get(token)
+        if known is not None and known[0] is key:
+            return known[1]
         try:
             try:
-                claims = self._decode(token, self.keys.current())
+                claims = self._decode(token, key)
             except jwt.InvalidSignatureError:
                 # Perhaps the auth service rotated its key: check once with a fresh one.
                 fresh = self.keys.refreshed()
                 if fresh is None:
                     raise
-                claims = self._decode(token, fresh)
+                key, claims = fresh, self._decode(token, fresh)
         except jwt.InvalidTokenError as exc:
             raise Unauthorized(_reason(exc)) from None
         userid = claims["userid"]
@@ -248,7 +268,11 @@ class TokenVerifier:
         service = claims.get("service")
         if service is not None and service != self.service:
             raise Forbidden(f"the token is for the service {service!r}, not {self.service!r}")
-        return Identity(userid=userid, claims=claims)
+        identity = Identity(userid=userid, claims=claims)
+        if TIME_CLAIMS.isdisjoint(claims):
+            with self._lock:
+                self._verified[token] = (key, identity)
+        return identity
 
 
 def issue_token(private_key: RSAPrivateKey, userid: str, service: str) -> str:

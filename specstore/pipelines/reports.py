@@ -47,7 +47,8 @@ _EXCEPTION = re.compile(r"^[A-Za-z_][\w.]*(?:: .*)?$", re.DOTALL)
 # ``<processor>: `` in front of DPP's log lines.
 _PROCESSOR = re.compile(r"^(?P<name>[A-Za-z_][\w.]*): (?P<line>.*)$", re.DOTALL)
 _BARE_PROCESSOR = re.compile(r"^[A-Za-z_][\w.]*$")
-_TEMPORARY = re.compile(re.escape(tempfile.gettempdir()) + r"/[^\s'\"),]+")
+TEMPORARY_ROOT = tempfile.gettempdir() + "/"
+_TEMPORARY = re.compile(re.escape(TEMPORARY_ROOT) + r"[^\s'\"),]+")
 
 
 class Reports:
@@ -71,7 +72,7 @@ class Reports:
             text = text.replace(self.data_root, "<data>")
         for root in self.other_roots:
             text = text.replace(root, "<pipelines>")
-        return _TEMPORARY.sub("<tmp>", text)
+        return _TEMPORARY.sub("<tmp>", text) if TEMPORARY_ROOT in text else text
 
     def lines(self, lines: Iterable[str], owner_id: str, dataset: str) -> list[str]:
         """Log or error lines without traceback frames, log prefixes or server paths."""
@@ -126,22 +127,27 @@ class Reports:
             stats=self.value(event.stats, owner_id, dataset),
         )
 
-    def _shown(self, text: str, owner_id: str, dataset: str) -> str:
-        return redact_query(self._paths(text, owner_id, dataset))
-
     def value(self, value: Any, owner_id: str, dataset: str) -> Any:
         """A pipeline definition (or any JSON value) fit to show: in each of its strings,
-        keys included, paths made relative and secret query values replaced."""
-        if isinstance(value, str):
-            return self._shown(value, owner_id, dataset)
-        if isinstance(value, dict):
-            return {
-                self._shown(key, owner_id, dataset): self.value(item, owner_id, dataset)
-                for key, item in value.items()
-            }
-        if isinstance(value, list):
-            return [self.value(item, owner_id, dataset) for item in value]
-        return value
+        keys included, paths made relative and secret query values replaced. A string
+        with no ``/`` holds no path, and one with no ``=`` no query parameter: most keys
+        and words are kept as they are without a look."""
+
+        def shown(text: str) -> str:
+            if "/" in text:
+                text = self._paths(text, owner_id, dataset)
+            return redact_query(text) if "=" in text else text
+
+        def walk(value: Any) -> Any:
+            if isinstance(value, str):
+                return shown(value)
+            if isinstance(value, dict):
+                return {shown(key): walk(item) for key, item in value.items()}
+            if isinstance(value, list):
+                return [walk(item) for item in value]
+            return value
+
+        return walk(value)
 
     def shown(self, pipeline: Any, owner_id: str, dataset: str) -> Any:
         """A pipeline definition as users are shown it (see :meth:`value`): made once,

@@ -173,15 +173,30 @@ def openapi() -> Response:
     return Response(schema_text(OPENAPI), mimetype="application/json")
 
 
+# The request headers that make a read conditional (RFC 9110, 13.1), as WSGI names them.
+CONDITIONS = (
+    "HTTP_IF_NONE_MATCH",
+    "HTTP_IF_MATCH",
+    "HTTP_IF_MODIFIED_SINCE",
+    "HTTP_IF_UNMODIFIED_SINCE",
+)
+
+
 def _conditional(body: dict[str, Any]) -> Response:
     """A read's answer with an ``ETag`` (a hash of the body): a poller that sends it
     back in ``If-None-Match`` gets ``304 Not Modified`` and no body while nothing changed
-    (werkzeug's conditional responses). Caches must ask again each time (``no-cache``),
-    and the answer depends on the token."""
+    (werkzeug's conditional responses, for a request that has a condition to evaluate).
+    Caches must ask again each time (``no-cache``), and the answer depends on the token
+    and, for its CORS headers, on the page's origin."""
     response = Response(current_app.json.dumps(body), mimetype="application/json")
     response.add_etag()
-    response.headers.update({"Cache-Control": "no-cache", "Vary": "Auth-Token"})
-    return response.make_conditional(request)
+    headers = response.headers
+    headers["Cache-Control"] = "no-cache"
+    headers["Vary"] = "Auth-Token, Origin"
+    environ = request.environ
+    if any(name in environ for name in CONDITIONS):
+        return response.make_conditional(request)
+    return response
 
 
 @bp.get("/<owner:owner_id>")

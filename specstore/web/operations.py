@@ -8,12 +8,12 @@ them: specstore still serves reads without any of them.
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import time
 from typing import Any
 
+import orjson
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST
 
@@ -102,7 +102,7 @@ def _log_request(response: Response) -> Response:
         # the caller's file and line: every line comes from here.
         access_log.handle(
             access_log.makeRecord(
-                access_log.name, logging.INFO, __file__, 0, json.dumps(line), None, None
+                access_log.name, logging.INFO, __file__, 0, orjson.dumps(line).decode(), None, None
             )
         )
     return response

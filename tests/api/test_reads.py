@@ -248,6 +248,8 @@ def test_cors_on_every_route(client, keypair):
     for route in ("/source/alice/gdp/status", "/source/alice", "/source/schema", "/nothing"):
         response = client.get(route, headers=origin)
         assert response.headers["Access-Control-Allow-Origin"] == origin["Origin"], route
+        # Not a browser's cross-origin request: no CORS headers (reads vary by Origin).
+        assert "Access-Control-Allow-Origin" not in client.get(route).headers, route
 
     preflight = client.options(
         "/source/upload",
@@ -293,12 +295,17 @@ def test_reads_answer_304_to_the_etag_of_an_unchanged_answer(client, keypair, ro
     assert first.status_code == 200
     etag = first.headers["ETag"]
     assert first.headers["Cache-Control"] == "no-cache"
-    assert first.headers["Vary"] == "Auth-Token"
+    assert first.headers["Vary"] == "Auth-Token, Origin"
 
     again = client.get(route, headers={"If-None-Match": etag})
     assert again.status_code == 304
     assert again.get_data() == b""
     assert again.headers["ETag"] == etag
+
+    # The other conditions are evaluated too: a write-style precondition that fails is 412.
+    assert client.get(route, headers={"If-Match": etag}).status_code == 200
+    failed = client.get(route, headers={"If-Match": '"another"'})
+    assert failed.status_code == 412
 
     post_event(client, {"pipeline_id": "./alice/gdp", "event": "start"})
     changed = client.get(route, headers={"If-None-Match": etag})

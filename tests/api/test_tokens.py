@@ -110,6 +110,18 @@ def test_exp_in_the_future_is_accepted(client, keypair):
     assert upload(client, make_spec(), token).status_code == 200
 
 
+def test_a_token_accepted_before_is_refused_once_it_expires(client, app, keypair):
+    """A token is checked once while nothing but its key decides it; one with an expiry, each
+    time."""
+    expires = int(time.time()) + 2
+    token = keypair.token("alice", exp=expires)
+    assert upload(client, make_spec(), token).status_code == 200
+    assert upload(client, make_spec(), token).status_code == 200
+    time.sleep(max(0.0, expires - time.time()) + 1.1)
+    _rejected(upload(client, make_spec(), token), 401, "the token has expired")
+    assert [row[2] for row in stored_revisions(app)] == [1, 2]
+
+
 def test_the_key_is_fetched_from_the_auth_server_lazily_and_cached(make_app, keypair):
     with FakeAuthService(keypair.public_pem) as auth:
         app = make_app(auth_public_key=None, auth_server=auth.host)
