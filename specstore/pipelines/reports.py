@@ -133,16 +133,16 @@ class Reports:
         with no ``/`` holds no path, and one with no ``=`` no query parameter: most keys
         and words are kept as they are without a look."""
 
-        def shown(text: str) -> str:
+        def clean(text: str) -> str:
             if "/" in text:
                 text = self._paths(text, owner_id, dataset)
             return redact_query(text) if "=" in text else text
 
         def walk(value: Any) -> Any:
             if isinstance(value, str):
-                return shown(value)
+                return clean(value)
             if isinstance(value, dict):
-                return {shown(key): walk(item) for key, item in value.items()}
+                return {clean(key): walk(item) for key, item in value.items()}
             if isinstance(value, list):
                 return [walk(item) for item in value]
             return value
