@@ -2,7 +2,7 @@
 
 The file is ``{"pipelines": {"<owner>/<dataset>": {<pipeline>}, ...}}``, written as JSON,
 which DPP's YAML parser reads as YAML; unless PyYAML would read the JSON differently
-(:func:`reads_the_same`): then it is written as YAML, by PyYAML.
+(:func:`reads_as`): then it is written as YAML, by PyYAML.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import orjson
 import yaml
 
 from ..disk import sync_directory, write_file
@@ -28,12 +29,16 @@ TEMPORARY_FILE = ".specstore.tmp"
 
 def document(pipelines: dict[str, dict[str, Any]]) -> bytes:
     """A dataset's file: JSON, unless PyYAML would read it differently: then YAML."""
-    text = json.dumps({"pipelines": pipelines}, ensure_ascii=False, sort_keys=True)
-    if not reads_the_same(text):
-        text = yaml.dump(
-            {"pipelines": pipelines}, Dumper=YamlDumper, sort_keys=True, allow_unicode=True
+    content = {"pipelines": pipelines}
+    try:
+        data = orjson.dumps(content, option=orjson.OPT_SORT_KEYS)
+    except TypeError:  # a value orjson refuses: an integer past 64 bits
+        data = json.dumps(content, ensure_ascii=False, sort_keys=True).encode("utf-8")
+    if _yaml_risk(content, data) and not reads_as(data, content):
+        return yaml.dump(
+            content, Dumper=YamlDumper, sort_keys=True, allow_unicode=True, encoding="utf-8"
         )
-    return text.encode("utf-8")
+    return data
 
 
 def pipelines_in(data: bytes) -> dict[str, Any]:
@@ -58,53 +63,53 @@ def load_yaml(text: str) -> Any:
 # What JSON may hold that PyYAML would read differently or refuse: characters outside
 # YAML's printable set and the two it reads as line breaks (U+2028, U+2029: JSON writes
 # them as they are, and YAML folds the spaces around them), numbers in exponent form
-# (YAML 1.1 wants a dot), JSON's Infinity/NaN, and keys too long to be YAML simple keys.
-# Each is looked for on its own (see ``_yaml_risk``), most with a plain substring search:
-# one alternation for them all would try every branch at every character. Writing every
-# file with PyYAML instead is the plain form, and the slow one (``bench/layers.py``: "the
-# dataset's pipeline file written").
+# (YAML 1.1 wants a dot and a sign), numbers JSON has no form for (orjson writes them as
+# null: the spec's validation refuses them, but a file must never say what its pipelines
+# do not), and keys too long to be YAML simple keys. The characters are looked for in the
+# text (in ASCII text a plain substring search), the rest in the values.
 _UNPRINTABLE = re.compile(
     r"[^\x09\x0a\x0d\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]"
 )
-# A number in exponent form, as json.dumps writes one: after ``[``, ``: `` or ``, `` (a
-# digit before an ``e`` inside a string, as in a token, is not one).
-_EXPONENT = re.compile(r"[\[:,] ?-?[0-9]+(?:\.[0-9]+)?[eE]")
 LONG_KEY = 1000
-_LONG_KEY = re.compile(r'"(?:[^"\\]|\\.){' + str(LONG_KEY) + r',}"\s*:')
+# A float as repr writes it, and JSON too, when it is neither in exponent form nor infinite.
+_PLAIN_FLOAT = re.compile(r"-?[0-9]+\.[0-9]+")
 
 
-def _yaml_risk(text: str) -> bool:
-    """True when the JSON ``text`` may hold something PyYAML reads differently."""
-    return bool(
-        _unprintable(text)
-        or _EXPONENT.search(text)
-        or "Infinity" in text
-        or "NaN" in text
-        or (_may_hold_a_long_key(text) and _LONG_KEY.search(text))
-    )
+def _yaml_risk(content: Any, data: bytes) -> bool:
+    """True when the JSON ``data`` written for ``content`` may hold something PyYAML
+    reads differently."""
+    return _unprintable(data) or _risky_values(content)
 
 
-def _unprintable(text: str) -> bool:
-    """True when ``text`` (written by ``json.dumps``) holds characters YAML may not, or
-    reads as line breaks. In ASCII text only DEL can be one: JSON escapes the controls
-    below space."""
-    if text.isascii():
-        return "\x7f" in text
-    return _UNPRINTABLE.search(text) is not None
+def _unprintable(data: bytes) -> bool:
+    """True when ``data`` (JSON) holds characters YAML may not, or reads as line breaks.
+    In ASCII only DEL can be one: JSON escapes the controls below space."""
+    if data.isascii():
+        return b"\x7f" in data
+    return _UNPRINTABLE.search(data.decode("utf-8")) is not None
 
 
-def _may_hold_a_long_key(text: str) -> bool:
-    """False when no string in ``text`` can be ``LONG_KEY`` characters long: without an
-    escaped quote, a string is what lies between two quotes."""
-    return '\\"' in text or max(map(len, text.split('"'))) >= LONG_KEY
+def _risky_values(content: Any) -> bool:
+    """True when ``content`` holds a float written with an exponent (or none at all: an
+    infinity, NaN) or a key of ``LONG_KEY`` characters or more. A walk without recursion."""
+    waiting = [content]
+    while waiting:
+        value = waiting.pop()
+        if isinstance(value, dict):
+            if max(map(len, value), default=0) >= LONG_KEY:
+                return True
+            waiting.extend(value.values())
+        elif isinstance(value, list):
+            waiting.extend(value)
+        elif isinstance(value, float) and not _PLAIN_FLOAT.fullmatch(repr(value)):
+            return True
+    return False
 
 
-def reads_the_same(text: str) -> bool:
-    """True when PyYAML reads the JSON ``text`` as json does."""
-    if not _yaml_risk(text):
-        return True
+def reads_as(data: bytes, content: Any) -> bool:
+    """True when PyYAML reads the JSON ``data`` as ``content``."""
     try:
-        return load_yaml(text) == json.loads(text)
+        return load_yaml(data.decode("utf-8")) == content
     except yaml.YAMLError:
         return False
 

@@ -114,6 +114,24 @@ def test_values_yaml_would_read_differently_make_the_file_yaml(tmp_path):
     assert as_dpp_reads_it(tmp_path) == {"./alice/gdp": {"limit": 5, REVISION_KEY: 2}}
 
 
+@pytest.mark.parametrize("number", [1.5e20, -2.5e-7, 1e300, float("inf"), float("-inf")])
+def test_numbers_read_back_as_they_are_whatever_their_written_form(tmp_path, number):
+    # orjson writes 1.5e20 (YAML 1.1 wants 1.5e+20) and an infinity as null: neither may
+    # reach DPP as anything but the number.
+    pipelines = versioned({"": {"limit": number, "list": [1, number]}}, 1)
+    DppPipelines(tmp_path).write("alice", "gdp", pipelines)
+    assert as_dpp_reads_it(tmp_path) == {"./alice/gdp": pipelines["alice/gdp"]}
+    assert DppPipelines(tmp_path).revision("alice", "gdp") == 1
+
+
+def test_integers_past_64_bits_are_written_exactly(tmp_path):
+    pipelines = versioned({"": {"limit": 2**70, "list": [-(2**65)]}}, 1)
+    DppPipelines(tmp_path).write("alice", "gdp", pipelines)
+    text = (tmp_path / "alice" / "gdp" / DATASET_FILE).read_text()
+    assert str(2**70) in text
+    assert as_dpp_reads_it(tmp_path) == {"./alice/gdp": pipelines["alice/gdp"]}
+
+
 @pytest.mark.parametrize(
     "value",
     [
