@@ -10,8 +10,9 @@ with the owner's token: new revisions of the registry's datasets, and new datase
 owners of their own (the registry the reads ask about stays as it was loaded); one more
 upload run sends specs that need a fetch to be planned
 from a host that does not resolve. A minimal Flask app under the same gunicorn settings
-is measured in the same rounds as the baseline, and every figure is also given as a
-ratio to it (medians over the rounds: the machine is noisy). Three mixed runs have 64
+is the baseline, run just before and just after every route's run, and every figure is
+also given as a ratio to it (to the mean of those two runs; medians over the rounds: the
+machine is noisy, and its speed drifts within minutes). Three mixed runs have 64
 connections read status while 8 upload: polling (each waits 100 ms after an answer),
 asking again at once, and polling through nginx (bench/nginx.py), the buffering proxy
 docs/how-to/production.md puts in front of the workers. The uploads run once more, with the
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
 import json
 import os
 import platform
@@ -38,6 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import requests
@@ -253,21 +256,65 @@ def wider_runs(
     )
     servers += [specstore, baseline]
     runs: dict[str, list[dict]] = {"baseline": [], **{name: [] for name in WIDER}}
+
+    def measure(name: str, salt: str) -> dict:
+        script, path, extra = scenarios[name]
+        return wrk(
+            specstore.url + path,
+            args.seconds,
+            level,
+            script,
+            {**common, **extra, "BENCH_SALT": salt},
+            (meter, specstore),
+        )
+
     for round_number in range(args.rounds):
-        runs["baseline"].append(baseline_run(baseline, args.seconds, level, common, meter))
-        for name in WIDER:
-            script, path, extra = scenarios[name]
-            runs[name].append(
-                wrk(
-                    specstore.url + path,
-                    args.seconds,
-                    level,
-                    script,
-                    {**common, **extra, "BENCH_SALT": f"wider-{round_number}-{int(time.time())}"},
-                    (meter, specstore),
-                )
-            )
+        salt = f"wider-{round_number}-{int(time.time())}"
+        bases, measured = bracketed(
+            functools.partial(baseline_run, baseline, baseline_seconds(args), level, common, meter),
+            [(name, functools.partial(measure, name, salt)) for name in WIDER],
+        )
+        runs["baseline"] += bases
+        for name, run in measured:
+            runs[name].append(run)
     return runs
+
+
+def baseline_seconds(args: argparse.Namespace) -> int:
+    """How long each of the baseline's runs lasts: half a route's run (at least 3 s), as
+    there is one beside every route's."""
+    return max(3, args.seconds // 2)
+
+
+def bracketed(
+    base: Callable[[], dict], runs: list[tuple[str, Callable[[], dict]]]
+) -> tuple[list[dict], list[tuple[str, dict]]]:
+    """Each of ``runs`` between two runs of the baseline (``base``): the baseline's runs,
+    and each run named, with the mean of the baseline's requests/s just before and just
+    after it (``base_rps``), the yardstick its ratio is taken to. On a machine whose
+    speed drifts within minutes, a baseline measured once a round would hold a route run
+    two minutes later to the speed the machine had then."""
+    bases = [base()]
+    measured = []
+    for name, run in runs:
+        result = run()
+        bases.append(base())
+        result["base_rps"] = (bases[-2]["rps"] + bases[-1]["rps"]) / 2
+        measured.append((name, result))
+    for result in bases:
+        result["base_rps"] = result["rps"]
+    return bases, measured
+
+
+def ratio(run: dict) -> float:
+    """A run's requests/s over its baseline's (see :func:`bracketed`)."""
+    return run["rps"] / run["base_rps"]
+
+
+def spread(results: dict[tuple[str, int], list[dict]], level: int) -> str:
+    """The lowest and highest requests/s of the baseline's runs at ``level``."""
+    rates = [run["rps"] for run in results[("baseline", level)]]
+    return f"{min(rates):,.0f} to {max(rates):,.0f}"
 
 
 def median_of(runs: list[dict], key: str) -> float:
@@ -377,35 +424,43 @@ def main() -> int:
         mixed: dict[tuple[str, str], list[dict]] = {
             (kind, part): [] for kind in MIXED for part in ("status", "upload")
         }
+
+        def measure(name: str, level: int, salt: str) -> dict:
+            """One wrk run of the floor (on the baseline's server) or of a scenario."""
+            if name == floor:
+                return wrk(
+                    baseline.url + "/",
+                    args.seconds,
+                    level,
+                    "get.lua",
+                    {**common, "BENCH_PATH": "/floor/owner-%d/ds-%d"},
+                    (meter, baseline),
+                )
+            script, path, extra = scenarios[name]
+            if "BENCH_IF_NONE_MATCH" in extra:
+                polled = requests.get(specstore.url + POLLED, timeout=10)
+                extra = {**extra, "BENCH_IF_NONE_MATCH": polled.headers["ETag"]}
+            return wrk(
+                specstore.url + path,
+                args.seconds,
+                level,
+                script,
+                {**common, **extra, "BENCH_SALT": f"{salt}-c{level}"},
+                (meter, specstore),
+            )
+
         for round_number in range(args.rounds):
             salt = f"r{round_number}-{int(time.time())}"
             for level in levels:
-                results[("baseline", level)].append(
-                    baseline_run(baseline, args.seconds, level, common, meter)
+                bases, measured = bracketed(
+                    functools.partial(
+                        baseline_run, baseline, baseline_seconds(args), level, common, meter
+                    ),
+                    [(name, functools.partial(measure, name, level, salt)) for name in names[1:]],
                 )
-                results[(floor, level)].append(
-                    wrk(
-                        baseline.url + "/",
-                        args.seconds,
-                        level,
-                        "get.lua",
-                        {**common, "BENCH_PATH": "/floor/owner-%d/ds-%d"},
-                        (meter, baseline),
-                    )
-                )
-                for name, (script, path, extra) in scenarios.items():
-                    if "BENCH_IF_NONE_MATCH" in extra:
-                        polled = requests.get(specstore.url + POLLED, timeout=10)
-                        extra = {**extra, "BENCH_IF_NONE_MATCH": polled.headers["ETag"]}
-                    measured = wrk(
-                        specstore.url + path,
-                        args.seconds,
-                        level,
-                        script,
-                        {**common, **extra, "BENCH_SALT": f"{salt}-c{level}"},
-                        (meter, specstore),
-                    )
-                    results[(name, level)].append(measured)
+                results[("baseline", level)] += bases
+                for name, run in measured:
+                    results[(name, level)].append(run)
             # The mixed runs: 64 connections read status while 8 upload new datasets,
             # see MIXED.
             for kind, (pause, proxied) in MIXED.items():
@@ -444,13 +499,10 @@ def main() -> int:
             row = {"name": name, "failed": 0}
             for level in levels:
                 runs = results[(name, level)]
-                bases = results[("baseline", level)]
                 row[level] = {
                     "rps": median_of(runs, "rps"),
                     "p99": median_of(runs, "p99"),
-                    "ratio": statistics.median(
-                        run["rps"] / base["rps"] for run, base in zip(runs, bases, strict=True)
-                    ),
+                    "ratio": statistics.median(ratio(run) for run in runs),
                 }
                 row["failed"] += sum(run["failed"] for run in runs)
             first = results[(name, levels[0])]
@@ -503,7 +555,9 @@ def main() -> int:
         f"Python {platform.python_version()}, PostgreSQL 15; gunicorn 2 sync workers, DPP mode; "
         f"wrk -t2, {args.seconds} s per run, {args.rounds} rounds, medians; "
         f"{args.datasets:,} datasets x 3 revisions. Ratio: requests/s over the baseline's "
-        "at the same concurrency in the same round.",
+        "at the same concurrency, measured just before and just after the run (the mean of "
+        f"the two; {baseline_seconds(args)} s each). The baseline's own runs answered "
+        f"{spread(results, levels[0])} requests/s at -c{levels[0]}: the machine's drift.",
         "",
         "| route | "
         + " | ".join(f"-c{level} req/s | -c{level} p99 ms | -c{level} ratio" for level in levels)
@@ -541,13 +595,12 @@ def main() -> int:
         "| --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for name, runs in wider.items():
-        ratio = statistics.median(
-            run["rps"] / base["rps"] for run, base in zip(runs, wider["baseline"], strict=True)
-        )
+        wider_ratio = statistics.median(ratio(run) for run in runs)
         all_cpu = statistics.median(sum(run["cpu"].values()) for run in runs)
+        cores = statistics.median(busy(run) for run in runs)
         lines.append(
             f"| {name} | {median_of(runs, 'rps'):,.0f} | {median_of(runs, 'p99'):.2f} | "
-            f"{ratio:.3f} | {all_cpu:,.0f} | {statistics.median(busy(run) for run in runs):.0%} |"
+            f"{wider_ratio:.3f} | {all_cpu:,.0f} | {cores:.0%} |"
         )
     lines += [
         "",
