@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -56,12 +57,34 @@ def json_text(value: Any) -> str:
     """A JSON document as the database is sent it: by orjson, whose encoding of a
     revision's spec and pipelines costs a fraction of the standard library's, or by the
     standard library where orjson refuses a value a spec may hold (an integer past 64
-    bits). Read back, documents go through the standard library's parser, which keeps
-    such an integer exact."""
+    bits)."""
     try:
         return orjson.dumps(value).decode()
     except TypeError:
         return json.dumps(value)
+
+
+# A run of 19 digits: a number orjson may not read exactly (it reads an integer past 64
+# bits as a float), or a string that holds one.
+_LONG_NUMBER = re.compile(r"[0-9]{19}")
+_LONG_NUMBER_BYTES = re.compile(rb"[0-9]{19}")
+
+
+def json_document(data: str | bytes) -> Any:
+    """A JSON document as read back from the database (PostgreSQL's driver hands over
+    bytes, SQLite's a string): by orjson, or by the standard library, which keeps every
+    integer exact, where the text holds a run of 19 digits or orjson refuses it (a lone
+    surrogate, which only an older release could have stored)."""
+    if isinstance(data, str):
+        long_number = _LONG_NUMBER.search(data)
+    else:
+        long_number = _LONG_NUMBER_BYTES.search(data)
+    if long_number is None:
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(data)
 
 
 def make_engine(url: str, autocommit: bool = False) -> Engine:
@@ -80,6 +103,7 @@ def make_engine(url: str, autocommit: bool = False) -> Engine:
     engine = create_engine(
         url,
         json_serializer=json_text,
+        json_deserializer=json_document,
         pool_size=5,
         max_overflow=5,
         pool_timeout=5,
@@ -95,6 +119,7 @@ def _sqlite_engine(url: str) -> Engine:
     engine = create_engine(
         url,
         json_serializer=json_text,
+        json_deserializer=json_document,
         connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS, "check_same_thread": False},
     )
 
