@@ -1,13 +1,13 @@
 """This checkout against another commit, in one run, turn about: what changed in speed
 whatever the machine is doing.
 
-``bench/run.py`` measures each route against a baseline app in the same round; on a
-machine whose speed drifts from minute to minute (a shared virtual machine), two runs of
-the same code may differ by more than a change does. Here the other commit (``--base``,
-exported with ``git archive``) and this checkout run side by side under gunicorn, each on
-a database of its own loaded with the same registry, and wrk drives each route on one and
-then on the other, the order swapped every round; the answer is this checkout's
-requests/s over the base's, the median of the rounds.
+``bench/run.py`` measures each route against a baseline app run just before and just
+after it; on a machine whose speed drifts from minute to minute (a shared virtual
+machine), two runs of the same code may still differ by more than a change does. Here
+the other commit (``--base``, exported with ``git archive``) and this checkout run side by
+side under gunicorn, each on a database of its own loaded with the same registry, and wrk
+drives each route on one and then on the other, the order swapped every round; the answer
+is this checkout's requests/s over the base's, the median of the rounds.
 
     python bench/compare.py --base 2a9734e   # or: make bench-compare BASE=2a9734e
 
