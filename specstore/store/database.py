@@ -75,11 +75,8 @@ def json_document(data: str | bytes) -> Any:
     bytes, SQLite's a string): by orjson, or by the standard library, which keeps every
     integer exact, where the text holds a run of 19 digits or orjson refuses it (a lone
     surrogate, which only an older release could have stored)."""
-    if isinstance(data, str):
-        long_number = _LONG_NUMBER.search(data)
-    else:
-        long_number = _LONG_NUMBER_BYTES.search(data)
-    if long_number is None:
+    long_number = _LONG_NUMBER if isinstance(data, str) else _LONG_NUMBER_BYTES
+    if long_number.search(data) is None:
         try:
             return orjson.loads(data)
         except orjson.JSONDecodeError:
